@@ -1,0 +1,86 @@
+"""Progress lines with rate and ETA for long work (preprocessing, training, evaluation)."""
+import sys
+import time
+
+
+def fmt_seconds(sec):
+    sec = int(max(sec, 0))
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    """Prints `label: done/total unit (pct), rate unit/s, ETA` at most every `every` seconds."""
+
+    def __init__(self, label, total, unit="lines", every=2.0, stream=None, enabled=True):
+        self.label, self.total, self.unit, self.every = label, total, unit, every
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.start = self.last = time.time()
+        self.done = 0
+
+    def update(self, n):
+        self.done += n
+        now = time.time()
+        if self.enabled and now - self.last >= self.every:
+            self.last = now
+            self.stream.write(self.line(now) + "\n")
+            self.stream.flush()
+
+    def rate(self, now=None):
+        return self.done / max((now or time.time()) - self.start, 1e-9)
+
+    def line(self, now=None):
+        rate = self.rate(now)
+        text = f"{self.label}: {self.done:,}"
+        if self.total:
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            text += f"/{self.total:,} {self.unit} ({100.0 * self.done / self.total:.1f}%), {rate:,.0f} {self.unit}/s, " \
+                    f"ETA {fmt_seconds(eta)}"
+        else:
+            text += f" {self.unit}, {rate:,.0f} {self.unit}/s"
+        return text
+
+    def finish(self):
+        if self.enabled:
+            self.stream.write(self.line() + f", done in {fmt_seconds(time.time() - self.start)}\n")
+            self.stream.flush()
+
+
+def background(iterable, depth=2):
+    """Iterate `iterable` in a worker thread, `depth` items ahead (overlaps I/O and parsing with the
+    consumer; pyarrow and large numpy operations release the GIL). Exceptions re-raise here."""
+    import queue
+    import threading
+    q = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                q.put((True, item))
+            q.put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((False, exc))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)

@@ -1,0 +1,76 @@
+"""Categorical id assignment per slot: counting (vocabulary), hashing, or ids used as given.
+
+Id layout of every slot in vocabulary mode:
+  0       the value was missing (empty field)
+  1       out of vocabulary: seen fewer than `threshold` times in the training lines, or never
+  2..     values seen at least `threshold` times, most frequent first (ties: smaller value first)
+Hashing mode (`max_ind_range` = M): 0 = missing, 1 + value % (M - 1) otherwise; M rows, no counting.
+Id mode (`skip_id_convert` = 1): the field already holds an id; missing -> 0; rows = max id + 1.
+"""
+import numpy as np
+import pandas as pd
+
+
+class SlotCounter:
+    """Counts 32-bit values of one slot; memory is O(distinct values), merges amortised O(1) per value."""
+
+    def __init__(self):
+        self.keys = np.zeros(0, np.uint32)
+        self.counts = np.zeros(0, np.int64)
+        self._parts = []
+        self._pending = 0
+
+    def add(self, values):
+        if len(values) == 0:
+            return
+        codes, uniq = pd.factorize(values, sort=False)
+        self._parts.append((np.asarray(uniq, np.uint32), np.bincount(codes, minlength=len(uniq))))
+        self._pending += len(uniq)
+        if self._pending > max(len(self.keys), 1 << 20):
+            self._merge()
+
+    def _merge(self):
+        if not self._parts:
+            return
+        keys = np.concatenate([self.keys] + [k for k, _ in self._parts])
+        counts = np.concatenate([self.counts] + [c for _, c in self._parts])
+        codes, uniq = pd.factorize(keys, sort=False)
+        self.counts = np.bincount(codes, weights=counts, minlength=len(uniq)).astype(np.int64)
+        self.keys = np.asarray(uniq, np.uint32)
+        self._parts, self._pending = [], 0
+
+    def frequent(self, threshold):
+        """(keys, counts) of values seen >= threshold times, in id order (count desc, value asc)."""
+        self._merge()
+        keep = self.counts >= threshold
+        keys, counts = self.keys[keep], self.counts[keep]
+        order = np.lexsort((keys, -counts))
+        return keys[order], counts[order]
+
+
+class SlotMapper:
+    """Maps one slot's raw values (uint32) + missing flags to int32 ids."""
+
+    def __init__(self, mode, vocab_keys=None, max_ind_range=0, max_id=0):
+        self.mode = mode
+        if mode == "vocab":
+            self.index = pd.Index(vocab_keys)
+            self.size = len(vocab_keys) + 2
+        elif mode == "hash":
+            self.modulus = max_ind_range - 1
+            self.size = max_ind_range
+        elif mode == "ids":
+            self.size = int(max_id) + 1
+        else:
+            raise ValueError(f"unknown id mode {mode!r}")
+
+    def __call__(self, values, missing):
+        if self.mode == "vocab":
+            ids = self.index.get_indexer(values).astype(np.int32)
+            ids += 2                     # -1 (unknown) -> 1, position p -> p + 2
+        elif self.mode == "hash":
+            ids = (values % np.uint32(self.modulus)).astype(np.int32) + 1
+        else:
+            ids = values.astype(np.int32)
+        ids[missing] = 0
+        return ids
