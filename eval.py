@@ -1,0 +1,40 @@
+"""Evaluate a DLRM checkpoint on the test split: accuracy, AUC and logloss over every test sample.
+
+    python eval.py --dataset_path=DIR/mindrecord --checkpoint_path=CKPT_FILE_OR_DIR [--key=value ...]
+"""
+import sys
+import time
+
+from src.model_utils.config import get_config
+from src.model_utils.device_adapter import get_device_id
+from src.model_utils.moxing_adapter import moxing_wrapper
+
+config = get_config()
+
+
+@moxing_wrapper(config)
+def main():
+    from src import checkpoint
+    from src.checkpoint import CheckpointError
+    from src.dataset import DatasetError, load_metadata, table_sizes_for
+    from src.model.dlrm import DLRMProbability, build_model
+    from src.trainer import append_line, evaluate, format_eval, now, setup_context
+    setup_context(config, get_device_id(config))
+    try:
+        path = checkpoint.resolve(config.checkpoint_path, config.ckpt_file_name_prefix)
+        net = build_model(config, table_sizes_for(config, load_metadata(config.dataset_path)))
+        arrays, position = checkpoint.load(path)
+        checkpoint.restore(net.trainable_params(), arrays, path)
+        start = time.time()
+        result = evaluate(DLRMProbability(net), config.dataset_path, "test", config.test_batch_size, progress=True)
+    except (DatasetError, CheckpointError, ValueError) as exc:
+        sys.stderr.write(f"eval error: {exc}\n")
+        sys.exit(1)
+    line = f"{now()} checkpoint: {path}, step: {position.get('global_step', -1)}, {format_eval(result)}"
+    append_line(config.eval_file_name, line)
+    print(line)
+    print(f"eval done in {time.time() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/bin/bash
+# The main job, end to end on CPU: synthetic data (or your train.txt) -> MindRecord -> train -> eval.
+#   bash scripts/run_main.sh                      # 1M synthetic lines in ./data/synthetic
+#   LINES=200000 bash scripts/run_main.sh         # a smaller synthetic set
+#   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz]
+# Extra arguments go to train.py (e.g. --train_epochs=2).
+set -e
+cd "$(dirname "$0")/.."
+source scripts/setup_env.sh
+LINES="${LINES:-1000000}"
+OUT="${OUT:-./output/main}"
+mkdir -p "$OUT"
+if [ -z "$DATA_DIR" ]; then
+  DATA_DIR=./data/synthetic
+  if [ ! -f "$DATA_DIR/train.txt" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$LINES" ]; then
+    echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
+    "$PY" -m src.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
+    echo "$LINES" > "$DATA_DIR/.lines"
+    rm -rf "$DATA_DIR/mindrecord"
+  fi
+fi
+if [ ! -f "$DATA_DIR/mindrecord/metadata.json" ] || [ "$DATA_DIR/train.txt" -nt "$DATA_DIR/mindrecord/metadata.json" ]; then
+  echo "== preprocessing $DATA_DIR"
+  "$PY" src/preprocess_data.py --data_path="$DATA_DIR" --train_line_count=0
+fi
+echo "== training (logs in $OUT)"
+rm -f "$OUT/loss.log" "$OUT/eval.log"
+"$PY" train.py --config_path=cpu_config.yaml --dataset_path="$DATA_DIR/mindrecord" --ckpt_path="$OUT/ckpt" \
+  --loss_file_name="$OUT/loss.log" --eval_file_name="$OUT/eval.log" "$@"
+"$PY" -m src.plot --loss_file "$OUT/loss.log" --eval_file "$OUT/eval.log" --out "$OUT/training.png"
+if [ -f "$DATA_DIR/train_prob.npy" ]; then
+  "$PY" -m src.best_auc --dataset_path "$DATA_DIR/mindrecord" --prob_file "$DATA_DIR/train_prob.npy" \
+    --eval_file "$OUT/eval.log"
+fi

@@ -1,0 +1,33 @@
+"""Click-through metrics over all evaluated samples (not the last batch, as mindspore.train.ROC)."""
+import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
+
+
+class CTRMetrics:
+    """Accumulates probabilities and labels; `result()` gives accuracy, AUC and logloss over all of them."""
+
+    def __init__(self):
+        self.probs, self.labels = [], []
+
+    def update(self, prob, label):
+        self.probs.append(np.asarray(prob, np.float64).reshape(-1))
+        self.labels.append(np.asarray(label).reshape(-1))
+
+    def result(self):
+        return ctr_metrics(np.concatenate(self.probs), np.concatenate(self.labels))
+
+
+def ctr_metrics(prob, label):
+    prob = np.asarray(prob, np.float64).reshape(-1)
+    label = np.asarray(label).reshape(-1).astype(np.int64)
+    if len(prob) != len(label):
+        raise ValueError(f"{len(prob)} predictions for {len(label)} labels")
+    if len(label) == 0:
+        raise ValueError("no samples to evaluate")
+    both = len(np.unique(label)) == 2
+    return {
+        "accuracy": float(np.mean((prob > 0.5) == (label == 1))),
+        "auc": float(roc_auc_score(label, prob)) if both else float("nan"),
+        "logloss": float(log_loss(label, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "samples": int(len(label)),
+    }

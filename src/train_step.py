@@ -1,0 +1,94 @@
+"""One training step in GRAPH_MODE with sparse embedding updates.
+
+The fused table is gathered outside autodiff; gradients are taken with respect to the gathered rows
+emb [B, S, D] and the MLP weights, so the table update touches B*S rows, never the whole table
+(a dense table gradient costs O(table) per step and ~2 extra table-sized buffers in nn.SGD).
+
+optimizer 'sgd':      table[r] -= lr * sum of the batch's gradients for row r (ScatterAdd sums
+                      duplicates), MLP w -= lr * g: exactly SGD on the whole model.
+optimizer 'adagrad':  MLPs: acc += g^2, w -= lr * g / (sqrt(acc) + eps).
+                      Table: row-wise Adagrad (one accumulator per row): for a row r with summed
+                      gradient G_r in the batch, acc[r] += mean(G_r^2); table[r] -= lr * G_r / (sqrt(acc[r]) + eps).
+With convert_dtype (fp16 MLPs, GPU/Ascend) the loss is multiplied by loss_scale before the
+backward pass and the gradients divided by it.
+"""
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import initializer
+
+EPS = 1e-10
+
+_sgd = ops.MultitypeFuncGraph("sgd")
+_adagrad = ops.MultitypeFuncGraph("adagrad")
+
+
+@_sgd.register("Tensor", "Tensor", "Tensor")
+def _sgd_update(lr, param, grad):
+    return ops.assign_sub(param, lr * grad)
+
+
+@_adagrad.register("Tensor", "Tensor", "Tensor", "Tensor")
+def _adagrad_update(lr, param, acc, grad):
+    acc_new = ops.assign_add(acc, grad * grad)
+    return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + EPS))
+
+
+class TrainStep(nn.Cell):
+    """(ids int32 [B,S], dense float32 [B,Dn], label float32 [B,1]) -> mean loss float32 scalar;
+    updates the parameters in place."""
+
+    def __init__(self, net, optimizer="sgd", learning_rate=0.15, loss_scale=1.0):
+        super().__init__()
+        self.net = net
+        self.table = net.sparse_arch.table
+        self.optimizer = optimizer
+        self.lr = Tensor(learning_rate, ms.float32)
+        self.scale = Tensor(loss_scale, ms.float32)
+        self.use_scale = loss_scale != 1.0
+        self.weights = ms.ParameterTuple(net.mlp_params())
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.value_and_grad = ms.value_and_grad(self._scaled_loss, grad_position=1, weights=self.weights)
+        self.hyper_map = ops.HyperMap()
+        self.dim = self.table.shape[1]
+        if optimizer == "adagrad":
+            self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
+            self.row_acc = Parameter(initializer("zeros", (self.table.shape[0],), ms.float32),
+                                     name="adagrad_acc.embedding.table")
+            self.unique = ops.Unique()
+
+    def _scaled_loss(self, dense, emb, label):
+        loss = self.loss_fn(self.net.from_embeddings(dense, emb), label)
+        return loss * self.scale if self.use_scale else loss
+
+    def construct(self, ids, dense, label):
+        rows = self.net.sparse_arch.global_ids(ids).reshape(-1)               # [B*S] int32
+        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)
+        loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
+        g_emb = g_emb.reshape(-1, self.dim)                                    # [B*S, D]
+        if self.use_scale:
+            loss = loss / self.scale
+            g_emb = g_emb / self.scale
+            g_w = self.hyper_map(ops.partial(ops.div), g_w, (self.scale,) * len(g_w))
+        if self.optimizer == "adagrad":
+            self.hyper_map(ops.partial(_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
+            _, inverse = self.unique(rows)                                     # [B*S] int32
+            n = rows.shape[0]
+            summed = ops.unsorted_segment_sum(g_emb, inverse, n)               # [B*S, D] per unique row
+            per_occ = ops.gather(summed, inverse, 0)                           # row's summed grad per occurrence
+            occ = ops.gather(ops.unsorted_segment_sum(ops.ones_like(rows).astype(ms.float32), inverse, n),
+                             inverse, 0)                                       # occurrences of the row
+            sq = (per_occ * per_occ).mean(1) / occ                             # split acc increment over occurrences
+            ops.scatter_add(self.row_acc, rows, sq)
+            acc = ops.gather(self.row_acc, rows, 0)
+            ops.scatter_add(self.table, rows, -self.lr * g_emb / (ops.sqrt(acc) + EPS).expand_dims(1))
+        else:
+            self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
+            ops.scatter_add(self.table, rows, -self.lr * g_emb)
+        return loss
+
+    def optimizer_state(self):
+        """Parameters of the optimizer (empty for SGD)."""
+        if self.optimizer == "adagrad":
+            return list(self.mlp_acc) + [self.row_acc]
+        return []
+
