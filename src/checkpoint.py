@@ -12,6 +12,12 @@ EXT = ".safetensors"
 META = ("meta.global_step", "meta.epoch", "meta.step_in_epoch")
 
 
+def canonical(name):
+    """Parameter name without the wrapper cells' 'net.' prefixes, so a checkpoint saved from the train
+    cell loads into the bare network and the export head alike."""
+    return re.sub(r"(^|\.)net\.", r"\1", name)
+
+
 class CheckpointError(ValueError):
     """A checkpoint is missing or does not fit the model; the message names the file and parameter."""
 
@@ -48,7 +54,7 @@ def resolve(path, prefix=None):
 def save(path, params, position, keep=None, prefix=None):
     """Save `params` (list of Parameters) plus position {global_step, epoch, step_in_epoch} atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    items = [{"name": p.name, "data": p} for p in params]
+    items = [{"name": canonical(p.name), "data": p} for p in params]
     items += [{"name": f"meta.{k}", "data": Tensor(np.array([position[k]], np.int64))}
               for k in ("global_step", "epoch", "step_in_epoch")]
     tmp = f"{path}.tmp-{os.getpid()}{EXT}"
@@ -77,12 +83,13 @@ def load(path):
 def restore(params, arrays, path):
     """Copy arrays into `params`; a missing or mis-shaped parameter is a CheckpointError."""
     for p in params:
-        if p.name not in arrays:
-            raise CheckpointError(f"checkpoint '{path}' has no parameter '{p.name}' (is it from another "
+        name = canonical(p.name)
+        if name not in arrays:
+            raise CheckpointError(f"checkpoint '{path}' has no parameter '{name}' (is it from another "
                                   f"optimizer or model config?)")
-        a = arrays[p.name]
+        a = arrays[name]
         if tuple(a.shape) != tuple(p.shape):
-            raise CheckpointError(f"checkpoint '{path}': parameter '{p.name}' has shape {tuple(a.shape)}, the "
+            raise CheckpointError(f"checkpoint '{path}': parameter '{name}' has shape {tuple(a.shape)}, the "
                                   f"model built from the config expects {tuple(p.shape)} (check the dataset's "
                                   f"table sizes, data_emb_dim, bottom_mlp_args, top_mlp_args, interaction_op)")
         p.set_data(Tensor(a.astype(np.float32, copy=False)))

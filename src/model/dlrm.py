@@ -65,7 +65,7 @@ class SparseArch(nn.Cell):
         offsets = np.concatenate(([0], np.cumsum(self.table_sizes)[:-1])).astype(np.int32)
         self.offsets = Tensor(offsets[None, :])                              # [1, S] int32
         self.table = Parameter(initializer(SlotUniform(self.table_sizes, seed), (self.rows, dim), ms.float32),
-                               name="embedding.table")
+                               name="table")
 
     def global_ids(self, ids):
         """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""

@@ -70,13 +70,8 @@ SCHEMA = {
     "loss_file_name": (str, None),
     "eval_file_name": (str, None),
     "shuffle_buffer_records": (int, None),
-    # --- export / inference ---
+    # --- evaluation / export ---
     "checkpoint_path": (str, None),
-    "file_name": (str, None),
-    "file_format": (str, ("MINDIR", "AIR", "ONNX")),
-    "result_path": (str, None),
-    "label_path": (str, None),
-    "infer_data_path": (str, None),
     # --- cloud / profiling ---
     "enable_modelarts": (bool, None),
     "data_url": (str, None),

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from src.model.dlrm import DLRM, InteractionArch
+
+SIZES = [50, 3, 2000, 7] + [11] * 22
+
+
+def _net(**kw):
+    args = dict(table_sizes=SIZES, dense_dim=13, emb_dim=16, bottom=[512, 256, 64, 16], top=[512, 256, 1], seed=7)
+    args.update(kw)
+    return DLRM(**args)
+
+
+def test_shapes_through_every_cell():
+    net = _net()
+    ids = Tensor(np.random.default_rng(0).integers(0, 3, (8, 26)).astype(np.int32))
+    dense = Tensor(np.random.default_rng(1).random((8, 13)).astype(np.float32))
+    emb = net.sparse_arch(ids)
+    assert emb.shape == (8, 26, 16)
+    x = net.dense_arch(dense)
+    assert x.shape == (8, 16)
+    z = net.interaction(x, emb)
+    assert z.shape == (8, 367)
+    assert net.over_arch(z).shape == (8, 1)
+    assert net(ids, dense).shape == (8, 1)
+    assert [p.shape for p in net.over_arch.trainable_params()][0] == (512, 367)
+
+
+def test_interaction_indices():
+    inter = InteractionArch(26, 16)
+    idx = inter.flat_index.asnumpy()
+    i, j = idx // 27, idx % 27
+    assert len(idx) == 351 and (i > j).all() and len(set(idx)) == 351
+    with_diag = InteractionArch(26, 16, itself=True).flat_index.asnumpy()
+    assert len(with_diag) == 378 and ((with_diag // 27) == (with_diag % 27)).sum() == 27
+    assert InteractionArch(26, 16, op="cat").out_dim == 16 + 26 * 16
+    # values: dot products of the right vectors
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 16)).astype(np.float32)
+    emb = rng.normal(size=(2, 26, 16)).astype(np.float32)
+    out = inter(Tensor(x), Tensor(emb)).asnumpy()
+    t = np.concatenate([x[:, None], emb], 1)
+    np.testing.assert_allclose(out[:, :16], x)
+    np.testing.assert_allclose(out[:, 16 + 0], (t[:, 1] * t[:, 0]).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 16 + 350], (t[:, 26] * t[:, 25]).sum(1), rtol=1e-5)
+
+
+def test_init_statistics():
+    net = _net(table_sizes=[40000, 100] + [10] * 24)
+    table = net.sparse_arch.table.asnumpy()
+    big = table[:40000]
+    bound = 1 / np.sqrt(40000)
+    assert np.abs(big).max() <= bound and np.abs(big).max() > 0.99 * bound
+    assert abs(big.std() - bound / np.sqrt(3)) < 0.01 * bound        # U(-a, a) has std a/sqrt(3)
+    small = table[40000:40100]
+    assert np.abs(small).max() <= 0.1 and np.abs(small).max() > 0.09
+    w = net.over_arch.trainable_params()[0].asnumpy()                 # [512, 367]
+    assert abs(w.std() - np.sqrt(2 / (367 + 512))) < 0.02 * np.sqrt(2 / (367 + 512))
+    b = net.over_arch.trainable_params()[1].asnumpy()                 # [512]
+    assert abs(b.std() - np.sqrt(1 / 512)) < 0.1 * np.sqrt(1 / 512)
+    again = _net(table_sizes=[40000, 100] + [10] * 24)
+    np.testing.assert_array_equal(again.sparse_arch.table.asnumpy(), table)  # seeded
+
+
+def test_dot_interaction_needs_matching_widths():
+    with pytest.raises(Exception):
+        _net(bottom=[64, 8])(Tensor(np.zeros((2, 26), np.int32)), Tensor(np.zeros((2, 13), np.float32)))

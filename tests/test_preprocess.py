@@ -1,0 +1,177 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_cfg, read_split
+from src.criteo import CriteoFormatError
+from src.preprocess_data import preprocess
+
+
+def _parse_fixture(path):
+    labels, dense, cats = [], [], []
+    with open(path) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            labels.append(int(fields[0]))
+            dense.append([np.log1p(max(int(x), 0)) if x else 0.0 for x in fields[1:14]])
+            cats.append(fields[14:])
+    return np.array(labels), np.array(dense, np.float32), cats
+
+
+def _expected_ids(cats, vocab):
+    out = np.zeros((len(cats), 26), np.int32)
+    for s in range(26):
+        pos = {int(k): i + 2 for i, k in enumerate(vocab[f"C{s + 1}_keys"])}
+        for r, row in enumerate(cats):
+            v = row[s]
+            out[r, s] = 0 if v == "" else pos.get(int(v, 16), 1)
+    return out
+
+
+def test_real_fixture_round_trip(real_dataset, fixture_file):
+    data_dir, meta = real_dataset
+    ds = os.path.join(data_dir, "mindrecord")
+    assert meta["bad_lines"]["total"] == 0
+    assert meta["lines"] == {"total": 1999, "train": 1999 - 285, "test": 285, "val": 0}
+    assert meta["samples"] == {"train": 1714, "test": 285}
+    labels, dense, cats = _parse_fixture(fixture_file)
+    vocab = np.load(os.path.join(ds, "vocab.npz"), allow_pickle=False)
+    ids = _expected_ids(cats, vocab)
+    # table sizes = distinct training values + missing + OOV, built from the training lines only
+    for s in range(26):
+        distinct = {row[s] for row in cats[:1714] if row[s] != ""}
+        assert meta["table_sizes"][s] == len(distinct) + 2
+    # test split keeps file order
+    t_ids, t_dense, t_label = read_split(ds, "test")
+    np.testing.assert_array_equal(t_label[:, 0], labels[1714:])
+    np.testing.assert_allclose(t_dense, dense[1714:], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(t_ids, ids[1714:])
+    assert (t_ids == 1).any(), "values met only in the test lines map to the OOV id"
+    # train split: a permutation of the training lines, not the file order
+    r_ids, r_dense, r_label = read_split(ds, "train")
+    got = np.concatenate([r_label, r_dense, r_ids.astype(np.float32)], 1)
+    want = np.concatenate([labels[:1714, None], dense[:1714], ids[:1714].astype(np.float32)], 1)
+    assert not np.allclose(got, want)
+    order_got, order_want = np.lexsort(got.T[::-1]), np.lexsort(want.T[::-1])
+    np.testing.assert_allclose(got[order_got], want[order_want], rtol=1e-6, atol=1e-6)
+    stats = json.load(open(os.path.join(ds, "stats.json")))
+    assert stats["train_samples"] == 1714
+
+
+def test_shuffle_is_seeded_and_a_permutation(tmp_path, synth_dataset):
+    data_dir, meta = synth_dataset
+    d2 = tmp_path / "again"
+    d2.mkdir()
+    os.symlink(os.path.join(data_dir, "train.txt"), d2 / "train.txt")
+    meta2 = preprocess(make_cfg(f"--data_path={d2}", "--pack_size=256", "--threshold=2",
+                                "--shuffle_bucket_lines=3000"), progress=False)
+    a = read_split(os.path.join(data_dir, "mindrecord"), "train")
+    b = read_split(str(d2 / "mindrecord"), "train")
+    assert meta2["table_sizes"] == meta["table_sizes"]
+    ka = np.concatenate([a[2], a[1], a[0]], 1)
+    kb = np.concatenate([b[2], b[1], b[0]], 1)
+    assert not np.array_equal(ka, kb), "different bucket counts give different orders"
+    np.testing.assert_array_equal(ka[np.lexsort(ka.T)], kb[np.lexsort(kb.T)])
+
+
+def _corrupt(src, dst):
+    lines = open(src).read().splitlines()
+    bad = {}
+    lines[4] = "\t".join(lines[4].split("\t")[:-2])                      # line 5: 38 fields
+    bad[5] = "field_count"
+    f = lines[9].split("\t"); f[3] = "12x"; lines[9] = "\t".join(f)        # line 10: dense not int
+    bad[10] = "dense"
+    f = lines[19].split("\t"); f[20] = "zz12ab34"; lines[19] = "\t".join(f)  # line 20: not hex
+    bad[20] = "categorical"
+    f = lines[29].split("\t"); f[0] = "2"; lines[29] = "\t".join(f)        # line 30: label 2
+    bad[30] = "label"
+    lines[39] = ""                                                         # line 40: empty
+    bad[40] = "field_count"
+    f = lines[1799].split("\t"); f[5] = "3.5"; lines[1799] = "\t".join(f)  # a test line
+    bad[1800] = "dense"
+    open(dst, "w").write("\n".join(lines) + "\n")
+    return bad
+
+
+def test_corrupted_copy_counts_each_reason(tmp_path, fixture_file):
+    bad = _corrupt(fixture_file, tmp_path / "train.txt")
+    meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--train_line_count=1999"), progress=False)
+    b = meta["bad_lines"]
+    assert b["total"] == len(bad)
+    assert b["counts"] == {"field_count": 2, "label": 1, "dense": 2, "categorical": 1}
+    assert b["first_lines"]["field_count"] == [5, 40]
+    assert b["first_lines"]["dense"] == [10, 1800]
+    assert b["first_lines"]["categorical"] == [20] and b["first_lines"]["label"] == [30]
+    assert meta["samples"]["train"] == 1714 - 5 and meta["samples"]["test"] == 285 - 1
+    stored = json.load(open(tmp_path / "mindrecord" / "metadata.json"))
+    assert stored["bad_lines"] == b
+
+
+def test_strict_stops_at_the_first_bad_line(tmp_path, fixture_file):
+    _corrupt(fixture_file, tmp_path / "train.txt")
+    with pytest.raises(CriteoFormatError, match=r"train\.txt:5: wrong number of tab-separated fields: expected 40, found 38"):
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--strict=1"), progress=False)
+    assert not os.path.exists(tmp_path / "mindrecord")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".mindrecord")]
+
+
+def test_missing_empty_and_miscounted_input(tmp_path, fixture_file):
+    with pytest.raises(CriteoFormatError, match="no train.txt or train.txt.gz"):
+        preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+    (tmp_path / "train.txt").write_text("")
+    with pytest.raises(CriteoFormatError, match="is empty"):
+        preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+    os.remove(tmp_path / "train.txt")
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    with pytest.raises(CriteoFormatError, match="more than train_line_count=1000"):
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--train_line_count=1000"), progress=False)
+    with pytest.raises(CriteoFormatError, match="has 1999 lines but train_line_count=2500"):
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--train_line_count=2500"), progress=False)
+    assert not os.path.exists(tmp_path / "mindrecord")
+
+
+def test_interrupted_run_leaves_no_readable_dataset(tmp_path, fixture_file, monkeypatch):
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    good = preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+    before = read_split(good["dataset_path"], "test")
+    import src.preprocess_data as pp
+
+    class Boom(RuntimeError):
+        pass
+
+    def killed(self):
+        raise Boom("interrupted while writing")
+    monkeypatch.setattr(pp.PackedWriter, "close", killed)
+    with pytest.raises(Boom):
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--threshold=3"), progress=False)
+    # the earlier dataset is untouched and no partial one is visible
+    meta = json.load(open(tmp_path / "mindrecord" / "metadata.json"))
+    assert meta["threshold"] == 1
+    after = read_split(good["dataset_path"], "test")
+    np.testing.assert_array_equal(before[0], after[0])
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".mindrecord")]
+
+
+def test_stale_temp_folder_of_a_killed_run_is_removed(tmp_path, fixture_file):
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    stale = tmp_path / ".mindrecord.tmp-999999999"
+    stale.mkdir()
+    (stale / "train.mindrecord").write_text("partial")
+    preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+    assert not stale.exists()
+
+
+def test_hashing_mode_val_split_and_gzip(tmp_path, fixture_file):
+    import gzip
+    with open(fixture_file, "rb") as src, gzip.open(tmp_path / "train.txt.gz", "wb") as dst:
+        dst.write(src.read())
+    meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--max_ind_range=1000", "--val_split=True"),
+                      progress=False)
+    assert meta["table_sizes"] == [1000] * 26 and meta["id_mode"] == "hash"
+    assert meta["samples"] == {"train": 1714, "val": 142, "test": 143}
+    ids, _, _ = read_split(meta["dataset_path"], "val")
+    assert ids.min() >= 0 and ids.max() < 1000
+    labels = [int(l.split("\t", 1)[0]) for l in open(fixture_file)]
+    np.testing.assert_array_equal(read_split(meta["dataset_path"], "test")[2][:, 0], labels[-143:])
