@@ -1,0 +1,8 @@
+#!/bin/bash
+# Benchmarks behind the README's figures.
+#   bash scripts/run_benchmark.sh preprocess|train|all [--device_target=GPU] [--lines=N] [--work=DIR]
+set -e
+cd "$(dirname "$0")/.."
+source scripts/setup_env.sh
+SUITE="${1:-all}"; shift || true
+exec "$PY" -m src.benchmark "$SUITE" "$@"

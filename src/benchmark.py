@@ -1,0 +1,245 @@
+"""Benchmarks behind the README's figures. Each measurement runs in its own process so that its
+peak RSS is its own.
+
+    python -m src.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
+    python -m src.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KAGGLE = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
+          5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+
+
+def run_child(*args):
+    """Run `python -m src.benchmark _child ...`; returns (json result, peak RSS in bytes)."""
+    proc = subprocess.Popen([sys.executable, "-m", "src.benchmark", "_child", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, env=dict(os.environ, GLOG_v="3"))
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed with exit code {proc.returncode}")
+    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+
+
+def ensure_synthetic(work, lines):
+    d = os.path.join(work, f"synthetic_{lines}")
+    if not os.path.isfile(os.path.join(d, "train.txt")):
+        from src.synthetic import generate
+        generate(os.path.join(d, "train.txt"), lines, prob_file=os.path.join(d, "train_prob.npy"))
+    return d
+
+
+def gb(n):
+    return f"{n / 2 ** 30:.2f} GB"
+
+
+# ---------------------------------------------------------------- children (one measurement each)
+def child_preprocess(data_dir, lines):
+    from src.model_utils.config import parse_cli
+    from src.preprocess_data import preprocess
+    cfg = parse_cli([f"--data_path={data_dir}", f"--train_line_count={lines}"])
+    t = time.time()
+    meta = preprocess(cfg, progress=False)
+    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
+
+
+def _context(device):
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device(device)
+
+
+def child_train(dataset, batch, steps, device, config):
+    """End-to-end training speed (data loading included) over `steps` steps after 20 warm-up steps."""
+    _context(device)
+    from src.model_utils.config import parse_cli
+    from src.trainer import Trainer
+    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                     f"--batch_size={batch}", "--save_checkpoint=False", "--do_eval=False",
+                     "--loss_file_name=", "--log_interval_steps=1000000"])
+    tr = Trainer(cfg, log=lambda *_: None)
+    tr.run(max_steps=3)                       # compile
+    t = time.time()
+    tr.run(max_steps=3 + steps)
+    dt = time.time() - t
+    return {"samples_per_s": steps * batch / dt, "steps": steps, "batch": batch}
+
+
+def child_train_epoch(dataset, device, config):
+    """One epoch at the config's batch size, then eval: AUC after one epoch."""
+    _context(device)
+    from src.model_utils.config import parse_cli
+    from src.trainer import Trainer, evaluate
+    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                     "--save_checkpoint=False", "--do_eval=False", "--loss_file_name=", "--log_interval_steps=1000000"])
+    tr = Trainer(cfg, log=lambda *_: None)
+    t = time.time()
+    pos = tr.run()
+    train_s = time.time() - t
+    ev = evaluate(tr.prob_net, dataset, "test", 16384)
+    ev2 = evaluate(tr.prob_net, dataset, "test", 16384)   # second pass: compiled, files cached
+    return {"train_seconds": train_s, "steps": pos["global_step"], "auc": ev["auc"], "logloss": ev["logloss"],
+            "accuracy": ev["accuracy"], "eval_samples_per_s": ev2["samples_per_s"], "batch": cfg.batch_size}
+
+
+def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
+    """Step time with random ids over Kaggle-sized or small tables (no data loading), plus checkpoint size."""
+    _context(device)
+    import mindspore as ms
+    from mindspore import Tensor
+    from src import checkpoint
+    from src.model.dlrm import DLRM
+    from src.train_step import TrainStep
+    sizes = KAGGLE if sizes_kind == "kaggle" else [min(s, 1000) for s in KAGGLE]
+    t = time.time()
+    net = DLRM(sizes, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1)
+    init_s = time.time() - t
+    step = TrainStep(net, "sgd", 0.1)
+    rng = np.random.default_rng(0)
+    feed = []
+    for _ in range(8):
+        ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
+        feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
+                     Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
+    for f in feed[:2]:
+        step(*f).asnumpy()
+    t = time.time()
+    for i in range(steps):
+        loss = step(*feed[i % len(feed)])
+    loss.asnumpy()
+    dt = time.time() - t
+    out = {"samples_per_s": steps * batch / dt, "init_seconds": init_s, "rows": int(sum(sizes))}
+    if ckpt_dir:
+        path = os.path.join(ckpt_dir, f"bench_{sizes_kind}.safetensors")
+        t = time.time()
+        checkpoint.save(path, list(net.trainable_params()), {"global_step": steps, "epoch": 0, "step_in_epoch": 0})
+        out["ckpt_seconds"] = time.time() - t
+        out["ckpt_bytes"] = os.path.getsize(path)
+        os.remove(path)
+    del ms
+    return out
+
+
+def child_logreg(dataset):
+    """Logistic regression on hashed one-hot features (2^20 buckets) + log dense, same split."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from src.dataset import PackedBatches
+    from src.metrics import ctr_metrics
+
+    def load(split):
+        parts = list(PackedBatches(dataset, split, 1 << 20))
+        ids = np.concatenate([p[0] for p in parts])
+        dense = np.concatenate([p[1] for p in parts])
+        label = np.concatenate([p[2] for p in parts])[:, 0]
+        n, s = ids.shape
+        cols = ((ids.astype(np.int64) * 1000003 + np.arange(s)[None, :] * 7919) % (1 << 20)).reshape(-1)
+        onehot = sparse.csr_matrix((np.ones(n * s, np.float32), cols, np.arange(0, n * s + 1, s)),
+                                   shape=(n, 1 << 20))
+        return sparse.hstack([onehot, sparse.csr_matrix(dense)], format="csr"), label
+    xtr, ytr = load("train")
+    xte, yte = load("test")
+    t = time.time()
+    model = LogisticRegression(C=0.05, max_iter=200, solver="lbfgs")
+    model.fit(xtr, ytr)
+    res = ctr_metrics(model.predict_proba(xte)[:, 1], yte)
+    res["fit_seconds"] = time.time() - t
+    return res
+
+
+def child_best(dataset, prob_file):
+    from src.best_auc import best_test_metrics
+    return best_test_metrics(dataset, prob_file)
+
+
+CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
+            "tables": child_tables, "logreg": child_logreg, "best": child_best}
+
+
+def _typed(v):
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
+# ---------------------------------------------------------------- suites
+def bench_preprocess(work):
+    print("== preprocess (synthetic Criteo text -> packed MindRecord; 2 passes: parse+count+scatter, "
+          "shuffle+map+write)")
+    rss = {}
+    for lines in (1_000_000, 4_000_000):
+        d = ensure_synthetic(work, lines)
+        t = time.time()
+        res, peak = run_child("preprocess", d, str(lines))
+        wall = time.time() - t
+        rss[lines] = peak
+        print(f"preprocess {lines:>9,} lines: {lines / res['seconds']:,.0f} lines/s in-process "
+              f"({res['seconds']:.2f}s), {lines / wall:,.0f} lines/s with process start ({wall:.2f}s), "
+              f"peak RSS {gb(peak)}, {res['rows']:,} embedding rows")
+    print(f"peak RSS 4M / 1M = {rss[4_000_000] / rss[1_000_000]:.2f}x")
+
+
+def bench_train(work, device, lines):
+    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    d = ensure_synthetic(work, lines)
+    dataset = os.path.join(d, "mindrecord")
+    if not os.path.isfile(os.path.join(dataset, "metadata.json")):
+        run_child("preprocess", d, str(lines))
+    print(f"== train ({device}, Kaggle architecture 13-512-256-64-16 / 367-512-256-1, dim 16, SGD; "
+          f"{lines:,}-line synthetic dataset)")
+    for batch, steps in ((128, 2000), (16384, 12)):
+        res, peak = run_child("train", dataset, str(batch), str(steps), device, config)
+        print(f"train end to end, batch {batch:>5}: {res['samples_per_s']:,.0f} samples/s "
+              f"(data loading included, {steps} steps), peak RSS {gb(peak)}")
+    for kind in ("small", "kaggle"):
+        res, peak = run_child("tables", kind, "128", "2000", device, work)
+        print(f"train step, batch 128, {kind} tables ({res['rows']:,} rows): {res['samples_per_s']:,.0f} samples/s "
+              f"(random ids, no data loading), init {res['init_seconds']:.1f}s, peak RSS {gb(peak)}, "
+              f"checkpoint {gb(res['ckpt_bytes'])} in {res['ckpt_seconds']:.1f}s")
+    print("== quality after one epoch")
+    res, peak = run_child("train_epoch", dataset, device, config)
+    print(f"eval batch 16384: {res['eval_samples_per_s']:,.0f} samples/s")
+    print(f"DLRM 1 epoch (batch {res['batch']}, {res['steps']} steps, {res['train_seconds']:.0f}s): "
+          f"auc {res['auc']:.4f}, logloss {res['logloss']:.4f}, accuracy {res['accuracy']:.4f}")
+    lr, _ = run_child("logreg", dataset)
+    print(f"logistic regression (hashed one-hot, 2^20 buckets, + log dense): auc {lr['auc']:.4f}, "
+          f"logloss {lr['logloss']:.4f} (fit {lr['fit_seconds']:.0f}s)")
+    best, _ = run_child("best", dataset, os.path.join(d, "train_prob.npy"))
+    print(f"best achievable (generator's true probabilities): auc {best['auc']:.4f}, logloss {best['logloss']:.4f}")
+    print(f"DLRM - logistic regression: {res['auc'] - lr['auc']:+.4f} AUC; best - DLRM: {best['auc'] - res['auc']:+.4f}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_child":
+        res = CHILDREN[argv[1]](*[_typed(a) for a in argv[2:]])
+        print(json.dumps(res))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite", choices=["preprocess", "train", "all"])
+    ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
+    ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    args = ap.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    print(f"benchmark on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+    if args.suite in ("preprocess", "all"):
+        bench_preprocess(args.work)
+    if args.suite in ("train", "all"):
+        bench_train(args.work, args.device_target, args.lines)
+
+
+if __name__ == "__main__":
+    main()
