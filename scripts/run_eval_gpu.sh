@@ -1,23 +1,4 @@
 #!/bin/bash
-# Evaluate a checkpoint on the test split.
+# Evaluate a checkpoint on the test split on GPU (same arguments as run_eval.sh).
 #   bash scripts/run_eval_gpu.sh DEVICE_ID DEVICE_TARGET DATASET_PATH CHECKPOINT_PATH [eval.py options]
-set -e
-if [ $# -lt 4 ]; then
-  echo "usage: bash $0 DEVICE_ID DEVICE_TARGET DATASET_PATH CHECKPOINT_PATH [--key=value ...]" >&2; exit 2
-fi
-DEVICE_ID=$1; DEVICE_TARGET=$2; DATASET_PATH=$3; CHECKPOINT_PATH=$4; shift 4
-case "$DEVICE_ID" in ''|*[!0-9]*) echo "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'" >&2; exit 2;; esac
-case "$DEVICE_TARGET" in Ascend) CONFIG=npu_config.yaml;; GPU) CONFIG=gpu_config.yaml;; CPU) CONFIG=cpu_config.yaml;;
-  *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TARGET'" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json" >&2; exit 2; }
-[ -e "$CHECKPOINT_PATH" ] || { echo "CHECKPOINT_PATH '$CHECKPOINT_PATH' does not exist" >&2; exit 2; }
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
-CHECKPOINT_PATH="$(realpath "$CHECKPOINT_PATH")"
-source "$ROOT/scripts/setup_env.sh"
-RUN_DIR="$ROOT/output/eval_$(echo $DEVICE_TARGET | tr A-Z a-z)_$DEVICE_ID"
-mkdir -p "$RUN_DIR"; cd "$RUN_DIR"
-export DEVICE_ID
-"$PY" "$ROOT/eval.py" --config_path="$ROOT/$CONFIG" --device_target="$DEVICE_TARGET" --dataset_path="$DATASET_PATH" \
-  --checkpoint_path="$CHECKPOINT_PATH" --eval_file_name="$RUN_DIR/eval.log" "$@" 2>&1 | tee eval_run.log
-exit ${PIPESTATUS[0]}
+exec bash "$(dirname "$0")/run_eval.sh" "$@"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Single-device training on Ascend.
+# Single-device training (Ascend, GPU or CPU: the config file follows DEVICE_TARGET).
 #   bash scripts/run_standalone_train_ascend.sh DEVICE_ID DEVICE_TARGET DATASET_PATH [train.py options]
 set -e
 if [ $# -lt 3 ]; then
@@ -12,7 +12,7 @@ case "$DEVICE_TARGET" in Ascend|GPU|CPU) ;; *) echo "DEVICE_TARGET must be Ascen
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"
-CONFIG="$ROOT/npu_config.yaml"; [ "$DEVICE_TARGET" = CPU ] && CONFIG="$ROOT/cpu_config.yaml"
+case "$DEVICE_TARGET" in Ascend) CONFIG="$ROOT/npu_config.yaml";; GPU) CONFIG="$ROOT/gpu_config.yaml";; CPU) CONFIG="$ROOT/cpu_config.yaml";; esac
 RUN_DIR="$ROOT/output/train_standalone_$(echo $DEVICE_TARGET | tr A-Z a-z)_$DEVICE_ID"
 mkdir -p "$RUN_DIR"
 cd "$RUN_DIR"

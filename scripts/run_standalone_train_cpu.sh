@@ -5,4 +5,4 @@ set -e
 if [ $# -lt 1 ]; then echo "usage: bash $0 DATASET_PATH [--key=value ...]" >&2; exit 2; fi
 DATASET_PATH=$1; shift
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-exec bash "$ROOT/scripts/run_standalone_train_gpu.sh" 0 CPU "$DATASET_PATH" "$@"
+exec bash "$ROOT/scripts/run_standalone_train_ascend.sh" 0 CPU "$DATASET_PATH" "$@"

@@ -1,23 +1,4 @@
 #!/bin/bash
-# Single-device training on GPU.
+# Single-device training on GPU (gpu_config.yaml).
 #   bash scripts/run_standalone_train_gpu.sh DEVICE_ID DEVICE_TARGET DATASET_PATH [train.py options]
-set -e
-if [ $# -lt 3 ]; then
-  echo "usage: bash $0 DEVICE_ID DEVICE_TARGET DATASET_PATH [--key=value ...]" >&2; exit 2
-fi
-DEVICE_ID=$1; DEVICE_TARGET=$2; DATASET_PATH=$3; shift 3
-case "$DEVICE_ID" in ''|*[!0-9]*) echo "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'" >&2; exit 2;; esac
-case "$DEVICE_TARGET" in Ascend|GPU|CPU) ;; *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TARGET'" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
-source "$ROOT/scripts/setup_env.sh"
-CONFIG="$ROOT/gpu_config.yaml"; [ "$DEVICE_TARGET" = CPU ] && CONFIG="$ROOT/cpu_config.yaml"
-RUN_DIR="$ROOT/output/train_standalone_$(echo $DEVICE_TARGET | tr A-Z a-z)_$DEVICE_ID"
-mkdir -p "$RUN_DIR"
-cd "$RUN_DIR"
-export DEVICE_ID RANK_ID=0 RANK_SIZE=1
-echo "training on $DEVICE_TARGET:$DEVICE_ID, logs in $RUN_DIR (train.log, loss.log, eval.log)"
-"$PY" "$ROOT/train.py" --config_path="$CONFIG" --device_target="$DEVICE_TARGET" --dataset_path="$DATASET_PATH" \
-  --ckpt_path="$RUN_DIR/ckpt" --loss_file_name="$RUN_DIR/loss.log" --eval_file_name="$RUN_DIR/eval.log" "$@" 2>&1 | tee train.log
-exit ${PIPESTATUS[0]}
+exec bash "$(dirname "$0")/run_standalone_train_ascend.sh" "$@"
