@@ -1,6 +1,5 @@
 """The training loop: data, steps, loss/eval logs, checkpoints, resume, NaN stop."""
 import os
-import sys
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ from src import checkpoint
 from src.dataset import PackedBatches, load_metadata, table_sizes_for
 from src.metrics import CTRMetrics
 from src.model.dlrm import DLRMProbability, build_model, model_size
-from src.progress import Progress, background, fmt_seconds
+from src.progress import Progress, background
 from src.train_step import TrainStep
 
 
