@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 EXT = ".safetensors"
-META = ("meta.global_step", "meta.epoch", "meta.step_in_epoch")
+POSITION = ("global_step", "epoch", "step_in_epoch")  # stored as int64 tensors named meta.<key>
 
 
 def canonical(name):
@@ -55,8 +55,7 @@ def save(path, params, position, keep=None, prefix=None):
     """Save `params` (list of Parameters) plus position {global_step, epoch, step_in_epoch} atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     items = [{"name": canonical(p.name), "data": p} for p in params]
-    items += [{"name": f"meta.{k}", "data": Tensor(np.array([position[k]], np.int64))}
-              for k in ("global_step", "epoch", "step_in_epoch")]
+    items += [{"name": f"meta.{k}", "data": Tensor(np.array([position[k]], np.int64))} for k in POSITION]
     tmp = f"{path}.tmp-{os.getpid()}{EXT}"
     try:
         ms.save_checkpoint(items, tmp, format="safetensors")
@@ -76,7 +75,7 @@ def load(path):
     except Exception as exc:  # noqa: BLE001 - MindSpore raises several types for a bad file
         raise CheckpointError(f"cannot read checkpoint '{path}': {exc}") from None
     arrays = {k: v.asnumpy() for k, v in data.items()}
-    position = {k[5:]: int(arrays.pop(k)[0]) for k in META if k in arrays}
+    position = {k: int(arrays.pop(f"meta.{k}")[0]) for k in POSITION if f"meta.{k}" in arrays}
     return arrays, position
 
 

@@ -84,9 +84,8 @@ class PackedBatches:
 
     def _rows(self):
         import mindspore.dataset as ds
-        data = ds.MindDataset(self.file, columns_list=COLUMNS, shuffle=False, num_shards=self.num_shards,
-                              shard_id=self.shard_id) if self.num_shards > 1 else \
-            ds.MindDataset(self.file, columns_list=COLUMNS, shuffle=False)
+        shards = {"num_shards": self.num_shards, "shard_id": self.shard_id} if self.num_shards > 1 else {}
+        data = ds.MindDataset(self.file, columns_list=COLUMNS, shuffle=False, **shards)
         for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
             yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
 

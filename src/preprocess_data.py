@@ -30,12 +30,12 @@ if __package__ in (None, ""):
 import numpy as np
 
 from src.criteo import BlockParser, CriteoFormatError, count_lines, iter_blocks, open_input
+from src.dataset import METADATA
 from src.mindrecord_writer import PackedWriter
 from src.progress import Progress, background
 from src.vocab import SlotCounter, SlotMapper
 
 FORMAT_VERSION = 1
-METADATA = "metadata.json"
 PIECE = 1 << 17  # lines mapped per step of pass 2 (small pieces let mapping overlap writing)
 
 
