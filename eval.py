@@ -14,19 +14,15 @@ config = get_config()
 
 @moxing_wrapper(config)
 def main():
-    from src import checkpoint
     from src.checkpoint import CheckpointError
-    from src.dataset import DatasetError, load_metadata, table_sizes_for
-    from src.model.dlrm import DLRMProbability, build_model
+    from src.dataset import DatasetError
+    from src.export_model import load_inference_net
     from src.trainer import append_line, evaluate, format_eval, now, setup_context
     setup_context(config, get_device_id(config))
     try:
-        path = checkpoint.resolve(config.checkpoint_path, config.ckpt_file_name_prefix)
-        net = build_model(config, table_sizes_for(config, load_metadata(config.dataset_path)))
-        arrays, position = checkpoint.load(path)
-        checkpoint.restore(net.trainable_params(), arrays, path)
+        net, path, position = load_inference_net(config, config.checkpoint_path)
         start = time.time()
-        result = evaluate(DLRMProbability(net), config.dataset_path, "test", config.test_batch_size, progress=True)
+        result = evaluate(net, config.dataset_path, "test", config.test_batch_size, progress=True)
     except (DatasetError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"eval error: {exc}\n")
         sys.exit(1)

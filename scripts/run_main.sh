@@ -1,9 +1,10 @@
 #!/bin/bash
-# The main job, end to end on CPU: synthetic data (or your train.txt) -> MindRecord -> train -> eval.
+# The main job, end to end on CPU: synthetic data (or your train.txt) -> MindRecord -> train -> eval
+# -> export MINDIR -> batch inference over the test split (preprocess.py -> runner -> postprocess.py).
 #   bash scripts/run_main.sh                      # 1M synthetic lines in ./data/synthetic
 #   LINES=200000 bash scripts/run_main.sh         # a smaller synthetic set
 #   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz]
-# Extra arguments go to train.py (e.g. --train_epochs=2).
+# Extra arguments go to train.py and export.py (e.g. --train_epochs=2).
 set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
@@ -32,3 +33,9 @@ if [ -f "$DATA_DIR/train_prob.npy" ]; then
   "$PY" -m src.best_auc --dataset_path "$DATA_DIR/mindrecord" --prob_file "$DATA_DIR/train_prob.npy" \
     --eval_file "$OUT/eval.log"
 fi
+echo "== export MINDIR and batch inference over the test split"
+"$PY" export.py --config_path=cpu_config.yaml --dataset_path="$DATA_DIR/mindrecord" --checkpoint_path="$OUT/ckpt" \
+  --file_name="$OUT/dlrm" --file_format=MINDIR "$@"
+MINDIR="$OUT/dlrm.mindir"
+[ -f "$MINDIR" ] || MINDIR="$OUT/dlrm_graph.mindir"   # large models: graph + dlrm_variables/
+INFER_DIR="$OUT/infer" bash scripts/run_infer_cpu.sh "$MINDIR" "$DATA_DIR/mindrecord" y

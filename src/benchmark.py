@@ -3,6 +3,7 @@ peak RSS is its own.
 
     python -m src.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
     python -m src.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
+    python -m src.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency
 """
 import argparse
 import json
@@ -161,8 +162,55 @@ def child_best(dataset, prob_file):
     return best_test_metrics(dataset, prob_file)
 
 
+def child_export(file_name, device):
+    """Export a Kaggle-sized DLRM (33,762,577 rows, random init) to MINDIR with a dynamic batch."""
+    _context(device)
+    from src.export_model import export_network
+    from src.model.dlrm import DLRM, DLRMProbability
+    from src.model_utils.config import parse_cli
+    cfg = parse_cli([f"--file_name={file_name}", "--file_format=MINDIR", "--export_batch_size=0"])
+    net = DLRMProbability(DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
+    net.set_train(False)
+    t = time.time()
+    path = export_network(net, cfg, log=lambda *_: None)
+    folder = os.path.dirname(path)
+    files = {}
+    for base, _, names in os.walk(folder):
+        for n in names:
+            files[os.path.relpath(os.path.join(base, n), folder)] = os.path.getsize(os.path.join(base, n))
+    return {"seconds": time.time() - t, "path": path, "files": files}
+
+
+def child_infer(mindir, device):
+    """Latency of the exported MINDIR (mindspore.load + GraphCell) at batch 1, 128 and 16384, random ids."""
+    _context(device)
+    import mindspore as ms
+    from mindspore import Tensor, nn
+    t = time.time()
+    graph = nn.GraphCell(ms.load(mindir))
+    out = {"load_seconds": time.time() - t}
+    rng = np.random.default_rng(0)
+    for batch, reps in ((1, 2000), (128, 500), (16384, 20)):
+        feeds = [(np.stack([rng.integers(0, s, batch) for s in KAGGLE], 1).astype(np.int32),
+                  rng.random((batch, 13)).astype(np.float32)) for _ in range(4)]
+        for ids, dense in feeds:                                   # warm-up (compiles this shape)
+            graph(Tensor(ids), Tensor(dense)).asnumpy()
+        lat = []
+        for i in range(reps):
+            ids, dense = feeds[i % len(feeds)]
+            t = time.perf_counter()
+            graph(Tensor(ids), Tensor(dense)).asnumpy()
+            lat.append(time.perf_counter() - t)
+        lat = np.array(lat) * 1000.0
+        out[str(batch)] = {"mean_ms": float(lat.mean()), "p50_ms": float(np.median(lat)),
+                           "p99_ms": float(np.percentile(lat, 99)), "samples_per_s": batch * 1000.0 / float(lat.mean()),
+                           "reps": reps}
+    return out
+
+
 CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
-            "tables": child_tables, "logreg": child_logreg, "best": child_best}
+            "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
+            "infer": child_infer}
 
 
 def _typed(v):
@@ -221,6 +269,21 @@ def bench_train(work, device, lines):
     print(f"DLRM - logistic regression: {res['auc'] - lr['auc']:+.4f} AUC; best - DLRM: {best['auc'] - res['auc']:+.4f}")
 
 
+def bench_infer(work, device):
+    print(f"== export and inference ({device}; Kaggle architecture and table sizes, 33,762,577 rows, random init)")
+    res, peak = run_child("export", os.path.join(work, "export", "dlrm"), device)
+    size = sum(res["files"].values())
+    print(f"export MINDIR (dynamic batch): {res['seconds']:.1f}s, peak RSS {gb(peak)}, {gb(size)} on disk: "
+          + ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" if v >= 2 ** 20 else f"{k} {v / 1024:,.0f} KB"
+                      for k, v in sorted(res["files"].items())))
+    inf, peak = run_child("infer", res["path"], device)
+    print(f"load exported MINDIR: {inf['load_seconds']:.1f}s; inference peak RSS {gb(peak)}")
+    for batch in ("1", "128", "16384"):
+        r = inf[batch]
+        print(f"inference batch {batch:>5}: {r['samples_per_s']:,.0f} samples/s, latency mean {r['mean_ms']:.3f} ms, "
+              f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms ({r['reps']} calls)")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
@@ -228,7 +291,7 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "all"])
+    ap.add_argument("suite", choices=["preprocess", "train", "infer", "all"])
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -239,6 +302,8 @@ def main(argv=None):
         bench_preprocess(args.work)
     if args.suite in ("train", "all"):
         bench_train(args.work, args.device_target, args.lines)
+    if args.suite in ("infer", "all"):
+        bench_infer(args.work, args.device_target)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,12 @@ SCHEMA = {
     "shuffle_buffer_records": (int, None),
     # --- evaluation / export ---
     "checkpoint_path": (str, None),
+    "file_name": (str, None),
+    "file_format": (str, ("MINDIR", "ONNX", "AIR")),
+    "export_batch_size": (int, None),
+    "infer_data_path": (str, None),
+    "result_path": (str, None),
+    "label_path": (str, None),
     # --- cloud / profiling ---
     "enable_modelarts": (bool, None),
     "data_url": (str, None),
@@ -85,7 +91,7 @@ SCHEMA = {
 POSITIVE = {"dense_dim", "slot_dim", "threshold", "data_emb_dim", "batch_size", "test_batch_size",
             "train_epochs", "keep_checkpoint_max", "save_checkpoint_steps", "pack_size", "chunk_bytes",
             "shuffle_bucket_lines", "log_interval_steps", "shuffle_buffer_records"}
-NON_NEGATIVE = {"train_line_count", "max_ind_range", "eval_interval_steps", "random_seed"}
+NON_NEGATIVE = {"train_line_count", "max_ind_range", "eval_interval_steps", "random_seed", "export_batch_size"}
 
 
 class Config(dict):

@@ -1,0 +1,38 @@
+"""Export a trained DLRM checkpoint for inference: MINDIR (dynamic batch by default), ONNX, or AIR (Ascend).
+
+    python export.py --checkpoint_path=CKPT_FILE_OR_DIR --file_name=dlrm --file_format=MINDIR \
+        [--dataset_path=DIR/mindrecord | --categorical_feature_sizes='[...]'] [--key=value ...]
+
+The table sizes come from the dataset's metadata.json (or categorical_feature_sizes).
+Signature: ids int32 [B, 26], dense float32 [B, 13] -> click probability float32 [B, 1].
+"""
+import os
+import sys
+
+from src.model_utils.config import get_config
+from src.model_utils.device_adapter import get_device_id
+from src.model_utils.moxing_adapter import moxing_wrapper
+
+config = get_config()
+
+
+@moxing_wrapper(config)
+def main():
+    from src.checkpoint import CheckpointError
+    from src.dataset import DatasetError
+    from src.export_model import ExportError, check_format, export_network, load_inference_net
+    from src.trainer import setup_context
+    try:
+        check_format(config)             # AIR off Ascend fails before anything is built
+        setup_context(config, get_device_id(config))
+        net, path, position = load_inference_net(config, config.checkpoint_path)
+        print(f"checkpoint: {path} (step {position.get('global_step', -1)})", flush=True)
+        export_network(net, config)
+    except (ExportError, DatasetError, CheckpointError) as exc:
+        sys.stderr.write(f"export error: {exc}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GLOG_v", "3")
+    main()

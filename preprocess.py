@@ -1,0 +1,35 @@
+"""Write the test split as raw batch files for batch inference (ascend310_infer or src/infer_runner.py).
+
+    python preprocess.py --dataset_path=DIR/mindrecord --infer_data_path=./preprocess_Result \
+        [--test_batch_size=16384] [--config_path=...]
+
+Output (see src/infer_files.py): 00_ids/ int32 [b, 26], 01_dense/ float32 [b, 13], label/ float32 [b, 1],
+one little-endian .bin per batch named batch_000000.bin, ...; b = test_batch_size except the last batch.
+(Turning Criteo text into MindRecord is src/preprocess_data.py's job, run by scripts/run_main.sh.)
+"""
+import sys
+
+from src.model_utils.config import get_config
+
+config = get_config()
+
+
+def main():
+    from src.dataset import DatasetError, PackedBatches, load_metadata
+    from src.infer_files import write_batches
+    from src.progress import Progress
+    try:
+        meta = load_metadata(config.dataset_path)
+        batches = PackedBatches(config.dataset_path, "test", config.test_batch_size)
+    except DatasetError as exc:
+        sys.stderr.write(f"preprocess error: {exc}\n")
+        sys.exit(1)
+    prog = Progress("batch files", batches.samples, "samples")
+    manifest = write_batches(batches, config.infer_data_path, meta["slot_dim"], meta["dense_dim"],
+                             config.test_batch_size, prog)
+    print(f"wrote {manifest['batches']} batches ({manifest['samples']} samples, batch {config.test_batch_size}) "
+          f"to {config.infer_data_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The trained network for inference, and its export to MINDIR / ONNX / AIR.
+
+Exported signature (every format):
+    inputs  ids   int32   [B, slot_dim]   per-slot ids as written by preprocessing (0 missing, 1 OOV)
+            dense float32 [B, dense_dim]  log(1 + max(x, 0)) transformed integer features
+    output  prob  float32 [B, 1]          click probability (sigmoid of the logit)
+B is dynamic (-1) in MINDIR when export_batch_size is 0; ONNX export from MindSpore 2.10 needs a fixed B.
+
+A MINDIR whose parameters pass MindSpore's 1 GB protobuf budget is written by MindSpore as
+`<name>_graph.mindir` plus a `<name>_variables/` folder (the Kaggle tables: 25 KB + 2.1 GB); mindspore.load
+of `<name>_graph.mindir` finds the folder beside it. Outputs appear atomically: everything is written
+to a temporary folder next to the target and renamed into place.
+"""
+import os
+import shutil
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor
+
+from src import checkpoint
+from src.dataset import METADATA, load_metadata, table_sizes_for
+from src.model.dlrm import DLRMProbability, build_model
+
+ONNX_LIMIT = 2 ** 31 - (64 << 20)   # protobuf's 2 GB message limit, less room for the graph
+EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+
+
+class ExportError(ValueError):
+    """The export cannot be done as configured; the message says which key to change."""
+
+
+def table_sizes(cfg):
+    """Per-slot table sizes: the dataset's metadata.json (checked against a non-empty
+    categorical_feature_sizes), or categorical_feature_sizes alone when there is no dataset at hand."""
+    if cfg.categorical_feature_sizes and not os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
+        return list(cfg.categorical_feature_sizes)
+    return table_sizes_for(cfg, load_metadata(cfg.dataset_path))
+
+
+def load_inference_net(cfg, checkpoint_path):
+    """(probability net in eval mode, checkpoint file, position) for a checkpoint file or folder."""
+    path = checkpoint.resolve(checkpoint_path, cfg.ckpt_file_name_prefix)
+    net = build_model(cfg, table_sizes(cfg))
+    arrays, position = checkpoint.load(path)
+    checkpoint.restore(net.trainable_params(), arrays, path)
+    del arrays
+    prob = DLRMProbability(net)
+    prob.set_train(False)
+    return prob, path, position
+
+
+def export_batch(cfg):
+    """The batch dimension to export: None (dynamic) or an int."""
+    if cfg.export_batch_size:
+        return cfg.export_batch_size
+    return cfg.test_batch_size if cfg.file_format == "ONNX" else None
+
+
+def check_format(cfg, param_bytes=None):
+    if cfg.file_format == "AIR" and cfg.device_target != "Ascend":
+        raise ExportError(f"file_format=AIR needs the Ascend backend (device_target=Ascend on a machine with "
+                          f"Ascend devices and CANN); device_target is {cfg.device_target}. MindSpore writes AIR "
+                          f"only there: use --file_format=MINDIR or --file_format=ONNX")
+    if cfg.file_format == "ONNX" and param_bytes is not None and param_bytes > ONNX_LIMIT:
+        raise ExportError(f"the model has {param_bytes / 2 ** 30:.2f} GB of parameters; an ONNX file is one protobuf "
+                          f"message, limited to 2 GB. Export MINDIR instead (--file_format=MINDIR), which stores "
+                          f"large parameters in a <name>_variables/ folder")
+
+
+def model_file(file_name, file_format, folder_listing):
+    """The file a runtime loads among the exported entries."""
+    base = os.path.basename(file_name)
+    for cand in (base + EXTENSIONS[file_format], base + "_graph" + EXTENSIONS[file_format]):
+        if cand in folder_listing:
+            return cand
+    raise ExportError(f"MindSpore wrote {sorted(folder_listing)}, none of them the expected "
+                      f"{base}{EXTENSIONS[file_format]}")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def export_network(prob_net, cfg, log=print):
+    """Export `prob_net` to cfg.file_name + extension; returns the path of the model file."""
+    param_bytes = sum(int(np.prod(p.shape)) * 4 for p in prob_net.trainable_params())
+    check_format(cfg, param_bytes)
+    batch = export_batch(cfg)
+    ids = Tensor(shape=[batch, cfg.slot_dim], dtype=ms.int32)
+    dense = Tensor(shape=[batch, cfg.dense_dim], dtype=ms.float32)
+    target = os.path.abspath(cfg.file_name)
+    folder, base = os.path.dirname(target), os.path.basename(target)
+    if not base:
+        raise ExportError(f"file_name '{cfg.file_name}' names a folder; give a file name without extension")
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{base}.export-{os.getpid()}")
+    _remove(tmp)
+    os.makedirs(tmp)
+    try:
+        ms.export(prob_net, ids, dense, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
+        written = os.listdir(tmp)
+        main = model_file(base, cfg.file_format, written)
+        ext = EXTENSIONS[cfg.file_format]
+        # a previous export of the other layout (single file vs graph + variables) must not linger
+        for stale in (base + ext, base + "_graph" + ext, base + "_variables"):
+            if stale not in written:
+                _remove(os.path.join(folder, stale))
+        for entry in written:
+            _remove(os.path.join(folder, entry))
+            os.replace(os.path.join(tmp, entry), os.path.join(folder, entry))
+    finally:
+        _remove(tmp)
+    path = os.path.join(folder, main)
+    log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "
+        f"inputs ids int32 [B,{cfg.slot_dim}], dense float32 [B,{cfg.dense_dim}]; output float32 [B,1]; "
+        f"{param_bytes / 2 ** 20:.1f} MB of parameters"
+        + (f", stored in {os.path.join(folder, base + '_variables')}" if main.endswith("_graph" + ext) else "")
+        + ")")
+    return path

@@ -1,0 +1,128 @@
+"""The batch files of the inference path (preprocess.py -> ascend310_infer or the Python runner -> postprocess.py).
+
+Layout of infer_data_path (written by preprocess.py):
+    00_ids/batch_000000.bin     int32   little-endian, C order, shape [b, slot_dim]   (model input 0)
+    01_dense/batch_000000.bin   float32 little-endian, C order, shape [b, dense_dim]  (model input 1)
+    label/batch_000000.bin      float32 little-endian, C order, shape [b, 1]          (0.0 or 1.0)
+    manifest.json               the above plus batch count, batch size and sample count
+Every batch holds test_batch_size samples except the last, which keeps the remainder; b is the file
+size divided by the row size. The same names appear in every folder and sort in batch order.
+Input folders are numbered so that sorting them gives the model's input order.
+
+A runner writes, for each batch, result_path/batch_000000_0.bin (output 0: float32 [b, 1]
+probabilities) and time_dir/test_perform_static.txt with the mean latency.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+
+INPUTS = (("00_ids", "<i4", "slot_dim"), ("01_dense", "<f4", "dense_dim"))
+LABEL = ("label", "<f4", 1)
+MANIFEST = "manifest.json"
+RESULT_SUFFIX = "_0.bin"
+TIME_FILE = "test_perform_static.txt"
+
+
+class InferFilesError(ValueError):
+    """A batch file is missing, mis-sized or unmatched; the message names the file."""
+
+
+def batch_name(index):
+    return f"batch_{index:06d}"
+
+
+def write_batches(batches, out_dir, slot_dim, dense_dim, batch_size, progress=None):
+    """Write (ids, dense, label) batches into out_dir atomically (temporary folder, then rename)."""
+    out_dir = os.path.abspath(out_dir)
+    tmp = f"{out_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder, _, _ in INPUTS + (LABEL,):
+        os.makedirs(os.path.join(tmp, folder))
+    n_batches = samples = 0
+    try:
+        for ids, dense, label in batches:
+            name = batch_name(n_batches) + ".bin"
+            for (folder, dtype, _), arr in zip(INPUTS + (LABEL,), (ids, dense, label)):
+                np.ascontiguousarray(arr, dtype=dtype).tofile(os.path.join(tmp, folder, name))
+            n_batches += 1
+            samples += len(label)
+            if progress is not None:
+                progress.update(len(label))
+        manifest = {
+            "inputs": [{"folder": INPUTS[0][0], "dtype": "int32", "shape": ["b", slot_dim]},
+                       {"folder": INPUTS[1][0], "dtype": "float32", "shape": ["b", dense_dim]}],
+            "label": {"folder": LABEL[0], "dtype": "float32", "shape": ["b", 1]},
+            "byte_order": "little-endian", "batches": n_batches, "batch_size": batch_size, "samples": samples,
+        }
+        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        if os.path.isdir(out_dir):
+            old = f"{out_dir}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def list_batches(folder, suffix=".bin"):
+    """Sorted batch names (without suffix) of a folder."""
+    if not os.path.isdir(folder):
+        raise InferFilesError(f"folder '{folder}' does not exist")
+    names = sorted(f[:-len(suffix)] for f in os.listdir(folder) if f.endswith(suffix))
+    if not names:
+        raise InferFilesError(f"folder '{folder}' has no *{suffix} batch files")
+    return names
+
+
+def read_array(path, dtype, width):
+    """A [b, width] array from a raw batch file; the size must be a whole number of rows."""
+    if not os.path.isfile(path):
+        raise InferFilesError(f"'{path}' does not exist")
+    row = np.dtype(dtype).itemsize * width
+    size = os.path.getsize(path)
+    if size == 0 or size % row:
+        raise InferFilesError(f"'{path}' has {size} bytes, not a positive multiple of one row "
+                              f"({width} x {np.dtype(dtype).name} = {row} bytes)")
+    return np.fromfile(path, dtype=dtype).reshape(-1, width)
+
+
+def read_inputs(data_dir, name, slot_dim, dense_dim):
+    """(ids int32 [b, slot_dim], dense float32 [b, dense_dim]) of one batch, checked to agree on b."""
+    widths = {"slot_dim": slot_dim, "dense_dim": dense_dim}
+    arrays = [read_array(os.path.join(data_dir, folder, name + ".bin"), dtype, widths[w]) for folder, dtype, w in INPUTS]
+    if len(arrays[0]) != len(arrays[1]):
+        raise InferFilesError(f"batch '{name}' has {len(arrays[0])} rows in {INPUTS[0][0]}/ but {len(arrays[1])} "
+                              f"in {INPUTS[1][0]}/ of '{data_dir}'")
+    return arrays
+
+
+def read_results(result_dir, label_dir):
+    """(probabilities, labels) over all batches, matched by name; every label batch needs its result."""
+    probs, labels = [], []
+    for name in list_batches(label_dir):
+        label = read_array(os.path.join(label_dir, name + ".bin"), LABEL[1], 1)
+        prob = read_array(os.path.join(result_dir, name + RESULT_SUFFIX), "<f4", 1)
+        if len(prob) != len(label):
+            raise InferFilesError(f"'{os.path.join(result_dir, name + RESULT_SUFFIX)}' has {len(prob)} "
+                                  f"predictions for {len(label)} labels in '{os.path.join(label_dir, name + '.bin')}'")
+        probs.append(prob)
+        labels.append(label)
+    return np.concatenate(probs).ravel(), np.concatenate(labels).ravel()
+
+
+def write_time(time_dir, mean_ms, count, samples, total_s):
+    os.makedirs(time_dir, exist_ok=True)
+    text = (f"NN inference cost average time: {mean_ms:4.3f} ms of infer_count {count}\n"
+            f"samples: {samples}, samples/s: {samples / max(total_s, 1e-9):.1f}\n")
+    tmp = os.path.join(time_dir, f".{TIME_FILE}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(time_dir, TIME_FILE))
+    return text

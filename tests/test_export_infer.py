@@ -1,0 +1,179 @@
+"""Export (MINDIR/ONNX/AIR), the batch files, the inference runners and postprocess."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from conftest import ROOT, make_cfg, read_split
+from src.model_utils.config import Config
+from src.export_model import ExportError, check_format, export_network, load_inference_net
+from src.infer_files import InferFilesError, list_batches, read_array, read_results, write_batches
+from src.trainer import Trainer, evaluate
+
+METRIC = re.compile(r"accuracy: ([0-9.]+), auc: ([0-9.]+), logloss: ([0-9.]+), samples: (\d+)")
+
+
+@pytest.fixture(scope="module")
+def trained(real_dataset, tmp_path_factory):
+    """A checkpoint after 20 SGD steps on the real fixture: (cfg, checkpoint folder)."""
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    cfg = make_cfg(f"--dataset_path={real_dataset[0]}/mindrecord", f"--ckpt_path={ckpt}", "--batch_size=64",
+                   "--do_eval=False", "--loss_file_name=", "--test_batch_size=100")
+    Trainer(cfg, log=lambda *_: None).run(max_steps=20)
+    return cfg, str(ckpt)
+
+
+def _own(trained, **overrides):
+    """A copy of the shared config (tests change export keys) and the checkpoint folder."""
+    cfg, ckpt = trained
+    cfg = Config(cfg)
+    cfg.update(overrides)
+    return cfg, ckpt
+
+
+def _eval_probs(net, ds):
+    ids, dense, label = read_split(ds, "test")
+    return ids, dense, label, net(Tensor(ids), Tensor(dense)).asnumpy()
+
+
+def test_mindir_dynamic_batch_matches_the_eval_network(trained, tmp_path):
+    cfg, ckpt = _own(trained)
+    net, _, _ = load_inference_net(cfg, ckpt)
+    ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
+    cfg.file_name = str(tmp_path / "out" / "dlrm")
+    path = export_network(net, cfg, log=lambda *_: None)
+    assert path == str(tmp_path / "out" / "dlrm.mindir") and sorted(os.listdir(tmp_path / "out")) == ["dlrm.mindir"]
+    graph = nn.GraphCell(ms.load(path))
+    for lo, hi in ((0, len(ids)), (0, 1), (7, 135)):       # one graph, three batch sizes
+        got = graph(Tensor(ids[lo:hi]), Tensor(dense[lo:hi])).asnumpy()
+        assert got.shape == (hi - lo, 1) and got.dtype == np.float32
+        assert np.max(np.abs(got - want[lo:hi])) <= 1e-6
+
+
+def test_large_mindir_is_graph_plus_variables_and_replaces_the_single_file(trained, tmp_path, monkeypatch):
+    """Above MindSpore's 1 GB budget the parameters go to <name>_variables/ (the Kaggle tables: 2.1 GB);
+    the budget is lowered here so that a small model takes the same path."""
+    import mindspore.train.serialization as ser
+    cfg, ckpt = _own(trained)
+    net, _, _ = load_inference_net(cfg, ckpt)
+    cfg.file_name = str(tmp_path / "dlrm")
+    export_network(net, cfg, log=lambda *_: None)                 # small layout first
+    monkeypatch.setattr(ser, "TOTAL_SAVE", 1)                     # 1 KB
+    path = export_network(net, cfg, log=lambda *_: None)
+    assert path.endswith("dlrm_graph.mindir")
+    assert sorted(os.listdir(tmp_path)) == ["dlrm_graph.mindir", "dlrm_variables"]   # no stale dlrm.mindir
+    ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
+    got = nn.GraphCell(ms.load(path))(Tensor(ids), Tensor(dense)).asnumpy()
+    assert np.max(np.abs(got - want)) <= 1e-6
+
+
+def test_onnx_matches_within_1e5(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    cfg, ckpt = _own(trained)
+    net, _, _ = load_inference_net(cfg, ckpt)
+    ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
+    cfg.file_name, cfg.file_format, cfg.export_batch_size = str(tmp_path / "dlrm"), "ONNX", 95
+    path = export_network(net, cfg, log=lambda *_: None)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert [i.shape for i in sess.get_inputs()] == [[95, 26], [95, 13]]
+    got = np.concatenate([sess.run(None, {names[0]: ids[lo:lo + 95], names[1]: dense[lo:lo + 95]})[0]
+                          for lo in range(0, len(ids), 95)])       # 285 test samples = 3 x 95
+    assert got.shape == want.shape and np.max(np.abs(got - want)) <= 1e-5
+
+
+def test_onnx_over_2gb_and_air_off_ascend_are_clear_errors():
+    cfg = make_cfg("--file_format=ONNX")
+    with pytest.raises(ExportError, match="limited to 2 GB.*MINDIR"):
+        check_format(cfg, param_bytes=33762577 * 16 * 4)
+    check_format(cfg, param_bytes=10 << 20)
+    with pytest.raises(ExportError, match="AIR needs the Ascend backend"):
+        check_format(make_cfg("--file_format=AIR"))
+
+
+def test_export_py_air_on_cpu_fails_with_the_reason(trained, tmp_path):
+    cfg, ckpt = _own(trained)
+    r = subprocess.run([sys.executable, "export.py", f"--dataset_path={cfg.dataset_path}", f"--checkpoint_path={ckpt}",
+                        f"--file_name={tmp_path / 'x'}", "--file_format=AIR"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and "AIR needs the Ascend backend" in r.stderr and "device_target is CPU" in r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_batch_files_keep_the_last_partial_batch_and_check_sizes(real_dataset, tmp_path):
+    from src.dataset import PackedBatches
+    ds = os.path.join(real_dataset[0], "mindrecord")
+    out = tmp_path / "pre"
+    m = write_batches(PackedBatches(ds, "test", 128), str(out), 26, 13, 128)
+    assert (m["batches"], m["samples"]) == (3, 285)
+    names = list_batches(str(out / "00_ids"))
+    assert names == ["batch_000000", "batch_000001", "batch_000002"]
+    assert names == list_batches(str(out / "01_dense")) == list_batches(str(out / "label"))
+    ids = read_array(str(out / "00_ids" / "batch_000002.bin"), "<i4", 26)
+    assert ids.shape == (29, 26) and os.path.getsize(out / "01_dense" / "batch_000002.bin") == 29 * 13 * 4
+    want_ids, want_dense, want_label = read_split(ds, "test")
+    got = np.concatenate([read_array(str(out / "00_ids" / f"{n}.bin"), "<i4", 26) for n in names])
+    np.testing.assert_array_equal(got, want_ids)
+    (out / "00_ids" / "batch_000001.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(InferFilesError, match=r"batch_000001.bin' has 10 bytes, not a positive multiple of one row"):
+        read_array(str(out / "00_ids" / "batch_000001.bin"), "<i4", 26)
+    res = tmp_path / "res"
+    res.mkdir()
+    np.zeros((128, 1), np.float32).tofile(res / "batch_000000_0.bin")
+    with pytest.raises(InferFilesError, match="batch_000001_0.bin' does not exist"):
+        read_results(str(res), str(out / "label"))
+
+
+def test_cpu_inference_script_end_to_end_equals_eval(trained, tmp_path):
+    cfg, ckpt = _own(trained)
+    net, _, _ = load_inference_net(cfg, ckpt)
+    want = evaluate(net, cfg.dataset_path, "test", 100)
+    cfg.file_name = str(tmp_path / "dlrm")
+    mindir = export_network(net, cfg, log=lambda *_: None)
+    env = dict(os.environ, INFER_DIR=str(tmp_path / "run"))
+    r = subprocess.run(["bash", "scripts/run_infer_cpu.sh", mindir, cfg.dataset_path, "y", "--test_batch_size=100"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run / "result_Files")) == [f"batch_00000{i}_0.bin" for i in range(3)]
+    timing = (run / "time_Result" / "test_perform_static.txt").read_text()
+    assert re.match(r"NN inference cost average time: [0-9.]+ ms of infer_count 3\n", timing)
+    acc, auc, logloss, n = METRIC.search((run / "acc.log").read_text()).groups()
+    assert int(n) == want["samples"] == 285
+    assert abs(float(acc) - want["accuracy"]) < 1e-6 and abs(float(auc) - want["auc"]) < 2e-6
+    assert abs(float(logloss) - want["logloss"]) < 2e-6
+    r = subprocess.run(["bash", "scripts/run_infer_cpu.sh", mindir, cfg.dataset_path, "maybe"], cwd=ROOT,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "NEED_PREPROCESS must be y or n" in r.stderr
+
+
+def test_cpp_program_compiles_against_the_mindspore_cpp_api(trained, tmp_path):
+    """Compile and link ascend310_infer against MindSpore Lite 2.0.0's include/api and library (cached in
+    .whl/). That runtime reads MindIR up to version 1, so running the 2.10 export must fail with that reason."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    lite = subprocess.run(["bash", "ascend310_infer/fetch_mindspore_lite.sh"], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert lite.returncode == 0, lite.stderr
+    env["MINDSPORE_PATH"] = lite.stdout.strip().splitlines()[-1]
+    b = subprocess.run(["bash", "ascend310_infer/build.sh"], cwd=ROOT, capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert b.returncode == 0, b.stdout + b.stderr
+    exe = os.path.join(ROOT, "ascend310_infer", "out", "main")
+    assert os.access(exe, os.X_OK)
+    cfg, ckpt = _own(trained)
+    net, _, _ = load_inference_net(cfg, ckpt)
+    cfg.file_name = str(tmp_path / "dlrm")
+    mindir = export_network(net, cfg, log=lambda *_: None)
+    r = subprocess.run([exe, f"--mindir_path={mindir}", f"--input0_path={tmp_path}", f"--input1_path={tmp_path}",
+                        "--device_type=CPU"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "maximum mind ir version: 1" in r.stderr
+    r = subprocess.run([exe, "--mindir_path=x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--input0_path is required" in r.stderr
+    env.pop("MINDSPORE_PATH")
+    r = subprocess.run(["bash", "ascend310_infer/build.sh"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "C++ inference API (include/api/model.h + lib/) was not found" in r.stderr
