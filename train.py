@@ -1,6 +1,8 @@
 """Train DLRM on a preprocessed Criteo dataset.
 
     python train.py --config_path=cpu_config.yaml --dataset_path=DIR/mindrecord [--key=value ...]
+Distributed (parallel_mode data_parallel / hybrid_parallel): one process per rank, started by
+scripts/run_distribute_train_{cpu,gpu,ascend}.sh.
 """
 import os
 import sys
@@ -17,16 +19,24 @@ config = get_config()
 def main():
     from src.checkpoint import CheckpointError
     from src.dataset import DatasetError
+    from src.parallel import distributed_device_id, init_parallel
     from src.trainer import Trainer, TrainingDiverged, format_eval, setup_context
-    setup_context(config, get_device_id(config))
+    distributed = config.parallel_mode != "stand_alone"
+    setup_context(config, distributed_device_id() if distributed else get_device_id(config))
+    par = init_parallel(config)
+    if par.distributed:
+        print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:
-        trainer = Trainer(config)
-        print(trainer.describe(), flush=True)
+        trainer = Trainer(config, parallel=par)
+        if par.is_main:
+            print(trainer.describe(), flush=True)
         start = time.time()
         pos = trainer.run()
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:
-        sys.stderr.write(f"train error: {exc}\n")
+        sys.stderr.write(f"train error{f' (rank {par.rank})' if par.distributed else ''}: {exc}\n")
         sys.exit(1)
+    if not par.is_main:
+        return
     print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
           f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
     if trainer.eval_results:

@@ -57,35 +57,55 @@ def split_file(dataset_path, split):
     return path
 
 
+def shard_block(samples, pack_size, num_shards=1, shard_id=0):
+    """(first packed row, end row, samples) of shard `shard_id`: rows [k*R//N, (k+1)*R//N) of the
+    R = ceil(samples / pack_size) rows; only the split's last row may hold fewer than pack_size."""
+    if not 0 <= shard_id < num_shards:
+        raise DatasetError(f"shard_id {shard_id} is not in [0, {num_shards})")
+    rows = -(-samples // pack_size)
+    lo, hi = shard_id * rows // num_shards, (shard_id + 1) * rows // num_shards
+    n = (hi - lo) * pack_size - (rows * pack_size - samples if hi == rows and hi > lo else 0)
+    return lo, hi, n
+
+
 class PackedBatches:
     """Iterable of (ids int32 [B,S], dense float32 [B,D], label float32 [B,1]) numpy batches.
 
     shuffle: samples are mixed within windows of `shuffle_buffer_records` packed rows with a
     generator seeded by (seed, epoch); the stored training order is already a uniform permutation.
     Each call of `iter(...)` is one epoch; `epoch` counts them. `skip_batches` drops the first
-    batches of the first epoch (resuming mid-epoch). Sharding is by packed row.
+    batches of the first epoch (resuming mid-epoch); `max_batches` ends every epoch after that many
+    (distributed ranks must all run the same number of steps).
+    Sharding gives shard k the contiguous block of packed rows [k*R//N, (k+1)*R//N): every sample
+    is in exactly one shard (MindDataset's own num_shards repeats rows to even the shards out).
     """
 
     def __init__(self, dataset_path, split, batch_size, shuffle=False, seed=0, epoch=0, num_shards=1,
-                 shard_id=0, drop_remainder=False, shuffle_buffer_records=64, skip_batches=0):
+                 shard_id=0, drop_remainder=False, shuffle_buffer_records=64, skip_batches=0, max_batches=None):
         self.meta = load_metadata(dataset_path)
         self.file = split_file(dataset_path, split)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch, self.num_shards, self.shard_id = epoch, num_shards, shard_id
         self.drop_remainder = drop_remainder
         self.window = shuffle_buffer_records
-        self.skip_batches = skip_batches
+        self.skip_batches, self.max_batches = skip_batches, max_batches
         self.slot_dim, self.dense_dim = self.meta["slot_dim"], self.meta["dense_dim"]
-        self.samples = self.meta["samples"][split]
+        self.row_lo, self.row_hi, self.samples = shard_block(self.meta["samples"][split], self.meta["pack_size"],
+                                                             num_shards, shard_id)
+
+    def full_batches(self):
+        return self.samples // self.batch_size
 
     def __len__(self):
-        n = self.samples // self.num_shards
-        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+        n = self.full_batches() if self.drop_remainder else -(-self.samples // self.batch_size)
+        return n if self.max_batches is None else min(n, self.max_batches)
 
     def _rows(self):
         import mindspore.dataset as ds
-        shards = {"num_shards": self.num_shards, "shard_id": self.shard_id} if self.num_shards > 1 else {}
-        data = ds.MindDataset(self.file, columns_list=COLUMNS, shuffle=False, **shards)
+        if self.row_hi <= self.row_lo:
+            return
+        sampler = ds.SequentialSampler(start_index=self.row_lo, num_samples=self.row_hi - self.row_lo)
+        data = ds.MindDataset(self.file, columns_list=COLUMNS, sampler=sampler)
         for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
             yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
 
@@ -122,11 +142,14 @@ class PackedBatches:
                 label = np.concatenate([rest[2], label])
             full = (len(label) // bs) * bs
             for lo in range(0, full, bs):
+                if self.max_batches is not None and index >= self.max_batches:
+                    return
                 if index >= skip:
                     yield ids[lo:lo + bs], dense[lo:lo + bs], label[lo:lo + bs, None]
                 index += 1
             rest = (ids[full:], dense[full:], label[full:]) if full < len(label) else None
-        if rest is not None and not self.drop_remainder and index >= skip:
+        if rest is not None and not self.drop_remainder and index >= skip and \
+                (self.max_batches is None or index < self.max_batches):
             yield rest[0], rest[1], rest[2][:, None]
 
 

@@ -11,6 +11,11 @@ optimizer 'adagrad':  MLPs: acc += g^2, w -= lr * g / (sqrt(acc) + eps).
                       gradient G_r in the batch, acc[r] += mean(G_r^2); table[r] -= lr * G_r / (sqrt(acc[r]) + eps).
 With convert_dtype (fp16 MLPs, GPU/Ascend) the loss is multiplied by loss_scale before the
 backward pass and the gradients divided by it.
+
+Distributed (src/parallel.py; N ranks, per-rank batch B): the loss and the MLP gradients are
+all-reduced and divided by N; the table gradients of all ranks are all-gathered with their rows
+(divided by N), so each rank (data_parallel: every rank; hybrid_parallel: the owner of the row)
+applies exactly the update a single process would make for the concatenated global batch of N*B.
 """
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
@@ -20,6 +25,14 @@ EPS = 1e-10
 
 _sgd = ops.MultitypeFuncGraph("sgd")
 _adagrad = ops.MultitypeFuncGraph("adagrad")
+
+
+_mean_over_ranks = ops.MultitypeFuncGraph("mean_over_ranks")
+
+
+@_mean_over_ranks.register("Function", "Tensor", "Tensor")
+def _all_reduce_mean(all_reduce, inv_size, grad):
+    return all_reduce(grad) * inv_size
 
 
 @_sgd.register("Tensor", "Tensor", "Tensor")
@@ -37,10 +50,21 @@ class TrainStep(nn.Cell):
     """(ids int32 [B,S], dense float32 [B,Dn], label float32 [B,1]) -> mean loss float32 scalar;
     updates the parameters in place."""
 
-    def __init__(self, net, optimizer="sgd", learning_rate=0.15, loss_scale=1.0):
+    def __init__(self, net, optimizer="sgd", learning_rate=0.15, loss_scale=1.0, parallel=None,
+                 native_reduce_scatter=False):
         super().__init__()
         self.net = net
         self.table = net.sparse_arch.table
+        self.size = parallel.size if parallel is not None else 1
+        self.hybrid = parallel is not None and parallel.hybrid
+        if self.size > 1:
+            self.all_gather = ops.AllGather()
+            self.all_reduce = ops.AllReduce()
+            self.inv_size = Tensor(1.0 / self.size, ms.float32)
+        if self.hybrid:
+            from src.parallel import RowShardExchange
+            self.exchange = RowShardExchange(net.sparse_arch.row_lo, self.table.shape[0], parallel,
+                                             native_reduce_scatter)
         self.optimizer = optimizer
         self.lr = Tensor(learning_rate, ms.float32)
         self.scale = Tensor(loss_scale, ms.float32)
@@ -62,28 +86,44 @@ class TrainStep(nn.Cell):
 
     def construct(self, ids, dense, label):
         rows = self.net.sparse_arch.global_ids(ids).reshape(-1)               # [B*S] int32
-        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)
+        if self.hybrid:
+            keys, local, mask, emb = self.exchange.lookup(self.table, rows)   # keys/local [N*B*S], emb [B*S, D]
+        else:
+            emb = ops.gather(self.table, rows, 0)                              # [B*S, D]
+            keys, local, mask = rows, rows, None
+        emb = emb.reshape(ids.shape[0], ids.shape[1], self.dim)
         loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
         g_emb = g_emb.reshape(-1, self.dim)                                    # [B*S, D]
         if self.use_scale:
             loss = loss / self.scale
             g_emb = g_emb / self.scale
             g_w = self.hyper_map(ops.partial(ops.div), g_w, (self.scale,) * len(g_w))
+        if self.size > 1:
+            loss = self.all_reduce(loss) * self.inv_size
+            g_w = self.hyper_map(ops.partial(_mean_over_ranks, self.all_reduce, self.inv_size), g_w)
+            g_emb = self.all_gather(g_emb) * self.inv_size                     # [N*B*S, D]
+            if not self.hybrid:
+                keys = self.all_gather(rows)                                   # [N*B*S]
+                local = keys
+        if mask is not None:
+            g_emb = g_emb * mask                                               # rows this rank does not own: 0
         if self.optimizer == "adagrad":
             self.hyper_map(ops.partial(_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
-            _, inverse = self.unique(rows)                                     # [B*S] int32
-            n = rows.shape[0]
-            summed = ops.unsorted_segment_sum(g_emb, inverse, n)               # [B*S, D] per unique row
+            _, inverse = self.unique(keys)                                     # [K] int32, K = len(keys)
+            n = keys.shape[0]
+            summed = ops.unsorted_segment_sum(g_emb, inverse, n)               # [K, D] per unique row
             per_occ = ops.gather(summed, inverse, 0)                           # row's summed grad per occurrence
-            occ = ops.gather(ops.unsorted_segment_sum(ops.ones_like(rows).astype(ms.float32), inverse, n),
+            occ = ops.gather(ops.unsorted_segment_sum(ops.ones_like(keys).astype(ms.float32), inverse, n),
                              inverse, 0)                                       # occurrences of the row
             sq = (per_occ * per_occ).mean(1) / occ                             # split acc increment over occurrences
-            ops.scatter_add(self.row_acc, rows, sq)
-            acc = ops.gather(self.row_acc, rows, 0)
-            ops.scatter_add(self.table, rows, -self.lr * g_emb / (ops.sqrt(acc) + EPS).expand_dims(1))
+            if mask is not None:
+                sq = sq * mask.reshape(-1)
+            ops.scatter_add(self.row_acc, local, sq)
+            acc = ops.gather(self.row_acc, local, 0)
+            ops.scatter_add(self.table, local, -self.lr * g_emb / (ops.sqrt(acc) + EPS).expand_dims(1))
         else:
             self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
-            ops.scatter_add(self.table, rows, -self.lr * g_emb)
+            ops.scatter_add(self.table, local, -self.lr * g_emb)
         return loss
 
     def optimizer_state(self):

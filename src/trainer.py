@@ -1,4 +1,5 @@
-"""The training loop: data, steps, loss/eval logs, checkpoints, resume, NaN stop."""
+"""The training loop: data, steps, loss/eval logs, checkpoints, resume, NaN stop; single process or
+one rank of data/hybrid-parallel training (src/parallel.py)."""
 import os
 import time
 
@@ -7,9 +8,10 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src import checkpoint
-from src.dataset import PackedBatches, load_metadata, table_sizes_for
-from src.metrics import CTRMetrics
+from src.dataset import PackedBatches, load_metadata, shard_block, table_sizes_for
+from src.metrics import CTRMetrics, ctr_metrics
 from src.model.dlrm import DLRMProbability, build_model, model_size
+from src.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
 from src.progress import Progress, background
 from src.train_step import TrainStep
 
@@ -19,8 +21,12 @@ class TrainingDiverged(RuntimeError):
 
 
 def setup_context(cfg, device_id=0):
+    """GRAPH_MODE on cfg.device_target; device_id None lets MindSpore pick (msrun's local rank)."""
     ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device(cfg.device_target, device_id)
+    if device_id is None:
+        ms.set_device(cfg.device_target)
+    else:
+        ms.set_device(cfg.device_target, device_id)
 
 
 def now():
@@ -66,18 +72,27 @@ def human_bytes(n):
 
 
 class Trainer:
-    """Builds the model for `cfg` and the dataset at cfg.dataset_path; `run()` trains."""
+    """Builds the model for `cfg` and the dataset at cfg.dataset_path; `run()` trains.
 
-    def __init__(self, cfg, log=print, num_shards=1, shard_id=0):
+    With `parallel` (src.parallel.ParallelInfo, communication already initialised) this is one rank:
+    it reads its shard of the data, holds its block of table rows (hybrid), writes loss.log/eval.log
+    and merged checkpoints on rank 0 only, and evaluates its part of the test split."""
+
+    def __init__(self, cfg, log=print, parallel=None):
         self.cfg = cfg
-        self.log = log
+        self.par = parallel or ParallelInfo()
+        self.log = log if self.par.is_main else (lambda *_: None)
         self.meta = load_metadata(cfg.dataset_path)
         self.table_sizes = table_sizes_for(cfg, self.meta)
-        self.net = build_model(cfg, self.table_sizes)
+        self.row_range = row_range(sum(self.table_sizes), self.par.size, self.par.rank) if self.par.hybrid else None
+        self.net = build_model(cfg, self.table_sizes, self.row_range)
         self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
-        self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale)
-        self.prob_net = DLRMProbability(self.net)
-        self.num_shards, self.shard_id = num_shards, shard_id
+        self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par,
+                              native_reduce_scatter=cfg.device_target != "CPU")
+        self.prob_net = ShardedProbability(self.net, self.step.exchange) if self.par.hybrid \
+            else DLRMProbability(self.net)
+        if self.par.distributed:
+            self.barrier, self.gather = Barrier(), AllGatherCell()
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
         self.last_checkpoint = None
         self.eval_results = []
@@ -87,41 +102,100 @@ class Trainer:
 
     def describe(self):
         s = model_size(self.net, self.cfg, self.cfg.batch_size)
-        return (f"model: {len(self.table_sizes)} tables, {s['rows']:,} embedding rows x {self.cfg.data_emb_dim}, "
+        par = ""
+        if self.par.distributed:
+            par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
+                   f"({self.cfg.batch_size * self.par.size} global)")
+            if self.row_range:
+                par += f"; this rank holds table rows [{self.row_range[0]:,}, {self.row_range[1]:,})"
+            par += "\n"
+        return par + (f"model: {len(self.table_sizes)} tables, {s['rows']:,} embedding rows x {self.cfg.data_emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
                 f"state ({self.cfg.optimizer}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
                 f"memory ~{human_bytes(s['expected_peak_bytes'])}")
 
     def resume(self):
+        """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank
+        shards (from any number of ranks; a set from this layout is read one shard per rank)."""
         cfg = self.cfg
-        cands = checkpoint.list_checkpoints(cfg.ckpt_path, cfg.ckpt_file_name_prefix)
-        if not cands:
+        source = checkpoint.newest(cfg.ckpt_path, cfg.ckpt_file_name_prefix)
+        if source is None:
             self.log(f"resume: no checkpoint '{cfg.ckpt_file_name_prefix}-*{checkpoint.EXT}' in "
-                     f"{cfg.ckpt_path}; starting from scratch")
+                     f"{cfg.ckpt_path} or its rank_*/ folders; starting from scratch")
             return
-        path = cands[-1]
-        arrays, position = checkpoint.load(path)
-        checkpoint.restore(self.state_params(), arrays, path)
+        lo, hi = self.row_range or (None, None)
+        arrays, position, desc = checkpoint.load_rows(source, lo, hi)
+        checkpoint.restore(self.state_params(), arrays, desc)
         self.position = position
-        self.last_checkpoint = path
-        self.log(f"resumed from {path} at epoch {position['epoch'] + 1}, step {position['global_step']}")
+        self.last_checkpoint = desc
+        self.log(f"resumed from {desc} at epoch {position['epoch'] + 1}, step {position['global_step']}")
 
     def save(self):
+        """Single process / data parallel: rank 0 writes the checkpoint. Hybrid: every rank writes its
+        shard to ckpt_path/rank_K/."""
         cfg = self.cfg
         pos = self.position
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
-        path = os.path.join(cfg.ckpt_path, checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch,
-                                                                 pos["global_step"]))
-        checkpoint.save(path, self.state_params(), pos, keep=cfg.keep_checkpoint_max,
-                        prefix=cfg.ckpt_file_name_prefix)
+        name = checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"])
+        shard = None
+        if self.par.hybrid:
+            path = os.path.join(checkpoint.rank_dir(cfg.ckpt_path, self.par.rank), name)
+            shard = {"row_lo": self.row_range[0], "row_hi": self.row_range[1], "rows": sum(self.table_sizes),
+                     "rank": self.par.rank, "size": self.par.size}
+        else:
+            path = os.path.join(cfg.ckpt_path, name)
+        if shard or self.par.is_main:
+            checkpoint.save(path, self.state_params(), pos, keep=cfg.keep_checkpoint_max,
+                            prefix=cfg.ckpt_file_name_prefix, shard=shard)
         self.last_checkpoint = path
         return path
 
+    def _evaluate(self):
+        if not self.par.distributed:
+            return evaluate(self.prob_net, self.cfg.dataset_path, "test", self.cfg.test_batch_size)
+        return self._evaluate_distributed()
+
+    def _evaluate_distributed(self):
+        """Each rank predicts its block of the test split; probabilities and labels are all-gathered
+        and the metrics computed over every test sample (not averaged over ranks). Hybrid ranks run the
+        same number of equal-shaped batches (padded) because each lookup is a collective."""
+        cfg, par = self.cfg, self.par
+        bs = cfg.test_batch_size
+        total = self.meta["samples"]["test"]
+        counts = [shard_block(total, self.meta["pack_size"], par.size, k)[2] for k in range(par.size)]
+        steps = max(-(-c // bs) for c in counts)
+        start = time.time()
+        batches = iter(PackedBatches(cfg.dataset_path, "test", bs, num_shards=par.size, shard_id=par.rank))
+        probs, labels = [], []
+        for _ in range(steps):
+            batch = next(batches, None)
+            if batch is None and not par.hybrid:
+                break
+            ids, dense, label = batch if batch is not None else (np.zeros((0, cfg.slot_dim), np.int32),
+                                                                    np.zeros((0, cfg.dense_dim), np.float32),
+                                                                    np.zeros((0, 1), np.float32))
+            n = len(label)
+            if par.hybrid and n < bs:
+                ids = np.concatenate([ids, np.zeros((bs - n, ids.shape[1]), np.int32)])
+                dense = np.concatenate([dense, np.zeros((bs - n, dense.shape[1]), np.float32)])
+            probs.append(self.prob_net(Tensor(ids), Tensor(dense)).asnumpy()[:n, 0])
+            labels.append(label[:, 0])
+        mine = np.zeros((max(counts), 2), np.float32)
+        mine[:counts[par.rank], 0] = np.concatenate(probs) if probs else []
+        mine[:counts[par.rank], 1] = np.concatenate(labels) if labels else []
+        every = self.gather(Tensor(mine)).asnumpy().reshape(par.size, max(counts), 2)
+        both = np.concatenate([every[k, :counts[k]] for k in range(par.size)])
+        result = ctr_metrics(both[:, 0], both[:, 1])
+        result["eval_time"] = time.time() - start
+        result["samples_per_s"] = result["samples"] / max(result["eval_time"], 1e-9)
+        return result
+
     def run_eval(self, epoch, step):
-        result = evaluate(self.prob_net, self.cfg.dataset_path, "test", self.cfg.test_batch_size)
+        result = self._evaluate()
         line = f"{now()} epoch: {epoch}, step: {step}, {format_eval(result)}"
-        append_line(self.cfg.eval_file_name, line)
+        if self.par.is_main:
+            append_line(self.cfg.eval_file_name, line)
         self.log(line)
         self.eval_results.append(result)
         return result
@@ -132,8 +206,12 @@ class Trainer:
         if cfg.resume:
             self.resume()
         batches = PackedBatches(cfg.dataset_path, "train", cfg.batch_size, shuffle=True, seed=cfg.random_seed,
-                                num_shards=self.num_shards, shard_id=self.shard_id, drop_remainder=True,
+                                num_shards=self.par.size, shard_id=self.par.rank, drop_remainder=True,
                                 shuffle_buffer_records=cfg.shuffle_buffer_records)
+        if self.par.distributed:   # every rank runs the same number of steps: the smallest shard's
+            train = self.meta["samples"]["train"]
+            batches.max_batches = min(shard_block(train, self.meta["pack_size"], self.par.size, k)[2] // cfg.batch_size
+                                      for k in range(self.par.size))
         steps_per_epoch = len(batches)
         if steps_per_epoch == 0:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
@@ -147,7 +225,7 @@ class Trainer:
             from mindspore import Profiler
             profiler = Profiler(output_path=os.path.join(cfg.output_path, "profiler"))
         total_steps = steps_per_epoch * cfg.train_epochs
-        prog = Progress("train", total_steps - pos["global_step"], "steps", every=10.0)
+        prog = Progress("train", total_steps - pos["global_step"], "steps", every=10.0, enabled=self.par.is_main)
         window_start, window_samples = time.time(), 0
         saved_at = pos["global_step"]
         while pos["epoch"] < cfg.train_epochs:
@@ -165,8 +243,8 @@ class Trainer:
                                            f"training stopped; last good checkpoint: {kept}")
                 gs = pos["global_step"]
                 if gs % cfg.log_interval_steps == 0 or pos["step_in_epoch"] == steps_per_epoch:
-                    rate = window_samples / max(time.time() - window_start, 1e-9)
-                    append_line(cfg.loss_file_name, f"{now()} epoch: {pos['epoch'] + 1}, step: {gs}, "
+                    rate = window_samples * self.par.size / max(time.time() - window_start, 1e-9)
+                    append_line(cfg.loss_file_name if self.par.is_main else "", f"{now()} epoch: {pos['epoch'] + 1}, step: {gs}, "
                                                     f"loss is {loss:.6f}, samples/s: {rate:.1f}")
                     window_start, window_samples = time.time(), 0
                 if cfg.save_checkpoint and gs % cfg.save_checkpoint_steps == 0:
@@ -189,5 +267,11 @@ class Trainer:
             profiler.analyse()
         if self.cfg.save_checkpoint and saved_at != self.position["global_step"]:
             self.save()
+        if self.par.hybrid and self.cfg.save_checkpoint:
+            self.barrier().asnumpy()                 # every shard of this step is on disk
+            if self.par.is_main:
+                self.last_checkpoint = checkpoint.merge(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
+                                                        self.position["global_step"])
+                self.log(f"merged {self.par.size} shards into {self.last_checkpoint}")
         return self.position
 

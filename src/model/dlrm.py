@@ -19,23 +19,32 @@ from mindspore.common.initializer import Initializer, initializer
 
 
 class SlotUniform(Initializer):
-    """Fills a fused table in place, slot by slot: rows of a slot with n rows ~ U(-1/sqrt(n), 1/sqrt(n)).
-    Filling in place keeps the peak at one table copy (2.2 GB for the Kaggle sizes)."""
+    """Fills rows [lo, hi) of the fused table: rows of a slot with n rows ~ U(-1/sqrt(n), 1/sqrt(n)).
 
-    def __init__(self, table_sizes, seed):
+    Every (slot, 2^20-row chunk) has its own generator seeded (seed, slot, chunk), so a rank holding a
+    row shard makes exactly the values of the single-device table for its rows without making the
+    rest; the whole table is filled in place (peak: one table copy plus one 64 MB chunk)."""
+    CHUNK = 1 << 20
+
+    def __init__(self, table_sizes, seed, lo=0, hi=None):
         super().__init__()
         self.table_sizes, self.seed = list(table_sizes), seed
+        self.lo, self.hi = lo, sum(self.table_sizes) if hi is None else hi
 
     def _initialize(self, arr):
         off = 0
         for slot, n in enumerate(self.table_sizes):
-            rng = np.random.default_rng([self.seed, 1000 + slot])
-            bound = 1.0 / np.sqrt(n)
-            for lo in range(0, n, 1 << 20):
-                part = arr[off + lo:off + min(n, lo + (1 << 20))]
-                rng.random(dtype=np.float32, out=part)
-                part *= 2.0 * bound
-                part -= bound
+            bound = np.float32(1.0 / np.sqrt(n))
+            for c0 in range(0, n, self.CHUNK):
+                g0, g1 = off + c0, off + min(n, c0 + self.CHUNK)          # global rows of this chunk
+                a, b = max(g0, self.lo), min(g1, self.hi)
+                if a >= b:
+                    continue
+                rng = np.random.default_rng([self.seed, 1000 + slot, c0 // self.CHUNK])
+                vals = rng.random((g1 - g0, arr.shape[1]), dtype=np.float32)[a - g0:b - g0]
+                vals *= 2.0 * bound
+                vals -= bound
+                arr[a - self.lo:b - self.lo] = vals
             off += n
 
 
@@ -56,16 +65,21 @@ def _mlp(widths, in_dim, seed, relu_last, fp16):
 
 
 class SparseArch(nn.Cell):
-    """ids int32 [B, S] (per-slot ids) -> embeddings float32 [B, S, D] from one fused table."""
+    """ids int32 [B, S] (per-slot ids) -> embeddings float32 [B, S, D] from one fused table.
 
-    def __init__(self, table_sizes, dim, seed):
+    With row_range=(lo, hi) (hybrid parallel) this rank holds only rows [lo, hi) of the fused table,
+    table float32 [hi - lo, D]; the lookup across ranks is src/parallel.py's RowShardExchange, and
+    `construct` (single-device lookup) is not used."""
+
+    def __init__(self, table_sizes, dim, seed, row_range=None):
         super().__init__()
         self.table_sizes = list(table_sizes)
         self.rows = int(sum(self.table_sizes))
+        self.row_lo, self.row_hi = row_range if row_range is not None else (0, self.rows)
         offsets = np.concatenate(([0], np.cumsum(self.table_sizes)[:-1])).astype(np.int32)
         self.offsets = Tensor(offsets[None, :])                              # [1, S] int32
-        self.table = Parameter(initializer(SlotUniform(self.table_sizes, seed), (self.rows, dim), ms.float32),
-                               name="table")
+        init = SlotUniform(self.table_sizes, seed, self.row_lo, self.row_hi)
+        self.table = Parameter(initializer(init, (self.row_hi - self.row_lo, dim), ms.float32), name="table")
 
     def global_ids(self, ids):
         """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
@@ -124,9 +138,9 @@ class DLRM(nn.Cell):
     """(ids int32 [B, S], dense float32 [B, Dn]) -> click logit float32 [B, 1]."""
 
     def __init__(self, table_sizes, dense_dim, emb_dim, bottom, top, interaction_op="dot", itself=False,
-                 fp16=False, seed=123):
+                 fp16=False, seed=123, row_range=None):
         super().__init__()
-        self.sparse_arch = SparseArch(table_sizes, emb_dim, seed)
+        self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, row_range)
         self.dense_arch = DenseArch(dense_dim, bottom, [seed, 1], fp16)
         self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself)
         self.over_arch = OverArch(self.interaction.out_dim, top, [seed, 2], fp16)
@@ -153,9 +167,9 @@ class DLRMProbability(nn.Cell):
         return ops.sigmoid(self.net(ids, dense))
 
 
-def build_model(cfg, table_sizes):
+def build_model(cfg, table_sizes, row_range=None):
     return DLRM(table_sizes, cfg.dense_dim, cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args,
-                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed)
+                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range)
 
 
 def model_size(net, cfg, batch_size):

@@ -51,6 +51,7 @@ SCHEMA = {
     "convert_dtype": (bool, None),
     # --- training ---
     "device_target": (str, ("CPU", "GPU", "Ascend")),
+    "parallel_mode": (str, ("stand_alone", "data_parallel", "hybrid_parallel")),
     "batch_size": (int, None),
     "test_batch_size": (int, None),
     "optimizer": (str, ("sgd", "adagrad")),
