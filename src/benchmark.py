@@ -4,6 +4,7 @@ peak RSS is its own.
     python -m src.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
     python -m src.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
     python -m src.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency
+    python -m src.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
 """
 import argparse
 import json
@@ -208,9 +209,44 @@ def child_infer(mindir, device):
     return out
 
 
+def child_dist(mode, batch, steps, device):
+    """One rank (or the single process) of a Kaggle-sized training run with random ids: prints its own
+    samples/s (global batch) and peak RSS. Under msrun every rank prints one JSON line."""
+    import resource
+    _context(device)
+    from mindspore import Tensor
+    from src.model.dlrm import DLRM
+    from src.model_utils.config import parse_cli
+    from src.parallel import init_parallel, row_range
+    from src.train_step import TrainStep
+    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}"])
+    par = init_parallel(cfg)
+    rr = row_range(sum(KAGGLE), par.size, par.rank) if par.hybrid else None
+    t = time.time()
+    net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1, row_range=rr)
+    init_s = time.time() - t
+    step = TrainStep(net, "sgd", 0.1, parallel=par, native_reduce_scatter=device != "CPU")
+    rng = np.random.default_rng([7, par.rank])
+    feed = []
+    for _ in range(4):
+        ids = np.stack([rng.integers(0, s, batch) for s in KAGGLE], 1).astype(np.int32)
+        feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
+                     Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
+    for f in feed[:2]:
+        step(*f).asnumpy()
+    t = time.time()
+    for i in range(steps):
+        loss = step(*feed[i % len(feed)])
+    loss.asnumpy()
+    dt = time.time() - t
+    return {"rank": par.rank, "size": par.size, "samples_per_s": steps * batch * par.size / dt,
+            "table_rows": int(net.sparse_arch.table.shape[0]), "init_seconds": init_s,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
 CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
-            "infer": child_infer}
+            "infer": child_infer, "dist": child_dist}
 
 
 def _typed(v):
@@ -284,6 +320,63 @@ def bench_infer(work, device):
               f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms ({r['reps']} calls)")
 
 
+def run_ranks(n, *args):
+    """`_child` under msrun with n ranks on 127.0.0.1: the JSON line of every rank."""
+    import glob
+    import socket
+    import tempfile
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logs = tempfile.mkdtemp(prefix="bench_msrun_")
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    r = subprocess.run(["msrun", f"--worker_num={n}", f"--local_worker_num={n}", "--master_addr=127.0.0.1",
+                        f"--master_port={port}", "--join=True", f"--log_dir={logs}", "python", "-m", "src.benchmark",
+                        "_child", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"msrun benchmark failed ({r.returncode}); logs in {logs}")
+    out = []
+    for path in sorted(glob.glob(os.path.join(logs, "worker_*.log"))):
+        lines = [line for line in open(path, encoding="utf-8") if line.startswith("{")]
+        out.append(json.loads(lines[-1]))
+    return out
+
+
+def bench_parallel(device):
+    from src.parallel import bytes_per_step
+    print(f"== distributed training ({device}; Kaggle architecture and table sizes, 33,762,577 rows, SGD, random ids; "
+          f"{os.cpu_count()} cores shared by all ranks)")
+    # This machine's speed drifts by up to +-30% between runs: single and 2-rank runs are interleaved
+    # twice and both figures shown; the ratio uses their means.
+    for per_rank, steps in ((1024, 60), (8192, 12), (16384, 8)):
+        singles, hybrids = [], []
+        for _ in range(2):
+            base, peak = run_child("dist", "stand_alone", str(2 * per_rank), str(steps), device)
+            singles.append(base["samples_per_s"])
+            ranks = run_ranks(2, "dist", "hybrid_parallel", str(per_rank), str(steps), device)
+            hybrids.append(min(r["samples_per_s"] for r in ranks))
+        dp = run_ranks(2, "dist", "data_parallel", str(per_rank), str(steps), device)
+        one = float(np.mean(singles))
+        print(f"global batch {2 * per_rank}: 1 process {' / '.join(f'{v:,.0f}' for v in singles)} samples/s, "
+              f"peak RSS {gb(peak)}")
+        print(f"  2 ranks hybrid_parallel, batch {per_rank} per rank: {' / '.join(f'{v:,.0f}' for v in hybrids)} "
+              f"samples/s ({np.mean(hybrids) / one:.2f}x), per-rank peak RSS "
+              + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])} ({r['table_rows']:,} rows)" for r in ranks))
+        rate = min(r["samples_per_s"] for r in dp)
+        print(f"  2 ranks data_parallel, batch {per_rank} per rank: {rate:,.0f} samples/s ({rate / one:.2f}x), "
+              f"per-rank peak RSS " + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])}" for r in dp))
+    mlp = 475_985
+    print("bytes sent per rank per step at batch 16384 per rank (ring algorithms; hybrid vectors by ReduceScatter "
+          "on GPU/Ascend, AllReduce on CPU):")
+    for n in (2, 4, 8):
+        for mode in ("hybrid_parallel", "data_parallel"):
+            b = bytes_per_step(mode, n, 16384, 26, 16, mlp)
+            c = bytes_per_step(mode, n, 16384, 26, 16, mlp, native_reduce_scatter=False)
+            print(f"  N={n} {mode}: {b['total'] / 2 ** 20:,.1f} MB"
+                  + (f" (CPU: {c['total'] / 2 ** 20:,.1f} MB)" if mode == "hybrid_parallel" else "")
+                  + "; " + ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" for k, v in b.items() if k != "total"))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
@@ -291,7 +384,7 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "infer", "all"])
+    ap.add_argument("suite", choices=["preprocess", "train", "infer", "parallel", "all"])
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -304,6 +397,8 @@ def main(argv=None):
         bench_train(args.work, args.device_target, args.lines)
     if args.suite in ("infer", "all"):
         bench_infer(args.work, args.device_target)
+    if args.suite in ("parallel", "all"):
+        bench_parallel(args.device_target)
 
 
 if __name__ == "__main__":

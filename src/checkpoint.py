@@ -52,7 +52,9 @@ def resolve(path, prefix=None):
         if not cands:
             cands = sorted(glob.glob(os.path.join(path, f"*{EXT}")), key=os.path.getmtime)
         if not cands:
-            raise CheckpointError(f"no checkpoint (*{EXT}) in folder '{path}'")
+            hint = (f"; it has hybrid-parallel shards in rank_*/: join them with "
+                    f"`python -m src.checkpoint merge {path}`") if glob.glob(os.path.join(path, "rank_*", f"*{EXT}")) else ""
+            raise CheckpointError(f"no checkpoint (*{EXT}) in folder '{path}'{hint}")
         return cands[-1]
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")

@@ -85,7 +85,7 @@ def bytes_per_step(mode, n, batch, slots, dim, mlp_params, native_reduce_scatter
         return {"total": 0}
     m = batch * slots
     ring = (n - 1) / n
-    out = {"mlp_allreduce": 2 * ring * mlp_params * 4, "loss_allreduce": 2 * ring * 4}
+    out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * 4}   # one fused buffer
     out["ids_allgather"] = ring * n * m * 4
     out["grads_allgather"] = ring * n * m * dim * 4
     if mode == "hybrid_parallel":
