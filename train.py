@@ -23,7 +23,11 @@ def main():
     from src.trainer import Trainer, TrainingDiverged, format_eval, setup_context
     distributed = config.parallel_mode != "stand_alone"
     setup_context(config, distributed_device_id() if distributed else get_device_id(config))
-    par = init_parallel(config)
+    try:
+        par = init_parallel(config)
+    except RuntimeError as exc:
+        sys.stderr.write(f"train error: {exc}\n")
+        sys.exit(1)
     if par.distributed:
         print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:

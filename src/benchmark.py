@@ -93,22 +93,11 @@ def child_train_epoch(dataset, device, config):
             "accuracy": ev["accuracy"], "eval_samples_per_s": ev2["samples_per_s"], "batch": cfg.batch_size}
 
 
-def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
-    """Step time with random ids over Kaggle-sized or small tables (no data loading), plus checkpoint size."""
-    _context(device)
-    import mindspore as ms
+def time_steps(step, sizes, batch, steps, rng, n_feeds):
+    """Seconds for `steps` calls of a train step on random batches (ids uniform per slot), after 2 warm-up calls."""
     from mindspore import Tensor
-    from src import checkpoint
-    from src.model.dlrm import DLRM
-    from src.train_step import TrainStep
-    sizes = KAGGLE if sizes_kind == "kaggle" else [min(s, 1000) for s in KAGGLE]
-    t = time.time()
-    net = DLRM(sizes, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1)
-    init_s = time.time() - t
-    step = TrainStep(net, "sgd", 0.1)
-    rng = np.random.default_rng(0)
     feed = []
-    for _ in range(8):
+    for _ in range(n_feeds):
         ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
         feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
                      Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
@@ -118,7 +107,20 @@ def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
     for i in range(steps):
         loss = step(*feed[i % len(feed)])
     loss.asnumpy()
-    dt = time.time() - t
+    return time.time() - t
+
+
+def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
+    """Step time with random ids over Kaggle-sized or small tables (no data loading), plus checkpoint size."""
+    _context(device)
+    from src import checkpoint
+    from src.model.dlrm import DLRM
+    from src.train_step import TrainStep
+    sizes = KAGGLE if sizes_kind == "kaggle" else [min(s, 1000) for s in KAGGLE]
+    t = time.time()
+    net = DLRM(sizes, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1)
+    init_s = time.time() - t
+    dt = time_steps(TrainStep(net, "sgd", 0.1), sizes, batch, steps, np.random.default_rng(0), 8)
     out = {"samples_per_s": steps * batch / dt, "init_seconds": init_s, "rows": int(sum(sizes))}
     if ckpt_dir:
         path = os.path.join(ckpt_dir, f"bench_{sizes_kind}.safetensors")
@@ -127,7 +129,6 @@ def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
         out["ckpt_seconds"] = time.time() - t
         out["ckpt_bytes"] = os.path.getsize(path)
         os.remove(path)
-    del ms
     return out
 
 
@@ -214,7 +215,6 @@ def child_dist(mode, batch, steps, device):
     samples/s (global batch) and peak RSS. Under msrun every rank prints one JSON line."""
     import resource
     _context(device)
-    from mindspore import Tensor
     from src.model.dlrm import DLRM
     from src.model_utils.config import parse_cli
     from src.parallel import init_parallel, row_range
@@ -226,19 +226,7 @@ def child_dist(mode, batch, steps, device):
     net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1, row_range=rr)
     init_s = time.time() - t
     step = TrainStep(net, "sgd", 0.1, parallel=par, native_reduce_scatter=device != "CPU")
-    rng = np.random.default_rng([7, par.rank])
-    feed = []
-    for _ in range(4):
-        ids = np.stack([rng.integers(0, s, batch) for s in KAGGLE], 1).astype(np.int32)
-        feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
-                     Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
-    for f in feed[:2]:
-        step(*f).asnumpy()
-    t = time.time()
-    for i in range(steps):
-        loss = step(*feed[i % len(feed)])
-    loss.asnumpy()
-    dt = time.time() - t
+    dt = time_steps(step, KAGGLE, batch, steps, np.random.default_rng([7, par.rank]), 4)
     return {"rank": par.rank, "size": par.size, "samples_per_s": steps * batch * par.size / dt,
             "table_rows": int(net.sparse_arch.table.shape[0]), "init_seconds": init_s,
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}

@@ -56,7 +56,8 @@ def init_parallel(cfg):
     try:
         init()
     except RuntimeError as exc:
-        raise RuntimeError(f"parallel_mode={cfg.parallel_mode}: communication init failed ({exc}). Start "
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"parallel_mode={cfg.parallel_mode}: communication init failed ({first}). Start "
                            f"distributed training with scripts/run_distribute_train_{{cpu,gpu,ascend}}.sh "
                            f"(msrun or a rank table), not plain python") from None
     return ParallelInfo(cfg.parallel_mode, get_rank(), get_group_size())
