@@ -113,7 +113,7 @@ class Trainer:
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
                 f"state ({self.cfg.optimizer}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
-                f"memory ~{human_bytes(s['expected_peak_bytes'])}")
+                f"memory ~{human_bytes(s['expected_peak_bytes'])}{' per rank' if self.par.distributed else ''}")
 
     def resume(self):
         """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank
