@@ -14,9 +14,10 @@ probabilities) and time_dir/test_perform_static.txt with the mean latency.
 """
 import json
 import os
-import shutil
 
 import numpy as np
+
+from src.staged_dir import staged_dir
 
 INPUTS = (("00_ids", "<i4", "slot_dim"), ("01_dense", "<f4", "dense_dim"))
 LABEL = ("label", "<f4", 1)
@@ -35,13 +36,10 @@ def batch_name(index):
 
 def write_batches(batches, out_dir, slot_dim, dense_dim, batch_size, progress=None):
     """Write (ids, dense, label) batches into out_dir atomically (temporary folder, then rename)."""
-    out_dir = os.path.abspath(out_dir)
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for folder, _, _ in INPUTS + (LABEL,):
-        os.makedirs(os.path.join(tmp, folder))
     n_batches = samples = 0
-    try:
+    with staged_dir(out_dir) as tmp:
+        for folder, _, _ in INPUTS + (LABEL,):
+            os.makedirs(os.path.join(tmp, folder))
         for ids, dense, label in batches:
             name = batch_name(n_batches) + ".bin"
             for (folder, dtype, _), arr in zip(INPUTS + (LABEL,), (ids, dense, label)):
@@ -58,16 +56,6 @@ def write_batches(batches, out_dir, slot_dim, dense_dim, batch_size, progress=No
         }
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
-        if os.path.isdir(out_dir):
-            old = f"{out_dir}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 

@@ -7,7 +7,6 @@ ascend310_infer/ (same inputs, same result_Files/ and time_Result/ layout).
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from src.infer_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
                              write_time)
+from src.staged_dir import staged_dir
 
 
 def load_graph(mindir_path, device_target="CPU"):
@@ -34,12 +34,8 @@ def run(graph, input_path, result_path, time_path, log=print):
         manifest = json.load(f)
     slot_dim, dense_dim = manifest["inputs"][0]["shape"][1], manifest["inputs"][1]["shape"][1]
     names = list_batches(os.path.join(input_path, INPUTS[0][0]))
-    out = os.path.abspath(result_path)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     latencies, samples = [], 0
-    try:
+    with staged_dir(result_path) as tmp:
         for name in names:
             ids, dense = read_inputs(input_path, name, slot_dim, dense_dim)
             start = time.perf_counter()
@@ -47,11 +43,6 @@ def run(graph, input_path, result_path, time_path, log=print):
             latencies.append(time.perf_counter() - start)
             np.ascontiguousarray(prob, "<f4").tofile(os.path.join(tmp, name + RESULT_SUFFIX))
             samples += len(ids)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     total = float(np.sum(latencies))
     mean_ms = 1000.0 * total / len(latencies)
     log(write_time(time_path, mean_ms, len(latencies), samples, total).rstrip())

@@ -33,6 +33,7 @@ from src.criteo import BlockParser, CriteoFormatError, count_lines, iter_blocks,
 from src.dataset import METADATA
 from src.mindrecord_writer import PackedWriter
 from src.progress import Progress, background
+from src.staged_dir import staged_dir
 from src.vocab import SlotCounter, SlotMapper
 
 FORMAT_VERSION = 1
@@ -117,20 +118,8 @@ def preprocess(cfg, progress=True):
     n_val_lines = n_test_lines // 2 if cfg.val_split else 0
 
     _cleanup_stale(data_dir)
-    tmp = os.path.join(data_dir, f".mindrecord.tmp-{os.getpid()}")
-    os.makedirs(tmp)
-    try:
+    with staged_dir(out_dir, os.path.join(data_dir, f".mindrecord.tmp-{os.getpid()}")) as tmp:
         meta = _run(cfg, path, tmp, mode, total, n_train_lines, n_val_lines, dense_dim, slot_dim, progress)
-        old = None
-        if os.path.exists(out_dir):
-            old = f"{out_dir}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     meta["dataset_path"] = out_dir
     return meta
 
