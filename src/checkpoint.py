@@ -34,15 +34,20 @@ def ckpt_name(prefix, epoch, step):
     return f"{prefix}-{epoch}_{step}{EXT}"
 
 
-def list_checkpoints(ckpt_dir, prefix):
-    """Checkpoints of `prefix` in ckpt_dir, oldest first (by global step in the name)."""
+def checkpoints_by_step(ckpt_dir, prefix):
+    """[(global step, path)] of the checkpoints of `prefix` in ckpt_dir, oldest first (step from the name)."""
     pat = re.compile(rf"^{re.escape(prefix)}-(\d+)_(\d+){re.escape(EXT)}$")
     found = []
     for path in glob.glob(os.path.join(ckpt_dir, f"{prefix}-*{EXT}")):
         m = pat.match(os.path.basename(path))
         if m:
             found.append((int(m.group(2)), path))
-    return [p for _, p in sorted(found)]
+    return sorted(found)
+
+
+def list_checkpoints(ckpt_dir, prefix):
+    """Checkpoints of `prefix` in ckpt_dir, oldest first (by global step in the name)."""
+    return [p for _, p in checkpoints_by_step(ckpt_dir, prefix)]
 
 
 def resolve(path, prefix=None):
@@ -128,8 +133,7 @@ def shard_sets(ckpt_dir, prefix):
         m = re.fullmatch(r"rank_(\d+)", os.path.basename(d))
         if not m:
             continue
-        for path in list_checkpoints(d, prefix):
-            step = int(re.search(r"_(\d+)" + re.escape(EXT) + "$", path).group(1))
+        for step, path in checkpoints_by_step(d, prefix):
             sets.setdefault(step, {})[int(m.group(1))] = path
     return sets
 
@@ -166,8 +170,7 @@ def newest(ckpt_dir, prefix):
     """The newest checkpoint by global step: ("full", path) or ("shards", {rank: path}), or None.
     At equal steps the merged single file wins."""
     best = None
-    for path in list_checkpoints(ckpt_dir, prefix):
-        step = int(re.search(r"_(\d+)" + re.escape(EXT) + "$", path).group(1))
+    for step, path in checkpoints_by_step(ckpt_dir, prefix):
         best = (step, 1, ("full", path))
     for step, ranks in sorted(shard_sets(ckpt_dir, prefix).items()):
         whole = _complete(ranks)

@@ -68,6 +68,11 @@ def shard_block(samples, pack_size, num_shards=1, shard_id=0):
     return lo, hi, n
 
 
+def shard_sizes(meta, split, num_shards):
+    """Samples of every shard of a split, from metadata.json alone (no data read)."""
+    return [shard_block(meta["samples"][split], meta["pack_size"], num_shards, k)[2] for k in range(num_shards)]
+
+
 class PackedBatches:
     """Iterable of (ids int32 [B,S], dense float32 [B,D], label float32 [B,1]) numpy batches.
 

@@ -74,11 +74,6 @@ def row_range(total_rows, size, rank):
     return rank * total_rows // size, (rank + 1) * total_rows // size
 
 
-def table_memory_bytes(total_rows, dim, size, rank, optimizer):
-    lo, hi = row_range(total_rows, size, rank)
-    return (hi - lo) * (dim + (1 if optimizer == "adagrad" else 0)) * 4
-
-
 def bytes_per_step(mode, n, batch, slots, dim, mlp_params, native_reduce_scatter=True):
     """Bytes each rank sends per training step (ring algorithms: AllGather and ReduceScatter send
     (N-1)/N of the gathered/reduced tensor, AllReduce twice that). float32 values, int32 ids."""

@@ -8,7 +8,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src import checkpoint
-from src.dataset import PackedBatches, load_metadata, shard_block, table_sizes_for
+from src.dataset import PackedBatches, load_metadata, shard_sizes, table_sizes_for
 from src.metrics import CTRMetrics, ctr_metrics
 from src.model.dlrm import DLRMProbability, build_model, model_size
 from src.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
@@ -162,8 +162,7 @@ class Trainer:
         same number of equal-shaped batches (padded) because each lookup is a collective."""
         cfg, par = self.cfg, self.par
         bs = cfg.test_batch_size
-        total = self.meta["samples"]["test"]
-        counts = [shard_block(total, self.meta["pack_size"], par.size, k)[2] for k in range(par.size)]
+        counts = shard_sizes(self.meta, "test", par.size)
         steps = max(-(-c // bs) for c in counts)
         start = time.time()
         batches = iter(PackedBatches(cfg.dataset_path, "test", bs, num_shards=par.size, shard_id=par.rank))
@@ -209,9 +208,7 @@ class Trainer:
                                 num_shards=self.par.size, shard_id=self.par.rank, drop_remainder=True,
                                 shuffle_buffer_records=cfg.shuffle_buffer_records)
         if self.par.distributed:   # every rank runs the same number of steps: the smallest shard's
-            train = self.meta["samples"]["train"]
-            batches.max_batches = min(shard_block(train, self.meta["pack_size"], self.par.size, k)[2] // cfg.batch_size
-                                      for k in range(self.par.size))
+            batches.max_batches = min(shard_sizes(self.meta, "train", self.par.size)) // cfg.batch_size
         steps_per_epoch = len(batches)
         if steps_per_epoch == 0:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "

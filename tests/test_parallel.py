@@ -12,7 +12,7 @@ from mindspore import Tensor
 
 from conftest import ROOT, make_cfg
 from src import checkpoint
-from src.dataset import PackedBatches, load_metadata, shard_block
+from src.dataset import PackedBatches, load_metadata, shard_sizes
 from src.model.dlrm import DLRMProbability, build_model
 from src.parallel import bytes_per_step, row_range
 from src.train_step import TrainStep
@@ -42,7 +42,7 @@ def _reference(ds, optimizer):
     meta = load_metadata(ds)
     net = build_model(cfg, meta["table_sizes"])
     step = TrainStep(net, optimizer, cfg.learning_rate)
-    steps = min(shard_block(meta["samples"]["train"], meta["pack_size"], N, k)[2] // B for k in range(N))
+    steps = min(shard_sizes(meta, "train", N)) // B
     assert steps >= 50
     for epoch in range(EPOCHS):
         shards = [PackedBatches(ds, "train", B, shuffle=True, seed=cfg.random_seed, epoch=epoch, num_shards=N,
