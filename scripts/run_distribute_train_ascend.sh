@@ -9,10 +9,11 @@ if [ $# -lt 3 ]; then
   echo "usage: bash $0 DEVICE_NUM DATASET_PATH RANK_TABLE_FILE [--key=value ...]" >&2; exit 2
 fi
 DEVICE_NUM=$1; DATASET_PATH=$2; RANK_TABLE_FILE=$3; shift 3
-case "$DEVICE_NUM" in ''|*[!0-9]*|0) echo "DEVICE_NUM must be a positive integer, got '$DEVICE_NUM'" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
-[ -f "$RANK_TABLE_FILE" ] || { echo "RANK_TABLE_FILE '$RANK_TABLE_FILE' does not exist" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+need_count DEVICE_NUM "$DEVICE_NUM" 1
+need_dataset "$DATASET_PATH"
+[ -f "$RANK_TABLE_FILE" ] || { echo "RANK_TABLE_FILE '$RANK_TABLE_FILE' does not exist" >&2; exit 2; }
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 export RANK_TABLE_FILE="$(realpath "$RANK_TABLE_FILE")"
 export RANK_SIZE=$DEVICE_NUM

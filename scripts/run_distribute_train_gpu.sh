@@ -13,11 +13,12 @@ if [ $# -lt 2 ]; then
   echo "usage: bash $0 $([ "$DEVICE_TARGET" = CPU ] && echo WORKER_NUM || echo DEVICE_NUM) DATASET_PATH [--key=value ...]" >&2; exit 2
 fi
 NUM=$1; DATASET_PATH=$2; shift 2
-case "$NUM" in ''|*[!0-9]*|0) echo "the number of ranks must be a positive integer, got '$NUM'" >&2; exit 2;; esac
-case "$DEVICE_TARGET" in GPU) CONFIG=gpu_config.yaml;; CPU) CONFIG=cpu_config.yaml;;
-  *) echo "DEVICE_TARGET must be GPU or CPU for msrun launches, got '$DEVICE_TARGET' (Ascend: run_distribute_train_ascend.sh)" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+need_count "the number of ranks" "$NUM" 1
+[ "$DEVICE_TARGET" != Ascend ] || { echo "Ascend: use run_distribute_train_ascend.sh (rank table)" >&2; exit 2; }
+CONFIG=$(config_for "$DEVICE_TARGET")
+need_dataset "$DATASET_PATH"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"          # the venv's bin on PATH: msrun starts plain `python`
 RUN_DIR="${RUN_DIR:-$ROOT/output/train_distribute_$(echo "$DEVICE_TARGET" | tr A-Z a-z)}"

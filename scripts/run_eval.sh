@@ -6,12 +6,12 @@ if [ $# -lt 4 ]; then
   echo "usage: bash $0 DEVICE_ID DEVICE_TARGET DATASET_PATH CHECKPOINT_PATH [--key=value ...]" >&2; exit 2
 fi
 DEVICE_ID=$1; DEVICE_TARGET=$2; DATASET_PATH=$3; CHECKPOINT_PATH=$4; shift 4
-case "$DEVICE_ID" in ''|*[!0-9]*) echo "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'" >&2; exit 2;; esac
-case "$DEVICE_TARGET" in Ascend) CONFIG=npu_config.yaml;; GPU) CONFIG=gpu_config.yaml;; CPU) CONFIG=cpu_config.yaml;;
-  *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TARGET'" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json" >&2; exit 2; }
-[ -e "$CHECKPOINT_PATH" ] || { echo "CHECKPOINT_PATH '$CHECKPOINT_PATH' does not exist" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+need_count DEVICE_ID "$DEVICE_ID" 0
+CONFIG=$(config_for "$DEVICE_TARGET")
+need_dataset "$DATASET_PATH"
+[ -e "$CHECKPOINT_PATH" ] || { echo "CHECKPOINT_PATH '$CHECKPOINT_PATH' does not exist" >&2; exit 2; }
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 CHECKPOINT_PATH="$(realpath "$CHECKPOINT_PATH")"
 source "$ROOT/scripts/setup_env.sh"

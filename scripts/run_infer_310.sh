@@ -15,7 +15,9 @@ usage() { echo "usage: bash $0 MINDIR_PATH DATASET_PATH NEED_PREPROCESS(y|n) [DE
 MINDIR_PATH=$1; DATASET_PATH=$2; NEED_PREPROCESS=$3; shift 3
 DEVICE_ID=0
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then DEVICE_ID=$1; shift; fi
-case "$DEVICE_ID" in ''|*[!0-9]*) echo "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'" >&2; exit 2;; esac
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+need_count DEVICE_ID "$DEVICE_ID" 0
 case "$NEED_PREPROCESS" in y|Y|n|N) ;; *) echo "NEED_PREPROCESS must be y or n, got '$NEED_PREPROCESS'" >&2; exit 2;; esac
 DEVICE_TYPE=${DEVICE_TYPE:-Ascend310}
 RUNNER=${RUNNER:-cpp}
@@ -24,9 +26,8 @@ case "$DEVICE_TYPE" in Ascend310|Ascend) CONFIG=npu_config.yaml; TARGET=Ascend;;
   *) echo "DEVICE_TYPE must be Ascend310, Ascend, GPU or CPU, got '$DEVICE_TYPE'" >&2; exit 2;; esac
 case "$RUNNER" in cpp|python) ;; *) echo "RUNNER must be cpp or python, got '$RUNNER'" >&2; exit 2;; esac
 [ -f "$MINDIR_PATH" ] || { echo "MINDIR_PATH '$MINDIR_PATH' does not exist" >&2; exit 2; }
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json" >&2; exit 2; }
+need_dataset "$DATASET_PATH"
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MINDIR_PATH="$(realpath "$MINDIR_PATH")"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"

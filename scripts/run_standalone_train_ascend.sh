@@ -6,13 +6,13 @@ if [ $# -lt 3 ]; then
   echo "usage: bash $0 DEVICE_ID DEVICE_TARGET DATASET_PATH [--key=value ...]" >&2; exit 2
 fi
 DEVICE_ID=$1; DEVICE_TARGET=$2; DATASET_PATH=$3; shift 3
-case "$DEVICE_ID" in ''|*[!0-9]*) echo "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'" >&2; exit 2;; esac
-case "$DEVICE_TARGET" in Ascend|GPU|CPU) ;; *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TARGET'" >&2; exit 2;; esac
-[ -f "$DATASET_PATH/metadata.json" ] || { echo "DATASET_PATH '$DATASET_PATH' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+need_count DEVICE_ID "$DEVICE_ID" 0
+CONFIG="$ROOT/$(config_for "$DEVICE_TARGET")"
+need_dataset "$DATASET_PATH"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"
-case "$DEVICE_TARGET" in Ascend) CONFIG="$ROOT/npu_config.yaml";; GPU) CONFIG="$ROOT/gpu_config.yaml";; CPU) CONFIG="$ROOT/cpu_config.yaml";; esac
 RUN_DIR="$ROOT/output/train_standalone_$(echo $DEVICE_TARGET | tr A-Z a-z)_$DEVICE_ID"
 mkdir -p "$RUN_DIR"
 cd "$RUN_DIR"

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Argument checks shared by the launch scripts (sourced). Each prints what was expected and exits 2.
+
+# need_count NAME VALUE MIN: VALUE is an integer >= MIN (0 or 1).
+need_count() {
+  case "$2" in ''|*[!0-9]*) ;; *) [ "$2" -ge "$3" ] && return 0;; esac
+  if [ "$3" -ge 1 ]; then
+    echo "$1 must be a positive integer, got '$2'" >&2
+  else
+    echo "$1 must be a non-negative integer, got '$2'" >&2
+  fi
+  exit 2
+}
+
+# need_dataset PATH: a MindRecord folder written by preprocessing.
+need_dataset() {
+  [ -f "$1/metadata.json" ] || { echo "DATASET_PATH '$1' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
+}
+
+# config_for TARGET: the config file for Ascend, GPU or CPU. Used as CONFIG=$(config_for ...) under
+# `set -e`, so a bad TARGET stops the calling script with status 2.
+config_for() {
+  case "$1" in Ascend) echo npu_config.yaml;; GPU) echo gpu_config.yaml;; CPU) echo cpu_config.yaml;;
+    *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$1'" >&2; exit 2;; esac
+}
