@@ -232,9 +232,37 @@ def child_dist(mode, batch, steps, device):
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
+def child_collectives(device):
+    """Milliseconds per AllReduce / AllGather of a few sizes on this backend (run under msrun)."""
+    _context(device)
+    from mindspore import Tensor, nn, ops
+    from mindspore.communication import get_rank, init
+    init()
+
+    class Op(nn.Cell):
+        def __init__(self, op):
+            super().__init__()
+            self.op = op
+
+        def construct(self, x):
+            return self.op(x)
+    out = {"rank": get_rank()}
+    for name, op in (("allreduce", ops.AllReduce()), ("allgather", ops.AllGather())):
+        cell = Op(op)
+        for mb in (0.004, 0.4, 3.4):
+            x = Tensor(np.ones(int(mb * 2 ** 20 / 4), np.float32))
+            cell(x).asnumpy()
+            t = time.time()
+            for _ in range(10):
+                y = cell(x)
+            y.asnumpy()
+            out[f"{name} {mb} MB"] = (time.time() - t) / 10 * 1000.0
+    return out
+
+
 CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
-            "infer": child_infer, "dist": child_dist}
+            "infer": child_infer, "dist": child_dist, "collectives": child_collectives}
 
 
 def _typed(v):
@@ -330,8 +358,16 @@ def run_ranks(n, *args):
     return out
 
 
+def bench_collectives(device):
+    print(f"== collectives, 2 ranks on {device} (rank 0's time per call)")
+    for k, v in run_ranks(2, "collectives", device)[0].items():
+        if k != "rank":
+            print(f"{k}: {v:.2f} ms ({float(k.split()[1]) / v * 1000:,.0f} MB/s)")
+
+
 def bench_parallel(device):
     from src.parallel import bytes_per_step
+    bench_collectives(device)
     print(f"== distributed training ({device}; Kaggle architecture and table sizes, 33,762,577 rows, SGD, random ids; "
           f"{os.cpu_count()} cores shared by all ranks)")
     # This machine's speed drifts by up to +-30% between runs: single and 2-rank runs are interleaved
@@ -372,7 +408,7 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "infer", "parallel", "all"])
+    ap.add_argument("suite", choices=["preprocess", "train", "infer", "parallel", "collectives", "all"])
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -385,6 +421,8 @@ def main(argv=None):
         bench_train(args.work, args.device_target, args.lines)
     if args.suite in ("infer", "all"):
         bench_infer(args.work, args.device_target)
+    if args.suite == "collectives":
+        bench_collectives(args.device_target)
     if args.suite in ("parallel", "all"):
         bench_parallel(args.device_target)
 
