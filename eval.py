@@ -14,11 +14,13 @@ config = get_config()
 
 @moxing_wrapper(config)
 def main():
-    from src.checkpoint import CheckpointError
-    from src.dataset import DatasetError
-    from src.export_model import load_inference_net
-    from src.trainer import append_line, evaluate, format_eval, now, setup_context
-    setup_context(config, get_device_id(config))
+    from src.training.checkpoint import CheckpointError
+    from src.data.packed_format import DatasetError
+    from src.inference.export import load_inference_net
+    from src.training.evaluation import evaluate
+    from src.training.logs import eval_line
+    from src.utils.runtime import append_line, setup_context
+    setup_context(config.device_target, get_device_id(config))
     try:
         net, path, position = load_inference_net(config, config.checkpoint_path)
         start = time.time()
@@ -26,7 +28,7 @@ def main():
     except (DatasetError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"eval error: {exc}\n")
         sys.exit(1)
-    line = f"{now()} checkpoint: {path}, step: {position.get('global_step', -1)}, {format_eval(result)}"
+    line = eval_line(f"checkpoint: {path}, step: {position.get('global_step', -1)}", result)
     append_line(config.eval_file_name, line)
     print(line)
     print(f"eval done in {time.time() - start:.1f}s")

@@ -18,13 +18,13 @@ config = get_config()
 
 @moxing_wrapper(config)
 def main():
-    from src.checkpoint import CheckpointError
-    from src.dataset import DatasetError
-    from src.export_model import ExportError, check_format, export_network, load_inference_net
-    from src.trainer import setup_context
+    from src.training.checkpoint import CheckpointError
+    from src.data.packed_format import DatasetError
+    from src.inference.export import ExportError, check_format, export_network, load_inference_net
+    from src.utils.runtime import setup_context
     try:
         check_format(config)             # AIR off Ascend fails before anything is built
-        setup_context(config, get_device_id(config))
+        setup_context(config.device_target, get_device_id(config))
         net, path, position = load_inference_net(config, config.checkpoint_path)
         print(f"checkpoint: {path} (step {position.get('global_step', -1)})", flush=True)
         export_network(net, config)

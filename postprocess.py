@@ -10,8 +10,8 @@ config = get_config()
 
 
 def main():
-    from src.infer_files import InferFilesError, read_results
-    from src.metrics import ctr_metrics
+    from src.inference.batch_files import InferFilesError, read_results
+    from src.training.metrics import ctr_metrics
     try:
         prob, label = read_results(config.result_path, config.label_path)
     except InferFilesError as exc:

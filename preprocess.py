@@ -15,9 +15,10 @@ config = get_config()
 
 
 def main():
-    from src.dataset import DatasetError, PackedBatches, load_metadata
-    from src.infer_files import write_batches
-    from src.progress import Progress
+    from src.data.packed_format import DatasetError, load_metadata
+    from src.data.reader import PackedBatches
+    from src.inference.batch_files import write_batches
+    from src.utils.progress import Progress
     try:
         meta = load_metadata(config.dataset_path)
         batches = PackedBatches(config.dataset_path, "test", config.test_batch_size)

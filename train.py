@@ -17,12 +17,14 @@ config = get_config()
 
 @moxing_wrapper(config)
 def main():
-    from src.checkpoint import CheckpointError
-    from src.dataset import DatasetError
-    from src.parallel import distributed_device_id, init_parallel
-    from src.trainer import Trainer, TrainingDiverged, format_eval, setup_context
+    from src.training.checkpoint import CheckpointError
+    from src.data.packed_format import DatasetError
+    from src.training.parallel import distributed_device_id, init_parallel
+    from src.training.logs import format_eval
+    from src.training.trainer import Trainer, TrainingDiverged
+    from src.utils.runtime import setup_context
     distributed = config.parallel_mode != "stand_alone"
-    setup_context(config, distributed_device_id() if distributed else get_device_id(config))
+    setup_context(config.device_target, distributed_device_id() if distributed else get_device_id(config))
     try:
         par = init_parallel(config)
     except RuntimeError as exc:

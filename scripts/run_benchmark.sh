@@ -5,4 +5,4 @@ set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
 SUITE="${1:-all}"; shift || true
-exec "$PY" -m src.benchmark "$SUITE" "$@"
+exec "$PY" -m src.tools.benchmark "$SUITE" "$@"

@@ -50,7 +50,7 @@ if [ "$RUNNER" = cpp ]; then
     --input1_path="$DATA/01_dense" --result_path=./result_Files --time_path=./time_Result \
     --device_type="$DEVICE_TYPE" --device_id="$DEVICE_ID" > infer.log 2>&1 || { cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
 else
-  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m src.infer_runner --mindir_path="$MINDIR_PATH" --input_path="$DATA" --result_path=./result_Files \
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m src.inference.runner --mindir_path="$MINDIR_PATH" --input_path="$DATA" --result_path=./result_Files \
     --time_path=./time_Result --device_target="$TARGET" > infer.log 2>&1 || { cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
 fi
 cat infer.log

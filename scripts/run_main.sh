@@ -15,7 +15,7 @@ if [ -z "$DATA_DIR" ]; then
   DATA_DIR=./data/synthetic
   if [ ! -f "$DATA_DIR/train.txt" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$LINES" ]; then
     echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
-    "$PY" -m src.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
+    "$PY" -m src.data.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
     echo "$LINES" > "$DATA_DIR/.lines"
     rm -rf "$DATA_DIR/mindrecord"
   fi
@@ -28,9 +28,9 @@ echo "== training (logs in $OUT)"
 rm -f "$OUT/loss.log" "$OUT/eval.log"
 "$PY" train.py --config_path=cpu_config.yaml --dataset_path="$DATA_DIR/mindrecord" --ckpt_path="$OUT/ckpt" \
   --loss_file_name="$OUT/loss.log" --eval_file_name="$OUT/eval.log" "$@"
-"$PY" -m src.plot --loss_file "$OUT/loss.log" --eval_file "$OUT/eval.log" --out "$OUT/training.png"
+"$PY" -m src.tools.plot --loss_file "$OUT/loss.log" --eval_file "$OUT/eval.log" --out "$OUT/training.png"
 if [ -f "$DATA_DIR/train_prob.npy" ]; then
-  "$PY" -m src.best_auc --dataset_path "$DATA_DIR/mindrecord" --prob_file "$DATA_DIR/train_prob.npy" \
+  "$PY" -m src.tools.best_auc --dataset_path "$DATA_DIR/mindrecord" --prob_file "$DATA_DIR/train_prob.npy" \
     --eval_file "$OUT/eval.log"
 fi
 echo "== export MINDIR and batch inference over the test split"

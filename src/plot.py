@@ -1,53 +1,6 @@
-"""Plot training loss and test AUC against step from loss.log and eval.log into a PNG.
-
-    python -m src.plot --loss_file loss.log --eval_file eval.log --out training.png
-"""
-import argparse
-import os
-import sys
-
-from src.logs import read_eval_log, read_loss_log
-
-
-def plot(loss_file, eval_file, out):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    losses = read_loss_log(loss_file)
-    if not losses:
-        raise ValueError(f"'{loss_file}' has no 'epoch: E, step: S, loss is L' lines")
-    evals = read_eval_log(eval_file) if eval_file and os.path.exists(eval_file) else []
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot([r[1] for r in losses], [r[2] for r in losses], color="tab:blue", lw=1, label="training loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (sigmoid cross-entropy)", color="tab:blue")
-    if evals:
-        ax2 = ax.twinx()
-        ax2.plot([e["step"] for e in evals], [e["auc"] for e in evals], "o-", color="tab:red", label="test AUC")
-        ax2.set_ylabel("test AUC", color="tab:red")
-        for e in evals[-1:]:
-            ax2.annotate(f"AUC {e['auc']:.4f}", (e["step"], e["auc"]), textcoords="offset points",
-                         xytext=(-60, -15))
-    ax.set_title("DLRM training")
-    fig.tight_layout()
-    tmp = out + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, out)
-    return out
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--loss_file", required=True)
-    ap.add_argument("--eval_file", default=None)
-    ap.add_argument("--out", default="training.png")
-    args = ap.parse_args(argv)
-    try:
-        print(f"plot: wrote {plot(args.loss_file, args.eval_file, args.out)}")
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"plot error: {exc}\n")
-        sys.exit(1)
-
+"""`python -m src.plot ...`: the earlier name of `python -m src.tools.plot` (loss/AUC plot), kept so
+that documented commands keep working."""
+from src.tools.plot import main
 
 if __name__ == "__main__":
     main()

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from conftest import ROOT
-from src.dataset import PackedBatches, create_dataset
-from src.synthetic import generate
+from src.data.reader import PackedBatches, create_dataset
+from src.data.synthetic import generate
 
 
 def test_synthetic_file_has_the_criteo_structure(tmp_path):

@@ -11,9 +11,10 @@ from mindspore import Tensor, nn
 
 from conftest import ROOT, make_cfg, read_split
 from src.model_utils.config import Config
-from src.export_model import ExportError, check_format, export_network, load_inference_net
-from src.infer_files import InferFilesError, list_batches, read_array, read_results, write_batches
-from src.trainer import Trainer, evaluate
+from src.inference.export import ExportError, check_format, export_network, load_inference_net
+from src.inference.batch_files import InferFilesError, list_batches, read_array, read_results, write_batches
+from src.training.trainer import Trainer
+from src.training.evaluation import evaluate
 
 METRIC = re.compile(r"accuracy: ([0-9.]+), auc: ([0-9.]+), logloss: ([0-9.]+), samples: (\d+)")
 
@@ -106,7 +107,7 @@ def test_export_py_air_on_cpu_fails_with_the_reason(trained, tmp_path):
 
 
 def test_batch_files_keep_the_last_partial_batch_and_check_sizes(real_dataset, tmp_path):
-    from src.dataset import PackedBatches
+    from src.data.reader import PackedBatches
     ds = os.path.join(real_dataset[0], "mindrecord")
     out = tmp_path / "pre"
     m = write_batches(PackedBatches(ds, "test", 128), str(out), 26, 13, 128)

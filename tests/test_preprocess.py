@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import make_cfg, read_split
-from src.criteo import CriteoFormatError
-from src.preprocess_data import preprocess
+from src.data.criteo import CriteoFormatError
+from src.data.preprocess import preprocess
 
 
 def _parse_fixture(path):
@@ -136,7 +136,7 @@ def test_interrupted_run_leaves_no_readable_dataset(tmp_path, fixture_file, monk
     os.symlink(fixture_file, tmp_path / "train.txt")
     good = preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     before = read_split(good["dataset_path"], "test")
-    import src.preprocess_data as pp
+    import src.data.preprocess as pp
 
     class Boom(RuntimeError):
         pass

@@ -8,11 +8,11 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from conftest import ROOT, make_cfg
-from src import checkpoint
-from src.checkpoint import CheckpointError
+from src.training import checkpoint
+from src.training.checkpoint import CheckpointError
 from src.model.dlrm import DLRM
-from src.train_step import TrainStep
-from src.trainer import Trainer, TrainingDiverged
+from src.training.train_step import TrainStep
+from src.training.trainer import Trainer, TrainingDiverged
 
 SMALL = ["--bottom_mlp_args=[32,16]", "--top_mlp_args=[32,1]"]
 
@@ -191,7 +191,7 @@ def test_checkpoint_from_another_dataset_is_refused(real_dataset, synth_dataset,
 
 
 def test_yaml_table_sizes_must_agree_with_the_dataset(synth_dataset, tmp_path):
-    from src.dataset import DatasetError
+    from src.data.packed_format import DatasetError
     ds = os.path.join(synth_dataset[0], "mindrecord")
     with pytest.raises(DatasetError, match="categorical_feature_sizes in the config disagrees"):
         Trainer(_cfg(ds, tmp_path, "--categorical_feature_sizes=" + str([5] * 26)))
@@ -200,7 +200,7 @@ def test_yaml_table_sizes_must_agree_with_the_dataset(synth_dataset, tmp_path):
 
 
 def test_synthetic_model_learns_towards_the_best_auc(synth_dataset, tmp_path):
-    from src.best_auc import best_test_metrics
+    from src.tools.best_auc import best_test_metrics
     ds = os.path.join(synth_dataset[0], "mindrecord")
     tr = Trainer(_cfg(ds, tmp_path, "--train_epochs=3", "--save_checkpoint=False", "--batch_size=128"),
                  log=lambda *_: None)

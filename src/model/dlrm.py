@@ -12,6 +12,8 @@ one gather and one scatter per step instead of 26 of each (each MindSpore CPU ke
 Initialisation follows the reference DLRM: a table of n rows ~ U(-1/sqrt(n), 1/sqrt(n)); MLP weights
 ~ N(0, sqrt(2/(in+out))), biases ~ N(0, sqrt(1/out)); all from numpy generators seeded by `seed`.
 """
+from typing import List, Optional, Sequence, Tuple
+
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
@@ -48,7 +50,7 @@ class SlotUniform(Initializer):
             off += n
 
 
-def _mlp(widths, in_dim, seed, relu_last, fp16):
+def _mlp(widths: Sequence[int], in_dim: int, seed, relu_last: bool, fp16: bool) -> nn.SequentialCell:
     rng = np.random.default_rng(seed)
     layers = []
     for i, out in enumerate(widths):
@@ -68,10 +70,14 @@ class SparseArch(nn.Cell):
     """ids int32 [B, S] (per-slot ids) -> embeddings float32 [B, S, D] from one fused table.
 
     With row_range=(lo, hi) (hybrid parallel) this rank holds only rows [lo, hi) of the fused table,
-    table float32 [hi - lo, D]; the lookup across ranks is src/parallel.py's RowShardExchange, and
-    `construct` (single-device lookup) is not used."""
+    table float32 [hi - lo, D]; the lookup across ranks is src/training/parallel.py's RowShardExchange,
+    and `construct` (single-device lookup) is not used.
 
-    def __init__(self, table_sizes, dim, seed, row_range=None):
+    Example: table_sizes [3, 5], dim 4 -> table float32 [8, 4], offsets [[0, 3]];
+    ids [[2, 0]] -> rows [[2, 3]] -> embeddings float32 [1, 2, 4].
+    """
+
+    def __init__(self, table_sizes: Sequence[int], dim: int, seed: int, row_range: Optional[Tuple[int, int]] = None):
         super().__init__()
         self.table_sizes = list(table_sizes)
         self.rows = int(sum(self.table_sizes))
@@ -81,7 +87,7 @@ class SparseArch(nn.Cell):
         init = SlotUniform(self.table_sizes, seed, self.row_lo, self.row_hi)
         self.table = Parameter(initializer(init, (self.row_hi - self.row_lo, dim), ms.float32), name="table")
 
-    def global_ids(self, ids):
+    def global_ids(self, ids: Tensor) -> Tensor:
         """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
         return ids + self.offsets
 
@@ -90,9 +96,12 @@ class SparseArch(nn.Cell):
 
 
 class DenseArch(nn.Cell):
-    """dense float32 [B, Dn] -> x float32 [B, bottom_mlp_args[-1]] (ReLU after every layer)."""
+    """dense float32 [B, Dn] -> x float32 [B, bottom_mlp_args[-1]] (ReLU after every layer).
 
-    def __init__(self, in_dim, widths, seed, fp16=False):
+    Example: in_dim 13, widths [512, 256, 64, 16]: dense [128, 13] -> x [128, 16].
+    """
+
+    def __init__(self, in_dim: int, widths: Sequence[int], seed, fp16: bool = False):
         super().__init__()
         self.mlp = _mlp(widths, in_dim, seed, relu_last=True, fp16=fp16)
 
@@ -104,9 +113,13 @@ class InteractionArch(nn.Cell):
     """x float32 [B, D], emb float32 [B, S, D] -> float32 [B, D + pairs] (dot) or [B, D + S*D] (cat).
 
     dot: the S+1 vectors' pairwise dot products, strict lower triangle (S+1)S/2 values (351 for
-    Criteo), or with the diagonal when `itself` ((S+1)(S+2)/2 values)."""
+    Criteo), or with the diagonal when `itself` ((S+1)(S+2)/2 values).
 
-    def __init__(self, num_slots, dim, op="dot", itself=False):
+    Example (Criteo, D = 16): x [128, 16], emb [128, 26, 16] -> dot [128, 16 + 351] = [128, 367];
+    cat [128, 16 + 416] = [128, 432]. `out_dim` holds the width.
+    """
+
+    def __init__(self, num_slots: int, dim: int, op: str = "dot", itself: bool = False):
         super().__init__()
         self.op = op
         n = num_slots + 1
@@ -124,9 +137,12 @@ class InteractionArch(nn.Cell):
 
 
 class OverArch(nn.Cell):
-    """features float32 [B, F] -> logit float32 [B, 1] (ReLU between layers, none after the last)."""
+    """features float32 [B, F] -> logit float32 [B, 1] (ReLU between layers, none after the last).
 
-    def __init__(self, in_dim, widths, seed, fp16=False):
+    Example: in_dim 367, widths [512, 256, 1]: features [128, 367] -> logit [128, 1].
+    """
+
+    def __init__(self, in_dim: int, widths: Sequence[int], seed, fp16: bool = False):
         super().__init__()
         self.mlp = _mlp(widths, in_dim, seed, relu_last=False, fp16=fp16)
 
@@ -135,31 +151,77 @@ class OverArch(nn.Cell):
 
 
 class DLRM(nn.Cell):
-    """(ids int32 [B, S], dense float32 [B, Dn]) -> click logit float32 [B, 1]."""
+    """(ids int32 [B, S], dense float32 [B, Dn]) -> click logit float32 [B, 1].
 
-    def __init__(self, table_sizes, dense_dim, emb_dim, bottom, top, interaction_op="dot", itself=False,
-                 fp16=False, seed=123, row_range=None):
+    Example (Criteo Kaggle, batch 128): ids [128, 26], dense [128, 13] -> DenseArch x [128, 16],
+    SparseArch emb [128, 26, 16] -> InteractionArch [128, 367] -> OverArch logit [128, 1].
+
+    The train step, the hybrid-parallel exchange and the size estimate use the table through
+    `table`, `global_rows`, `row_range`, `num_rows`, `emb_dim` and `row_sharded_params`, and the
+    dense part through `from_embeddings` and `mlp_params`.
+    """
+
+    def __init__(self, table_sizes: Sequence[int], dense_dim: int, emb_dim: int, bottom: Sequence[int],
+                 top: Sequence[int], interaction_op: str = "dot", itself: bool = False, fp16: bool = False,
+                 seed: int = 123, row_range: Optional[Tuple[int, int]] = None):
         super().__init__()
         self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, row_range)
         self.dense_arch = DenseArch(dense_dim, bottom, [seed, 1], fp16)
         self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself)
         self.over_arch = OverArch(self.interaction.out_dim, top, [seed, 2], fp16)
 
-    def from_embeddings(self, dense, emb):
-        """The differentiable part: dense [B, Dn], emb [B, S, D] -> logit [B, 1]."""
+    @property
+    def table(self) -> Parameter:
+        """This process's rows of the fused embedding table, float32 [row_hi - row_lo, D]."""
+        return self.sparse_arch.table
+
+    @property
+    def table_sizes(self) -> List[int]:
+        return self.sparse_arch.table_sizes
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of the whole fused table (all ranks)."""
+        return self.sparse_arch.rows
+
+    @property
+    def row_range(self) -> Tuple[int, int]:
+        """[lo, hi): the fused-table rows this process holds."""
+        return self.sparse_arch.row_lo, self.sparse_arch.row_hi
+
+    @property
+    def emb_dim(self) -> int:
+        return int(self.sparse_arch.table.shape[1])
+
+    @property
+    def interaction_dim(self) -> int:
+        """Width F of the interaction output (the over arch's input)."""
+        return self.interaction.out_dim
+
+    def global_rows(self, ids: Tensor) -> Tensor:
+        """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
+        return self.sparse_arch.global_ids(ids)
+
+    def from_embeddings(self, dense: Tensor, emb: Tensor) -> Tensor:
+        """The differentiable part: dense float32 [B, Dn], emb float32 [B, S, D] -> logit float32 [B, 1]."""
         return self.over_arch(self.interaction(self.dense_arch(dense), emb))
 
     def construct(self, ids, dense):
         return self.from_embeddings(dense, self.sparse_arch(ids))
 
-    def mlp_params(self):
+    def row_sharded_params(self) -> List[Parameter]:
+        """Parameters split by rows across hybrid-parallel ranks (the fused table)."""
+        return [self.sparse_arch.table]
+
+    def mlp_params(self) -> List[Parameter]:
+        """Every trainable parameter but the table (data-parallel in every mode)."""
         return [p for p in self.trainable_params() if p is not self.sparse_arch.table]
 
 
 class DLRMProbability(nn.Cell):
     """Inference/export head: (ids int32 [B, S], dense float32 [B, Dn]) -> click probability float32 [B, 1]."""
 
-    def __init__(self, net):
+    def __init__(self, net: DLRM):
         super().__init__()
         self.net = net
 
@@ -167,24 +229,25 @@ class DLRMProbability(nn.Cell):
         return ops.sigmoid(self.net(ids, dense))
 
 
-def build_model(cfg, table_sizes, row_range=None):
+def build_model(cfg, table_sizes: Sequence[int], row_range: Optional[Tuple[int, int]] = None) -> DLRM:
+    """The DLRM of a config (architecture keys) over `table_sizes`; row_range for a hybrid-parallel rank."""
     return DLRM(table_sizes, cfg.dense_dim, cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args,
                 cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range)
 
 
-def model_size(net, cfg, batch_size):
+def model_size(net: DLRM, cfg, batch_size: int) -> dict:
     """Rows, parameter counts and byte estimates (float32), for printing before training. Counts are for
     the whole model; expected_peak_bytes is for this process (a hybrid-parallel rank holds its rows only)."""
-    rows = net.sparse_arch.rows
-    local_rows = int(net.sparse_arch.table.shape[0])
+    rows = net.num_rows
+    local_rows = net.row_range[1] - net.row_range[0]
     table = rows * cfg.data_emb_dim
     mlp = int(sum(int(np.prod(p.shape)) for p in net.mlp_params()))
     opt_rows = rows if cfg.optimizer == "adagrad" else 0
     opt_mlp = mlp if cfg.optimizer == "adagrad" else 0
     state_bytes = 4 * (table + mlp + opt_rows + opt_mlp)
-    widest = max(cfg.bottom_mlp_args + cfg.top_mlp_args + [net.interaction.out_dim])
-    activ = 4 * batch_size * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * net.interaction.out_dim
-                              + 3 * len(net.sparse_arch.table_sizes) * cfg.data_emb_dim + widest) * 3
+    widest = max(cfg.bottom_mlp_args + cfg.top_mlp_args + [net.interaction_dim])
+    activ = 4 * batch_size * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * net.interaction_dim
+                              + 3 * len(net.table_sizes) * cfg.data_emb_dim + widest) * 3
     runtime = 600 << 20  # python + mindspore runtime, measured ~0.5-0.6 GB here
     local_bytes = state_bytes - 4 * (rows - local_rows) * (cfg.data_emb_dim + (1 if opt_rows else 0))
     return {"rows": rows, "table_params": table, "mlp_params": mlp, "params": table + mlp,

@@ -1,11 +1,12 @@
 """Configuration: one YAML file, overridable from the command line, checked against one schema.
 
+`SCHEMA` below is the single definition of every key: type, help text, choices, lower bound.
 A config file holds up to three YAML documents (model-zoo layout):
   1. the values,
   2. optional help text per key,
-  3. optional choices per key (they must agree with the schema below).
-
-Every key below has an effect somewhere in the project; `SCHEMA` is the single list of them.
+  3. optional choices per key (they must agree with the schema).
+The repository's cpu_config.yaml, gpu_config.yaml and npu_config.yaml are generated from the schema
+and their values (`python -m src.model_utils.config --write`); a test keeps them equal to it.
 `get_config()` loads `--config_path` (default: cpu_config.yaml at the repo root), applies
 `--key=value` overrides (lists as YAML: `--bottom_mlp_args='[512,256,64,16]'`), checks types and
 choices, and rejects unknown keys with the nearest valid name.
@@ -14,6 +15,8 @@ import argparse
 import difflib
 import os
 import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 
@@ -25,74 +28,100 @@ class ConfigError(ValueError):
     """A config file or command-line value is invalid; the message names the key and the file."""
 
 
-# key -> (type, choices or None). Types: int, float, bool, str, "list_int".
-SCHEMA = {
-    # --- data ---
-    "data_path": (str, None),
-    "dataset_path": (str, None),
-    "dense_dim": (int, None),
-    "slot_dim": (int, None),
-    "threshold": (int, None),
-    "train_line_count": (int, None),
-    "skip_id_convert": (int, (0, 1)),
-    "max_ind_range": (int, None),
-    "val_split": (bool, None),
-    "strict": (int, (0, 1)),
-    "pack_size": (int, None),
-    "chunk_bytes": (int, None),
-    "shuffle_bucket_lines": (int, None),
-    # --- model ---
-    "categorical_feature_sizes": ("list_int", None),
-    "data_emb_dim": (int, None),
-    "bottom_mlp_args": ("list_int", None),
-    "top_mlp_args": ("list_int", None),
-    "interaction_op": (str, ("dot", "cat")),
-    "interaction_itself": (bool, None),
-    "convert_dtype": (bool, None),
-    # --- training ---
-    "device_target": (str, ("CPU", "GPU", "Ascend")),
-    "parallel_mode": (str, ("stand_alone", "data_parallel", "hybrid_parallel")),
-    "batch_size": (int, None),
-    "test_batch_size": (int, None),
-    "optimizer": (str, ("sgd", "adagrad")),
-    "learning_rate": (float, None),
-    "loss_scale": (float, None),
-    "train_epochs": (int, None),
-    "random_seed": (int, None),
-    "do_eval": (bool, None),
-    "eval_interval_steps": (int, None),
-    "log_interval_steps": (int, None),
-    "save_checkpoint": (bool, None),
-    "save_checkpoint_steps": (int, None),
-    "keep_checkpoint_max": (int, None),
-    "ckpt_file_name_prefix": (str, None),
-    "ckpt_path": (str, None),
-    "resume": (bool, None),
-    "loss_file_name": (str, None),
-    "eval_file_name": (str, None),
-    "shuffle_buffer_records": (int, None),
-    # --- evaluation / export ---
-    "checkpoint_path": (str, None),
-    "file_name": (str, None),
-    "file_format": (str, ("MINDIR", "ONNX", "AIR")),
-    "export_batch_size": (int, None),
-    "infer_data_path": (str, None),
-    "result_path": (str, None),
-    "label_path": (str, None),
-    # --- cloud / profiling ---
-    "enable_modelarts": (bool, None),
-    "data_url": (str, None),
-    "train_url": (str, None),
-    "checkpoint_url": (str, None),
-    "output_path": (str, None),
-    "enable_profiling": (bool, None),
-}
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type (int, float, bool, str or "list_int"), help text, allowed values and
+    lower bound. The YAML files' help and choices documents are generated from these."""
+    type: object
+    help: str
+    choices: Optional[Tuple] = None
+    minimum: Optional[int] = None
 
-# Keys whose value must be > 0 / >= 0.
-POSITIVE = {"dense_dim", "slot_dim", "threshold", "data_emb_dim", "batch_size", "test_batch_size",
-            "train_epochs", "keep_checkpoint_max", "save_checkpoint_steps", "pack_size", "chunk_bytes",
-            "shuffle_bucket_lines", "log_interval_steps", "shuffle_buffer_records"}
-NON_NEGATIVE = {"train_line_count", "max_ind_range", "eval_interval_steps", "random_seed", "export_batch_size"}
+
+# The one definition of every config key. Each has an effect somewhere in the project.
+SCHEMA: Dict[str, Key] = {
+    # --- data ---
+    "data_path": Key(str,
+               "Folder holding train.txt or train.txt.gz (Criteo Kaggle format); preprocessing writes "
+               "DIR/mindrecord/"),
+    "dataset_path": Key(str,
+               "MindRecord folder made by preprocessing (train.mindrecord, test.mindrecord, metadata.json)"),
+    "dense_dim": Key(int, "Number of integer (dense) features per line (Criteo: 13)", minimum=1),
+    "slot_dim": Key(int, "Number of categorical slots per line (Criteo: 26)", minimum=1),
+    "threshold": Key(int,
+               "A categorical value needs at least this many occurrences in the training lines to get its own id", minimum=1),
+    "train_line_count": Key(int,
+               "Lines in train.txt; the last N//7 are the test split. 0 = count the file", minimum=0),
+    "skip_id_convert": Key(int,
+               "1: categorical fields are already non-negative decimal ids, used as they are", choices=(0, 1)),
+    "max_ind_range": Key(int,
+               "0 = build a vocabulary; M > 0 = hash: id = 1 + int(hex) % (M-1), id 0 = missing, no counting", minimum=0),
+    "val_split": Key(bool, "Split the test lines in half: first half validation (val.mindrecord), second half test"),
+    "strict": Key(int,
+               "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason", choices=(0, 1)),
+    "pack_size": Key(int, "Samples packed into one MindRecord row", minimum=1),
+    "chunk_bytes": Key(int, "Bytes of text parsed per chunk (bounds the parser's memory)", minimum=1),
+    "shuffle_bucket_lines": Key(int, "Training lines per shuffle bucket (bounds the shuffler's memory)", minimum=1),
+    # --- model ---
+    "categorical_feature_sizes": Key("list_int",
+               "Per-slot table sizes. [] = read from the dataset's metadata.json; a list must equal it"),
+    "data_emb_dim": Key(int, "Embedding dimension", minimum=1),
+    "bottom_mlp_args": Key("list_int",
+               "Bottom (dense) MLP widths; the last must equal data_emb_dim for the dot interaction"),
+    "top_mlp_args": Key("list_int", "Top (over) MLP widths; the last must be 1 (the logit)"),
+    "interaction_op": Key(str,
+               "dot: pairwise dot products of the 27 vectors; cat: concatenation", choices=("dot", "cat")),
+    "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
+    "convert_dtype": Key(bool, "Compute the MLPs in float16 (GPU/Ascend only), with loss_scale"),
+    # --- training ---
+    "device_target": Key(str, "CPU, GPU or Ascend", choices=("CPU", "GPU", "Ascend")),
+    "parallel_mode": Key(str,
+               "stand_alone; data_parallel (all tables on every rank, gradients averaged); hybrid_parallel "
+               "(table rows split across ranks, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
+    "batch_size": Key(int, "Training batch size (per rank)", minimum=1),
+    "test_batch_size": Key(int, "Evaluation batch size", minimum=1),
+    "optimizer": Key(str,
+               "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
+               "Adagrad for the table", choices=("sgd", "adagrad")),
+    "learning_rate": Key(float, "Learning rate"),
+    "loss_scale": Key(float, "Static loss scale applied when convert_dtype is True"),
+    "train_epochs": Key(int, "Epochs over the training split", minimum=1),
+    "random_seed": Key(int, "Seed for parameter init and data order", minimum=0),
+    "do_eval": Key(bool, "Evaluate on the test split at each epoch end"),
+    "eval_interval_steps": Key(int, "Also evaluate every N training steps (0 = only at epoch end)", minimum=0),
+    "log_interval_steps": Key(int, "Write a loss.log line every N steps", minimum=1),
+    "save_checkpoint": Key(bool, "Save checkpoints during and at the end of training"),
+    "save_checkpoint_steps": Key(int, "Save a checkpoint every N steps", minimum=1),
+    "keep_checkpoint_max": Key(int, "Keep at most this many checkpoints in ckpt_path", minimum=1),
+    "ckpt_file_name_prefix": Key(str, "Checkpoint file name prefix"),
+    "ckpt_path": Key(str, "Folder for checkpoints"),
+    "resume": Key(bool,
+               "Continue from the newest checkpoint in ckpt_path (parameters, optimizer state, data position)"),
+    "loss_file_name": Key(str, "Training loss log file"),
+    "eval_file_name": Key(str, "Evaluation log file"),
+    "shuffle_buffer_records": Key(int,
+               "Packed rows mixed together when reshuffling samples in epochs after the first", minimum=1),
+    # --- evaluation / export ---
+    "checkpoint_path": Key(str, "Checkpoint file (or folder: its newest) for eval.py and export.py"),
+    "file_name": Key(str, "export.py: output path without extension (.mindir / .onnx / .air is added)"),
+    "file_format": Key(str,
+               "export.py: MINDIR, ONNX, or AIR (AIR needs the Ascend backend)", choices=("MINDIR", "ONNX", "AIR")),
+    "export_batch_size": Key(int,
+               "export.py: 0 = dynamic batch (MINDIR); N = fixed batch N. ONNX needs a fixed batch: 0 means "
+               "test_batch_size there", minimum=0),
+    "infer_data_path": Key(str, "preprocess.py: folder for the inference batch files (00_ids/, 01_dense/, label/)"),
+    "result_path": Key(str, "Inference results folder (<batch>_0.bin per batch) that postprocess.py reads"),
+    "label_path": Key(str, "postprocess.py: folder of label batch files written by preprocess.py"),
+    # --- cloud / profiling ---
+    "enable_modelarts": Key(bool,
+               "Run on ModelArts: copy data_url/checkpoint_url in and output_path out with moxing"),
+    "data_url": Key(str, "ModelArts: OBS URL of the dataset"),
+    "train_url": Key(str, "ModelArts: OBS URL for outputs"),
+    "checkpoint_url": Key(str, "ModelArts: OBS URL of a checkpoint"),
+    "output_path": Key(str, "Local output folder (ModelArts sync target; profiler output)"),
+    "enable_profiling": Key(bool, "Profile training with mindspore.Profiler into output_path/profiler"),
+}
+TARGETS = {"CPU": "cpu_config.yaml", "GPU": "gpu_config.yaml", "Ascend": "npu_config.yaml"}
 
 
 class Config(dict):
@@ -122,11 +151,11 @@ def _parse_bool(text):
     raise ValueError(f"expected a boolean (True/False), got '{text}'")
 
 
-def coerce(key, value, source):
+def coerce(key: str, value, source: str):
     """Convert `value` (from YAML or a command-line string) to the schema type of `key`."""
     if key not in SCHEMA:
         raise ConfigError(f"{source}: unknown key '{key}'{_suggest(key)}")
-    typ, choices = SCHEMA[key]
+    typ, choices = SCHEMA[key].type, SCHEMA[key].choices
     from_cli = isinstance(value, str) and typ is not str
     try:
         if typ == "list_int":
@@ -159,15 +188,16 @@ def coerce(key, value, source):
         raise ConfigError(f"{source}: key '{key}': {exc}") from None
     if choices is not None and value not in choices:
         raise ConfigError(f"{source}: key '{key}' = {value!r} is not one of {list(choices)}")
-    if key in POSITIVE and value <= 0:
-        raise ConfigError(f"{source}: key '{key}' = {value!r} must be > 0")
-    if key in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{source}: key '{key}' = {value!r} must be >= 0")
+    minimum = SCHEMA[key].minimum
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{source}: key '{key}' = {value!r} must be {'> 0' if minimum == 1 else '>= 0'}")
     return value
 
 
-def load_yaml(path):
+def load_yaml(path: str) -> Tuple[dict, dict]:
     """Load a config file; returns (values, help) after checking every key against SCHEMA."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config_path '{path}' is a folder; expected a YAML file such as cpu_config.yaml")
     if not os.path.isfile(path):
         raise ConfigError(f"config file '{path}' does not exist")
     try:
@@ -175,6 +205,10 @@ def load_yaml(path):
             docs = [d for d in yaml.safe_load_all(f)]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
     docs = [d for d in docs if d is not None]
     if not docs or not isinstance(docs[0], dict):
         raise ConfigError(f"{path}: the first YAML document must be a mapping of config keys")
@@ -193,24 +227,24 @@ def load_yaml(path):
                 raise ConfigError(f"{path}: help/choices for unknown key '{k}'{_suggest(k)}")
     if len(docs) > 2:
         for k, listed in docs[2].items():
-            allowed = SCHEMA[k][1]
+            allowed = SCHEMA[k].choices
             if allowed is None or sorted(map(str, listed)) != sorted(map(str, allowed)):
                 raise ConfigError(f"{path}: choices for '{k}' {listed} disagree with the schema {allowed}")
     return values, helps
 
 
-def parse_cli(argv=None, defaults_path=None):
+def parse_cli(argv: Optional[List[str]] = None, defaults_path: Optional[str] = None) -> "Config":
     """Parse `--config_path` plus `--key=value` overrides. Returns a checked Config."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=defaults_path or DEFAULT_CONFIG)
     known, _ = pre.parse_known_args(argv)
-    values, helps = load_yaml(known.config_path)
+    values, _ = load_yaml(known.config_path)
 
     parser = argparse.ArgumentParser(description="DLRM on Criteo (MindSpore)", allow_abbrev=False)
     parser.add_argument("--config_path", default=known.config_path, help="YAML config file")
     for key in SCHEMA:
-        parser.add_argument(f"--{key}", type=str, default=None, help=str(helps.get(key, "")))
+        parser.add_argument(f"--{key}", type=str, default=None, help=SCHEMA[key].help)
     args, unknown = parser.parse_known_args(argv)
     for item in unknown:
         name = item.split("=", 1)[0].lstrip("-")
@@ -225,7 +259,7 @@ def parse_cli(argv=None, defaults_path=None):
     return cfg
 
 
-def check_consistency(cfg):
+def check_consistency(cfg: "Config") -> None:
     """Cross-key checks that a single key's type check cannot catch."""
     if cfg.interaction_op == "dot" and cfg.bottom_mlp_args and cfg.bottom_mlp_args[-1] != cfg.data_emb_dim:
         raise ConfigError(
@@ -251,10 +285,62 @@ def check_consistency(cfg):
         raise ConfigError(f"learning_rate must be > 0, got {cfg.learning_rate}")
 
 
-def get_config(argv=None):
+def get_config(argv: Optional[List[str]] = None) -> "Config":
     """Entry point for the top-level scripts: exits with a one-line message on a bad config."""
     try:
         return parse_cli(argv)
     except ConfigError as exc:
         sys.stderr.write(f"config error: {exc}\n")
         sys.exit(2)
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_yaml(values: dict, target: str) -> str:
+    """The text of a model-zoo config file: the values, then the help and the choices of every key,
+    all from SCHEMA (the help and choices documents are never written by hand)."""
+    lines = [f"# DLRM config for {target}. Generated from src/model_utils/config.py's SCHEMA with these values",
+             "# (python -m src.model_utils.config --write); keys are documented in the second YAML document.",
+             "# Every key can be overridden on the command line: --key=value (lists as --key='[1,2]')."]
+    lines += [f"{k}: {_yaml_value(values[k])}" for k in SCHEMA]
+    lines.append("---")
+    lines += [f"{k}: {_yaml_value(key.help)}" for k, key in SCHEMA.items()]
+    lines.append("---")
+    lines += [f"{k}: [{', '.join(str(c) for c in key.choices)}]" for k, key in SCHEMA.items() if key.choices]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m src.model_utils.config --write`: regenerate the three config files from SCHEMA,
+    keeping their values (a new key takes the value given with --default KEY=VALUE)."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--write", action="store_true", help="rewrite cpu/gpu/npu_config.yaml")
+    ap.add_argument("--default", action="append", default=[], metavar="KEY=VALUE",
+                    help="value for a key that a file does not have yet")
+    args = ap.parse_args(argv)
+    defaults = dict(item.split("=", 1) for item in args.default)
+    for target, name in TARGETS.items():
+        path = os.path.join(REPO_ROOT, name)
+        with open(path, encoding="utf-8") as f:
+            raw = next(yaml.safe_load_all(f))
+        values = {k: coerce(k, raw[k] if k in raw else defaults.get(k), path) for k in SCHEMA}
+        text = render_yaml(values, target)
+        if args.write:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            print(f"wrote {path}")
+        else:
+            print(text)
+
+
+if __name__ == "__main__":
+    main()

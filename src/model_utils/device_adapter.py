@@ -2,21 +2,6 @@
 from src.model_utils import local_adapter, moxing_adapter
 
 
-def _adapter(config):
-    return moxing_adapter if config.enable_modelarts else local_adapter
-
-
-def get_device_id(config):
-    return _adapter(config).get_device_id()
-
-
-def get_device_num(config):
-    return _adapter(config).get_device_num()
-
-
-def get_rank_id(config):
-    return _adapter(config).get_rank_id()
-
-
-def get_job_id(config):
-    return _adapter(config).get_job_id()
+def get_device_id(config) -> int:
+    """The device this process runs on (DEVICE_ID, default 0)."""
+    return (moxing_adapter if config.enable_modelarts else local_adapter).get_device_id()

@@ -1,8 +1,9 @@
-"""Device/rank facts for a local (non-ModelArts) run, read from the launcher's environment."""
+"""Device facts for a local (non-ModelArts) run, read from the launcher's environment."""
 import os
 
 
-def _env_int(name, default):
+def env_int(name: str, default: int) -> int:
+    """An integer environment variable; a non-integer value is a ValueError naming the variable."""
     raw = os.environ.get(name, "")
     if raw == "":
         return default
@@ -12,17 +13,5 @@ def _env_int(name, default):
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
-def get_device_id():
-    return _env_int("DEVICE_ID", 0)
-
-
-def get_device_num():
-    return _env_int("RANK_SIZE", 1)
-
-
-def get_rank_id():
-    return _env_int("RANK_ID", 0)
-
-
-def get_job_id():
-    return "Local Job"
+def get_device_id() -> int:
+    return env_int("DEVICE_ID", 0)

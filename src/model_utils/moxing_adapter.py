@@ -6,20 +6,8 @@ import os
 from src.model_utils import local_adapter
 
 
-def get_device_id():
-    return local_adapter._env_int("DEVICE_ID", 0)
-
-
-def get_device_num():
-    return local_adapter._env_int("RANK_SIZE", 1)
-
-
-def get_rank_id():
-    return local_adapter._env_int("RANK_ID", 0)
-
-
-def get_job_id():
-    return os.environ.get("JOB_ID", "default") or "default"
+def get_device_id() -> int:
+    return local_adapter.env_int("DEVICE_ID", 0)
 
 
 def _mox():
@@ -31,7 +19,7 @@ def _mox():
     return moxing
 
 
-def sync_data(src_url, dst_dir):
+def sync_data(src_url: str, dst_dir: str) -> None:
     """Copy an OBS folder (or local path) into dst_dir, once per node (a marker file guards it)."""
     mox = _mox()
     os.makedirs(dst_dir, exist_ok=True)
@@ -44,7 +32,7 @@ def sync_data(src_url, dst_dir):
         time.sleep(1)
 
 
-def moxing_wrapper(config, pre_process=None):
+def moxing_wrapper(config):
     """Decorator for a script's main(): on ModelArts, sync inputs before and outputs after."""
     def decorator(run_func):
         @functools.wraps(run_func)
@@ -58,8 +46,6 @@ def moxing_wrapper(config, pre_process=None):
             if config.checkpoint_url:
                 sync_data(config.checkpoint_url, os.path.dirname(os.path.abspath(config.checkpoint_path)) or ".")
             os.makedirs(config.output_path, exist_ok=True)
-            if pre_process:
-                pre_process()
             result = run_func(*args, **kwargs)
             if config.train_url and get_device_id() % 8 == 0:
                 mox.file.copy_parallel(config.output_path, config.train_url)

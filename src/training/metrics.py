@@ -1,23 +1,17 @@
 """Click-through metrics over all evaluated samples (not the last batch, as mindspore.train.ROC)."""
+from typing import Dict
+
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 
-class CTRMetrics:
-    """Accumulates probabilities and labels; `result()` gives accuracy, AUC and logloss over all of them."""
+def ctr_metrics(prob: np.ndarray, label: np.ndarray) -> Dict[str, float]:
+    """accuracy (threshold 0.5), AUC (nan when only one class is present), logloss and sample count.
 
-    def __init__(self):
-        self.probs, self.labels = [], []
-
-    def update(self, prob, label):
-        self.probs.append(np.asarray(prob, np.float64).reshape(-1))
-        self.labels.append(np.asarray(label).reshape(-1))
-
-    def result(self):
-        return ctr_metrics(np.concatenate(self.probs), np.concatenate(self.labels))
-
-
-def ctr_metrics(prob, label):
+    Args:
+        prob: click probabilities, any shape with n elements ([n] or [n, 1]).
+        label: 0/1 labels, n elements.
+    """
     prob = np.asarray(prob, np.float64).reshape(-1)
     label = np.asarray(label).reshape(-1).astype(np.int64)
     if len(prob) != len(label):

@@ -12,11 +12,13 @@ optimizer 'adagrad':  MLPs: acc += g^2, w -= lr * g / (sqrt(acc) + eps).
 With convert_dtype (fp16 MLPs, GPU/Ascend) the loss is multiplied by loss_scale before the
 backward pass and the gradients divided by it.
 
-Distributed (src/parallel.py; N ranks, per-rank batch B): the loss and the MLP gradients are
+Distributed (src/training/parallel.py; N ranks, per-rank batch B): the loss and the MLP gradients are
 all-reduced and divided by N; the table gradients of all ranks are all-gathered with their rows
 (divided by N), so each rank (data_parallel: every rank; hybrid_parallel: the owner of the row)
 applies exactly the update a single process would make for the concatenated global batch of N*B.
 """
+from typing import List
+
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
@@ -57,11 +59,11 @@ class TrainStep(nn.Cell):
     """(ids int32 [B,S], dense float32 [B,Dn], label float32 [B,1]) -> mean loss float32 scalar;
     updates the parameters in place."""
 
-    def __init__(self, net, optimizer="sgd", learning_rate=0.15, loss_scale=1.0, parallel=None,
-                 native_reduce_scatter=False):
+    def __init__(self, net, optimizer: str = "sgd", learning_rate: float = 0.15, loss_scale: float = 1.0,
+                 parallel=None, native_reduce_scatter: bool = False):
         super().__init__()
         self.net = net
-        self.table = net.sparse_arch.table
+        self.table = net.table
         self.size = parallel.size if parallel is not None else 1
         self.hybrid = parallel is not None and parallel.hybrid
         if self.size > 1:
@@ -71,8 +73,8 @@ class TrainStep(nn.Cell):
             # the MLP gradients and the loss travel in one AllReduce (one collective instead of 15)
             self.split_sizes = [int(np.prod(p.shape)) for p in net.mlp_params()] + [1]
         if self.hybrid:
-            from src.parallel import RowShardExchange
-            self.exchange = RowShardExchange(net.sparse_arch.row_lo, self.table.shape[0], parallel,
+            from src.training.parallel import RowShardExchange
+            self.exchange = RowShardExchange(net.row_range[0], self.table.shape[0], parallel,
                                              native_reduce_scatter)
         self.optimizer = optimizer
         self.lr = Tensor(learning_rate, ms.float32)
@@ -94,7 +96,7 @@ class TrainStep(nn.Cell):
         return loss * self.scale if self.use_scale else loss
 
     def construct(self, ids, dense, label):
-        rows = self.net.sparse_arch.global_ids(ids).reshape(-1)               # [B*S] int32
+        rows = self.net.global_rows(ids).reshape(-1)                          # [B*S] int32
         if self.hybrid:
             keys, local, mask, emb = self.exchange.lookup(self.table, rows)   # keys/local [N*B*S], emb [B*S, D]
         else:
@@ -137,9 +139,13 @@ class TrainStep(nn.Cell):
             ops.scatter_add(self.table, local, -self.lr * g_emb)
         return loss
 
-    def optimizer_state(self):
+    def optimizer_state(self) -> List[Parameter]:
         """Parameters of the optimizer (empty for SGD)."""
         if self.optimizer == "adagrad":
             return list(self.mlp_acc) + [self.row_acc]
         return []
+
+    def row_sharded_state(self) -> List[Parameter]:
+        """Optimizer parameters split by rows like the table (row-wise Adagrad's accumulator)."""
+        return [self.row_acc] if self.optimizer == "adagrad" else []
 

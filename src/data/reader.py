@@ -7,70 +7,13 @@
 `PackedBatches` is the same stream as a plain Python iterable of numpy arrays (the training loop
 uses it directly, with a prefetch thread).
 """
-import json
-import os
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from src.mindrecord_writer import COLUMNS
+from src.data.packed_format import COLUMNS, load_metadata, shard_block, split_file
 
-METADATA = "metadata.json"
-
-
-class DatasetError(ValueError):
-    """A dataset folder is missing or inconsistent; the message names the file."""
-
-
-def load_metadata(dataset_path):
-    path = os.path.join(dataset_path, METADATA)
-    if not os.path.isfile(path):
-        raise DatasetError(f"'{path}' not found: dataset_path must be a folder written by "
-                           f"src/preprocess_data.py (DIR/mindrecord)")
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"'{path}' is not valid JSON: {exc}") from None
-
-
-def table_sizes_for(cfg, meta):
-    """Per-slot table sizes: the dataset's, checked against a non-empty categorical_feature_sizes."""
-    sizes = list(meta["table_sizes"])
-    if cfg.categorical_feature_sizes and list(cfg.categorical_feature_sizes) != sizes:
-        diff = [i + 1 for i, (a, b) in enumerate(zip(cfg.categorical_feature_sizes, sizes)) if a != b]
-        raise DatasetError(f"categorical_feature_sizes in the config disagrees with {METADATA} of the dataset "
-                           f"(slots {diff[:5]}{'...' if len(diff) > 5 else ''}: config "
-                           f"{[cfg.categorical_feature_sizes[i - 1] for i in diff[:3]]} vs dataset "
-                           f"{[sizes[i - 1] for i in diff[:3]]}); set categorical_feature_sizes='[]' to use "
-                           f"the dataset's")
-    if meta["dense_dim"] != cfg.dense_dim or meta["slot_dim"] != cfg.slot_dim:
-        raise DatasetError(f"dataset has dense_dim={meta['dense_dim']}, slot_dim={meta['slot_dim']} but the "
-                           f"config says {cfg.dense_dim}, {cfg.slot_dim}")
-    return sizes
-
-
-def split_file(dataset_path, split):
-    path = os.path.join(dataset_path, f"{split}.mindrecord")
-    if not os.path.isfile(path):
-        raise DatasetError(f"'{path}' not found (splits present: "
-                           f"{sorted(f[:-11] for f in os.listdir(dataset_path) if f.endswith('.mindrecord'))})")
-    return path
-
-
-def shard_block(samples, pack_size, num_shards=1, shard_id=0):
-    """(first packed row, end row, samples) of shard `shard_id`: rows [k*R//N, (k+1)*R//N) of the
-    R = ceil(samples / pack_size) rows; only the split's last row may hold fewer than pack_size."""
-    if not 0 <= shard_id < num_shards:
-        raise DatasetError(f"shard_id {shard_id} is not in [0, {num_shards})")
-    rows = -(-samples // pack_size)
-    lo, hi = shard_id * rows // num_shards, (shard_id + 1) * rows // num_shards
-    n = (hi - lo) * pack_size - (rows * pack_size - samples if hi == rows and hi > lo else 0)
-    return lo, hi, n
-
-
-def shard_sizes(meta, split, num_shards):
-    """Samples of every shard of a split, from metadata.json alone (no data read)."""
-    return [shard_block(meta["samples"][split], meta["pack_size"], num_shards, k)[2] for k in range(num_shards)]
+Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense float32 [B, Dn], label float32 [B, 1]
 
 
 class PackedBatches:
@@ -81,12 +24,13 @@ class PackedBatches:
     Each call of `iter(...)` is one epoch; `epoch` counts them. `skip_batches` drops the first
     batches of the first epoch (resuming mid-epoch); `max_batches` ends every epoch after that many
     (distributed ranks must all run the same number of steps).
-    Sharding gives shard k the contiguous block of packed rows [k*R//N, (k+1)*R//N): every sample
-    is in exactly one shard (MindDataset's own num_shards repeats rows to even the shards out).
+    Sharding gives shard k its block of packed rows (`packed_format.shard_block`): every sample is in
+    exactly one shard.
     """
 
-    def __init__(self, dataset_path, split, batch_size, shuffle=False, seed=0, epoch=0, num_shards=1,
-                 shard_id=0, drop_remainder=False, shuffle_buffer_records=64, skip_batches=0, max_batches=None):
+    def __init__(self, dataset_path: str, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 epoch: int = 0, num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = False,
+                 shuffle_buffer_records: int = 64, skip_batches: int = 0, max_batches: Optional[int] = None):
         self.meta = load_metadata(dataset_path)
         self.file = split_file(dataset_path, split)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
@@ -98,10 +42,11 @@ class PackedBatches:
         self.row_lo, self.row_hi, self.samples = shard_block(self.meta["samples"][split], self.meta["pack_size"],
                                                              num_shards, shard_id)
 
-    def full_batches(self):
+    def full_batches(self) -> int:
+        """Batches of exactly batch_size samples in this shard."""
         return self.samples // self.batch_size
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = self.full_batches() if self.drop_remainder else -(-self.samples // self.batch_size)
         return n if self.max_batches is None else min(n, self.max_batches)
 
@@ -110,7 +55,7 @@ class PackedBatches:
         if self.row_hi <= self.row_lo:
             return
         sampler = ds.SequentialSampler(start_index=self.row_lo, num_samples=self.row_hi - self.row_lo)
-        data = ds.MindDataset(self.file, columns_list=COLUMNS, sampler=sampler)
+        data = ds.MindDataset(self.file, columns_list=list(COLUMNS), sampler=sampler)
         for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
             yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
 
@@ -133,7 +78,7 @@ class PackedBatches:
             ids, dense, label = ids[p], dense[p], label[p]
         return ids, dense, label
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
         skip, self.skip_batches = self.skip_batches, 0
         self.epoch += 1
@@ -158,8 +103,9 @@ class PackedBatches:
             yield rest[0], rest[1], rest[2][:, None]
 
 
-def create_dataset(dataset_path, split="train", batch_size=128, shuffle=None, seed=0, num_shards=1, shard_id=0,
-                   drop_remainder=None, shuffle_buffer_records=64):
+def create_dataset(dataset_path: str, split: str = "train", batch_size: int = 128, shuffle: Optional[bool] = None,
+                   seed: int = 0, num_shards: int = 1, shard_id: int = 0, drop_remainder: Optional[bool] = None,
+                   shuffle_buffer_records: int = 64):
     """MindSpore dataset over one split. Training (`split='train'`) is shuffled and drops the last
     partial batch by default; evaluation keeps every sample (the last batch may be smaller)."""
     import mindspore.dataset as ds

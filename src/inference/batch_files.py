@@ -14,10 +14,11 @@ probabilities) and time_dir/test_perform_static.txt with the mean latency.
 """
 import json
 import os
+from typing import Iterable, List, Tuple
 
 import numpy as np
 
-from src.staged_dir import staged_dir
+from src.utils.staged_dir import staged_dir
 
 INPUTS = (("00_ids", "<i4", "slot_dim"), ("01_dense", "<f4", "dense_dim"))
 LABEL = ("label", "<f4", 1)
@@ -30,12 +31,15 @@ class InferFilesError(ValueError):
     """A batch file is missing, mis-sized or unmatched; the message names the file."""
 
 
-def batch_name(index):
+def batch_name(index: int) -> str:
+    """0 -> 'batch_000000'."""
     return f"batch_{index:06d}"
 
 
-def write_batches(batches, out_dir, slot_dim, dense_dim, batch_size, progress=None):
-    """Write (ids, dense, label) batches into out_dir atomically (temporary folder, then rename)."""
+def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: str, slot_dim: int,
+                  dense_dim: int, batch_size: int, progress=None) -> dict:
+    """Write (ids int32 [b, S], dense float32 [b, Dn], label float32 [b, 1]) batches into out_dir
+    atomically (temporary folder, then rename); returns the manifest."""
     n_batches = samples = 0
     with staged_dir(out_dir) as tmp:
         for folder, _, _ in INPUTS + (LABEL,):
@@ -59,7 +63,7 @@ def write_batches(batches, out_dir, slot_dim, dense_dim, batch_size, progress=No
     return manifest
 
 
-def list_batches(folder, suffix=".bin"):
+def list_batches(folder: str, suffix: str = ".bin") -> List[str]:
     """Sorted batch names (without suffix) of a folder."""
     if not os.path.isdir(folder):
         raise InferFilesError(f"folder '{folder}' does not exist")
@@ -69,7 +73,7 @@ def list_batches(folder, suffix=".bin"):
     return names
 
 
-def read_array(path, dtype, width):
+def read_array(path: str, dtype: str, width: int) -> np.ndarray:
     """A [b, width] array from a raw batch file; the size must be a whole number of rows."""
     if not os.path.isfile(path):
         raise InferFilesError(f"'{path}' does not exist")
@@ -81,7 +85,7 @@ def read_array(path, dtype, width):
     return np.fromfile(path, dtype=dtype).reshape(-1, width)
 
 
-def read_inputs(data_dir, name, slot_dim, dense_dim):
+def read_inputs(data_dir: str, name: str, slot_dim: int, dense_dim: int) -> List[np.ndarray]:
     """(ids int32 [b, slot_dim], dense float32 [b, dense_dim]) of one batch, checked to agree on b."""
     widths = {"slot_dim": slot_dim, "dense_dim": dense_dim}
     arrays = [read_array(os.path.join(data_dir, folder, name + ".bin"), dtype, widths[w]) for folder, dtype, w in INPUTS]
@@ -91,8 +95,8 @@ def read_inputs(data_dir, name, slot_dim, dense_dim):
     return arrays
 
 
-def read_results(result_dir, label_dir):
-    """(probabilities, labels) over all batches, matched by name; every label batch needs its result."""
+def read_results(result_dir: str, label_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(probabilities float32 [n], labels float32 [n]) over all batches, matched by name; every label batch needs its result."""
     probs, labels = [], []
     for name in list_batches(label_dir):
         label = read_array(os.path.join(label_dir, name + ".bin"), LABEL[1], 1)
@@ -105,7 +109,8 @@ def read_results(result_dir, label_dir):
     return np.concatenate(probs).ravel(), np.concatenate(labels).ravel()
 
 
-def write_time(time_dir, mean_ms, count, samples, total_s):
+def write_time(time_dir: str, mean_ms: float, count: int, samples: int, total_s: float) -> str:
+    """Write time_dir/test_perform_static.txt (model-zoo line plus samples/s); returns its text."""
     os.makedirs(time_dir, exist_ok=True)
     text = (f"NN inference cost average time: {mean_ms:4.3f} ms of infer_count {count}\n"
             f"samples: {samples}, samples/s: {samples / max(total_s, 1e-9):.1f}\n")

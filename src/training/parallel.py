@@ -21,16 +21,15 @@ on all three backends (semi-auto/auto parallel fail on CPU in 2.10).
 """
 import os
 from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-MODES = ("stand_alone", "data_parallel", "hybrid_parallel")
-
-
 @dataclass(frozen=True)
 class ParallelInfo:
+    """This process's place in the job: parallel_mode, rank and number of ranks."""
     mode: str = "stand_alone"
     rank: int = 0
     size: int = 1
@@ -48,7 +47,7 @@ class ParallelInfo:
         return self.rank == 0
 
 
-def init_parallel(cfg):
+def init_parallel(cfg) -> ParallelInfo:
     """Start communication for data/hybrid parallel (after the device is set). Returns ParallelInfo."""
     if cfg.parallel_mode == "stand_alone":
         return ParallelInfo()
@@ -63,18 +62,19 @@ def init_parallel(cfg):
     return ParallelInfo(cfg.parallel_mode, get_rank(), get_group_size())
 
 
-def distributed_device_id():
+def distributed_device_id() -> Optional[int]:
     """DEVICE_ID when a launcher set it (Ascend rank table); None lets msrun's local rank decide."""
     value = os.environ.get("DEVICE_ID")
     return int(value) if value not in (None, "") else None
 
 
-def row_range(total_rows, size, rank):
-    """Contiguous block [lo, hi) of the fused table's rows owned by `rank`."""
+def row_range(total_rows: int, size: int, rank: int) -> Tuple[int, int]:
+    """Contiguous block [lo, hi) of the fused table's rows owned by `rank` (10 rows, 3 ranks: [0,3), [3,6), [6,10))."""
     return rank * total_rows // size, (rank + 1) * total_rows // size
 
 
-def bytes_per_step(mode, n, batch, slots, dim, mlp_params, native_reduce_scatter=True):
+def bytes_per_step(mode: str, n: int, batch: int, slots: int, dim: int, mlp_params: int,
+                   native_reduce_scatter: bool = True) -> Dict[str, float]:
     """Bytes each rank sends per training step (ring algorithms: AllGather and ReduceScatter send
     (N-1)/N of the gathered/reduced tensor, AllReduce twice that). float32 values, int32 ids."""
     if n <= 1:
@@ -160,10 +160,11 @@ class ShardedProbability(nn.Cell):
         super().__init__()
         self.net = net
         self.exchange = exchange
-        self.dim = net.sparse_arch.table.shape[1]
+        self.dim = net.emb_dim
+        self.table = net.table
 
     def construct(self, ids, dense):
-        rows = self.net.sparse_arch.global_ids(ids).reshape(-1)
-        _, _, _, emb = self.exchange.lookup(self.net.sparse_arch.table, rows)
+        rows = self.net.global_rows(ids).reshape(-1)
+        _, _, _, emb = self.exchange.lookup(self.table, rows)
         emb = emb.reshape(ids.shape[0], ids.shape[1], self.dim)
         return ops.sigmoid(self.net.from_embeddings(dense, emb))

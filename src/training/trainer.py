@@ -1,84 +1,36 @@
 """The training loop: data, steps, loss/eval logs, checkpoints, resume, NaN stop; single process or
-one rank of data/hybrid-parallel training (src/parallel.py)."""
+one rank of data/hybrid-parallel training (src/training/parallel.py)."""
 import os
 import time
+from typing import Callable, Dict, Optional
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor
 
-from src import checkpoint
-from src.dataset import PackedBatches, load_metadata, shard_sizes, table_sizes_for
-from src.metrics import CTRMetrics, ctr_metrics
+from src.data.packed_format import load_metadata, shard_sizes, table_sizes_for
+from src.data.reader import PackedBatches
 from src.model.dlrm import DLRMProbability, build_model, model_size
-from src.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
-from src.progress import Progress, background
-from src.train_step import TrainStep
+from src.training import checkpoint
+from src.training.evaluation import evaluate, timed_metrics
+from src.training.logs import eval_line, loss_line
+from src.training.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
+from src.training.train_step import TrainStep
+from src.utils.progress import Progress, background
+from src.utils.runtime import append_line, human_bytes
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def setup_context(cfg, device_id=0):
-    """GRAPH_MODE on cfg.device_target; device_id None lets MindSpore pick (msrun's local rank)."""
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if device_id is None:
-        ms.set_device(cfg.device_target)
-    else:
-        ms.set_device(cfg.device_target, device_id)
-
-
-def now():
-    return time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def append_line(path, line):
-    if not path:
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-
-
-def evaluate(prob_net, dataset_path, split, batch_size, progress=False):
-    """Probabilities for every sample of a split -> accuracy/auc/logloss/samples plus time and rate."""
-    batches = PackedBatches(dataset_path, split, batch_size)
-    metrics = CTRMetrics()
-    prog = Progress(f"eval {split}", batches.samples, "samples", enabled=progress)
-    start = time.time()
-    for ids, dense, label in background(iter(batches)):
-        prob = prob_net(Tensor(ids), Tensor(dense)).asnumpy()
-        metrics.update(prob, label)
-        prog.update(len(label))
-    result = metrics.result()
-    result["eval_time"] = time.time() - start
-    result["samples_per_s"] = result["samples"] / max(result["eval_time"], 1e-9)
-    return result
-
-
-def format_eval(result):
-    return (f"accuracy: {result['accuracy']:.6f}, auc: {result['auc']:.6f}, logloss: {result['logloss']:.6f}, "
-            f"samples: {result['samples']}, eval_time: {result['eval_time']:.2f}s, "
-            f"samples/s: {result['samples_per_s']:.1f}")
-
-
-def human_bytes(n):
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024.0
-    return str(n)
-
-
 class Trainer:
     """Builds the model for `cfg` and the dataset at cfg.dataset_path; `run()` trains.
 
-    With `parallel` (src.parallel.ParallelInfo, communication already initialised) this is one rank:
+    With `parallel` (src.training.parallel.ParallelInfo, communication already initialised) this is one rank:
     it reads its shard of the data, holds its block of table rows (hybrid), writes loss.log/eval.log
     and merged checkpoints on rank 0 only, and evaluates its part of the test split."""
 
-    def __init__(self, cfg, log=print, parallel=None):
+    def __init__(self, cfg, log: Callable[[str], None] = print, parallel: Optional[ParallelInfo] = None):
         self.cfg = cfg
         self.par = parallel or ParallelInfo()
         self.log = log if self.par.is_main else (lambda *_: None)
@@ -95,12 +47,19 @@ class Trainer:
             self.barrier, self.gather = Barrier(), AllGatherCell()
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
         self.last_checkpoint = None
+        self.saved_at = 0
         self.eval_results = []
 
-    def state_params(self):
+    def state_params(self) -> list:
+        """Everything a checkpoint holds: the model's parameters and the optimizer's state."""
         return list(self.net.trainable_params()) + self.step.optimizer_state()
 
-    def describe(self):
+    def row_sharded_names(self) -> list:
+        """Names of the state parameters split by rows across hybrid-parallel ranks."""
+        return [p.name for p in self.net.row_sharded_params() + self.step.row_sharded_state()]
+
+    def describe(self) -> str:
+        """What is about to be trained: parallel layout, model size, memory estimate."""
         s = model_size(self.net, self.cfg, self.cfg.batch_size)
         par = ""
         if self.par.distributed:
@@ -115,7 +74,7 @@ class Trainer:
                 f"state ({self.cfg.optimizer}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
                 f"memory ~{human_bytes(s['expected_peak_bytes'])}{' per rank' if self.par.distributed else ''}")
 
-    def resume(self):
+    def resume(self) -> None:
         """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank
         shards (from any number of ranks; a set from this layout is read one shard per rank)."""
         cfg = self.cfg
@@ -131,7 +90,7 @@ class Trainer:
         self.last_checkpoint = desc
         self.log(f"resumed from {desc} at epoch {position['epoch'] + 1}, step {position['global_step']}")
 
-    def save(self):
+    def save(self) -> str:
         """Single process / data parallel: rank 0 writes the checkpoint. Hybrid: every rank writes its
         shard to ckpt_path/rank_K/."""
         cfg = self.cfg
@@ -147,11 +106,11 @@ class Trainer:
             path = os.path.join(cfg.ckpt_path, name)
         if shard or self.par.is_main:
             checkpoint.save(path, self.state_params(), pos, keep=cfg.keep_checkpoint_max,
-                            prefix=cfg.ckpt_file_name_prefix, shard=shard)
+                            prefix=cfg.ckpt_file_name_prefix, shard=shard, row_sharded=self.row_sharded_names())
         self.last_checkpoint = path
         return path
 
-    def _evaluate(self):
+    def _evaluate(self) -> Dict[str, float]:
         if not self.par.distributed:
             return evaluate(self.prob_net, self.cfg.dataset_path, "test", self.cfg.test_batch_size)
         return self._evaluate_distributed()
@@ -185,34 +144,58 @@ class Trainer:
         mine[:counts[par.rank], 1] = np.concatenate(labels) if labels else []
         every = self.gather(Tensor(mine)).asnumpy().reshape(par.size, max(counts), 2)
         both = np.concatenate([every[k, :counts[k]] for k in range(par.size)])
-        result = ctr_metrics(both[:, 0], both[:, 1])
-        result["eval_time"] = time.time() - start
-        result["samples_per_s"] = result["samples"] / max(result["eval_time"], 1e-9)
-        return result
+        return timed_metrics(both[:, 0], both[:, 1], start)
 
-    def run_eval(self, epoch, step):
+    def run_eval(self, epoch: int, step: int) -> Dict[str, float]:
+        """Evaluate on the test split, append the eval.log line (rank 0) and keep the result."""
         result = self._evaluate()
-        line = f"{now()} epoch: {epoch}, step: {step}, {format_eval(result)}"
+        line = eval_line(f"epoch: {epoch}, step: {step}", result)
         if self.par.is_main:
             append_line(self.cfg.eval_file_name, line)
         self.log(line)
         self.eval_results.append(result)
         return result
 
-    def run(self, max_steps=None):
-        """Train cfg.train_epochs epochs (or stop after `max_steps` global steps, for tests)."""
+    def _train_batches(self) -> PackedBatches:
+        """This rank's training stream; distributed ranks all run the smallest shard's step count."""
         cfg = self.cfg
-        if cfg.resume:
-            self.resume()
         batches = PackedBatches(cfg.dataset_path, "train", cfg.batch_size, shuffle=True, seed=cfg.random_seed,
                                 num_shards=self.par.size, shard_id=self.par.rank, drop_remainder=True,
                                 shuffle_buffer_records=cfg.shuffle_buffer_records)
-        if self.par.distributed:   # every rank runs the same number of steps: the smallest shard's
+        if self.par.distributed:
             batches.max_batches = min(shard_sizes(self.meta, "train", self.par.size)) // cfg.batch_size
-        steps_per_epoch = len(batches)
-        if steps_per_epoch == 0:
+        if len(batches) == 0:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
                              f"({batches.samples} samples)")
+        return batches
+
+    def _after_step(self, loss: float, steps_per_epoch: int, window: list) -> None:
+        """NaN stop, the loss.log line, periodic checkpoint and eval after one step."""
+        cfg, pos = self.cfg, self.position
+        gs = pos["global_step"]
+        if not np.isfinite(loss):
+            kept = self.last_checkpoint or "none saved yet"
+            raise TrainingDiverged(f"loss is {loss} at epoch {pos['epoch'] + 1}, step {gs}: "
+                                   f"training stopped; last good checkpoint: {kept}")
+        epoch_end = pos["step_in_epoch"] == steps_per_epoch
+        if gs % cfg.log_interval_steps == 0 or epoch_end:
+            rate = window[1] * self.par.size / max(time.time() - window[0], 1e-9)
+            append_line(cfg.loss_file_name if self.par.is_main else "", loss_line(pos["epoch"] + 1, gs, loss, rate))
+            window[:] = [time.time(), 0]
+        if cfg.save_checkpoint and gs % cfg.save_checkpoint_steps == 0:
+            self.save()
+            self.saved_at = gs
+        if cfg.eval_interval_steps and gs % cfg.eval_interval_steps == 0 and not epoch_end:
+            self.run_eval(pos["epoch"] + 1, gs)
+
+    def run(self, max_steps: Optional[int] = None) -> Dict[str, int]:
+        """Train cfg.train_epochs epochs (or stop after `max_steps` global steps, for tests); returns
+        the position {global_step, epoch, step_in_epoch}."""
+        cfg = self.cfg
+        if cfg.resume:
+            self.resume()
+        batches = self._train_batches()
+        steps_per_epoch = len(batches)
         pos = self.position
         if pos["step_in_epoch"] >= steps_per_epoch:
             pos["epoch"] += 1
@@ -221,10 +204,10 @@ class Trainer:
         if cfg.enable_profiling:
             from mindspore import Profiler
             profiler = Profiler(output_path=os.path.join(cfg.output_path, "profiler"))
-        total_steps = steps_per_epoch * cfg.train_epochs
-        prog = Progress("train", total_steps - pos["global_step"], "steps", every=10.0, enabled=self.par.is_main)
-        window_start, window_samples = time.time(), 0
-        saved_at = pos["global_step"]
+        prog = Progress("train", steps_per_epoch * cfg.train_epochs - pos["global_step"], "steps", every=10.0,
+                        enabled=self.par.is_main)
+        window = [time.time(), 0]                    # loss.log throughput window: start, samples
+        self.saved_at = pos["global_step"]
         while pos["epoch"] < cfg.train_epochs:
             batches.epoch = pos["epoch"]
             batches.skip_batches = pos["step_in_epoch"]
@@ -232,37 +215,22 @@ class Trainer:
                 loss = float(self.step(Tensor(ids), Tensor(dense), Tensor(label)).asnumpy())
                 pos["global_step"] += 1
                 pos["step_in_epoch"] += 1
-                window_samples += len(label)
+                window[1] += len(label)
                 prog.update(1)
-                if not np.isfinite(loss):
-                    kept = self.last_checkpoint or "none saved yet"
-                    raise TrainingDiverged(f"loss is {loss} at epoch {pos['epoch'] + 1}, step {pos['global_step']}: "
-                                           f"training stopped; last good checkpoint: {kept}")
-                gs = pos["global_step"]
-                if gs % cfg.log_interval_steps == 0 or pos["step_in_epoch"] == steps_per_epoch:
-                    rate = window_samples * self.par.size / max(time.time() - window_start, 1e-9)
-                    append_line(cfg.loss_file_name if self.par.is_main else "", f"{now()} epoch: {pos['epoch'] + 1}, step: {gs}, "
-                                                    f"loss is {loss:.6f}, samples/s: {rate:.1f}")
-                    window_start, window_samples = time.time(), 0
-                if cfg.save_checkpoint and gs % cfg.save_checkpoint_steps == 0:
-                    self.save()
-                    saved_at = gs
-                if cfg.eval_interval_steps and gs % cfg.eval_interval_steps == 0 and \
-                        pos["step_in_epoch"] != steps_per_epoch:
-                    self.run_eval(pos["epoch"] + 1, gs)
-                if max_steps is not None and gs >= max_steps:
-                    return self._finish(profiler, saved_at)
+                self._after_step(loss, steps_per_epoch, window)
+                if max_steps is not None and pos["global_step"] >= max_steps:
+                    return self._finish(profiler)
             if cfg.do_eval:
                 self.run_eval(pos["epoch"] + 1, pos["global_step"])
             pos["epoch"] += 1
             pos["step_in_epoch"] = 0
         prog.finish()
-        return self._finish(profiler, saved_at)
+        return self._finish(profiler)
 
-    def _finish(self, profiler, saved_at):
+    def _finish(self, profiler) -> Dict[str, int]:
         if profiler is not None:
             profiler.analyse()
-        if self.cfg.save_checkpoint and saved_at != self.position["global_step"]:
+        if self.cfg.save_checkpoint and self.saved_at != self.position["global_step"]:
             self.save()
         if self.par.hybrid and self.cfg.save_checkpoint:
             self.barrier().asnumpy()                 # every shard of this step is on disk

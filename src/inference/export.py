@@ -13,14 +13,15 @@ to a temporary folder next to the target and renamed into place.
 """
 import os
 import shutil
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
-from src import checkpoint
-from src.dataset import METADATA, load_metadata, table_sizes_for
+from src.data.packed_format import METADATA, load_metadata, table_sizes_for
 from src.model.dlrm import DLRMProbability, build_model
+from src.training import checkpoint
 
 ONNX_LIMIT = 2 ** 31 - (64 << 20)   # protobuf's 2 GB message limit, less room for the graph
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -30,7 +31,7 @@ class ExportError(ValueError):
     """The export cannot be done as configured; the message says which key to change."""
 
 
-def table_sizes(cfg):
+def table_sizes(cfg) -> List[int]:
     """Per-slot table sizes: the dataset's metadata.json (checked against a non-empty
     categorical_feature_sizes), or categorical_feature_sizes alone when there is no dataset at hand."""
     if cfg.categorical_feature_sizes and not os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
@@ -38,7 +39,7 @@ def table_sizes(cfg):
     return table_sizes_for(cfg, load_metadata(cfg.dataset_path))
 
 
-def load_inference_net(cfg, checkpoint_path):
+def load_inference_net(cfg, checkpoint_path: str) -> Tuple[DLRMProbability, str, dict]:
     """(probability net in eval mode, checkpoint file, position) for a checkpoint file or folder."""
     path = checkpoint.resolve(checkpoint_path, cfg.ckpt_file_name_prefix)
     net = build_model(cfg, table_sizes(cfg))
@@ -50,14 +51,15 @@ def load_inference_net(cfg, checkpoint_path):
     return prob, path, position
 
 
-def export_batch(cfg):
+def export_batch(cfg) -> Optional[int]:
     """The batch dimension to export: None (dynamic) or an int."""
     if cfg.export_batch_size:
         return cfg.export_batch_size
     return cfg.test_batch_size if cfg.file_format == "ONNX" else None
 
 
-def check_format(cfg, param_bytes=None):
+def check_format(cfg, param_bytes: Optional[int] = None) -> None:
+    """AIR only on Ascend; ONNX only under protobuf's 2 GB. Raises ExportError naming the key to change."""
     if cfg.file_format == "AIR" and cfg.device_target != "Ascend":
         raise ExportError(f"file_format=AIR needs the Ascend backend (device_target=Ascend on a machine with "
                           f"Ascend devices and CANN); device_target is {cfg.device_target}. MindSpore writes AIR "
@@ -68,7 +70,7 @@ def check_format(cfg, param_bytes=None):
                           f"large parameters in a <name>_variables/ folder")
 
 
-def model_file(file_name, file_format, folder_listing):
+def model_file(file_name: str, file_format: str, folder_listing: List[str]) -> str:
     """The file a runtime loads among the exported entries."""
     base = os.path.basename(file_name)
     for cand in (base + EXTENSIONS[file_format], base + "_graph" + EXTENSIONS[file_format]):
@@ -85,7 +87,7 @@ def _remove(path):
         os.remove(path)
 
 
-def export_network(prob_net, cfg, log=print):
+def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
     """Export `prob_net` to cfg.file_name + extension; returns the path of the model file."""
     param_bytes = sum(int(np.prod(p.shape)) * 4 for p in prob_net.trainable_params())
     check_format(cfg, param_bytes)

@@ -1,0 +1,74 @@
+"""Python runner of an exported MINDIR over preprocess.py's batch files: the CPU stand-in for
+ascend310_infer/ (same inputs, same result_Files/ and time_Result/ layout).
+
+    python -m src.inference.runner --mindir_path=dlrm.mindir --input_path=preprocess_Result \
+        --result_path=result_Files --time_path=time_Result [--device_target=CPU]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from src.inference.batch_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
+                             write_time)
+from src.utils.runtime import setup_context
+from src.utils.staged_dir import staged_dir
+
+
+def load_graph(mindir_path: str, device_target: str = "CPU"):
+    """An exported MINDIR as a callable GraphCell (ids, dense) -> prob [B, 1], on `device_target`."""
+    import mindspore as ms
+    from mindspore import nn
+    if not os.path.isfile(mindir_path):
+        raise InferFilesError(f"MINDIR '{mindir_path}' does not exist")
+    setup_context(device_target, None)
+    return nn.GraphCell(ms.load(mindir_path))
+
+
+def run(graph, input_path: str, result_path: str, time_path: str, log=print) -> dict:
+    """Predict every batch; returns {'batches', 'samples', 'mean_ms', 'seconds'}."""
+    from mindspore import Tensor
+    with open(os.path.join(input_path, MANIFEST), encoding="utf-8") as f:
+        manifest = json.load(f)
+    slot_dim, dense_dim = manifest["inputs"][0]["shape"][1], manifest["inputs"][1]["shape"][1]
+    names = list_batches(os.path.join(input_path, INPUTS[0][0]))
+    latencies, samples = [], 0
+    with staged_dir(result_path) as tmp:
+        for name in names:
+            ids, dense = read_inputs(input_path, name, slot_dim, dense_dim)
+            start = time.perf_counter()
+            prob = graph(Tensor(ids), Tensor(dense)).asnumpy()
+            latencies.append(time.perf_counter() - start)
+            np.ascontiguousarray(prob, "<f4").tofile(os.path.join(tmp, name + RESULT_SUFFIX))
+            samples += len(ids)
+    total = float(np.sum(latencies))
+    mean_ms = 1000.0 * total / len(latencies)
+    log(write_time(time_path, mean_ms, len(latencies), samples, total).rstrip())
+    return {"batches": len(latencies), "samples": samples, "mean_ms": mean_ms, "seconds": total}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mindir_path", required=True)
+    p.add_argument("--input_path", required=True, help="folder written by preprocess.py")
+    p.add_argument("--result_path", default="./result_Files")
+    p.add_argument("--time_path", default="./time_Result")
+    p.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
+    args = p.parse_args(argv)
+    try:
+        if not os.path.isfile(os.path.join(args.input_path, MANIFEST)):
+            raise InferFilesError(f"'{os.path.join(args.input_path, MANIFEST)}' not found: --input_path must be a "
+                                  f"folder written by preprocess.py")
+        graph = load_graph(args.mindir_path, args.device_target)
+        run(graph, args.input_path, args.result_path, args.time_path)
+    except InferFilesError as exc:
+        sys.stderr.write(f"infer error: {exc}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GLOG_v", "3")
+    main()

@@ -1,0 +1,427 @@
+"""Benchmarks behind the README's figures. Each measurement runs in its own process so that its
+peak RSS is its own.
+
+    python -m src.tools.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
+    python -m src.tools.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
+    python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency
+    python -m src.tools.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from src.data.synthetic import KAGGLE_SIZES as KAGGLE
+from src.utils.runtime import setup_context
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_child(*args):
+    """Run `python -m src.tools.benchmark _child ...`; returns (json result, peak RSS in bytes)."""
+    proc = subprocess.Popen([sys.executable, "-m", "src.tools.benchmark", "_child", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, env=dict(os.environ, GLOG_v="3"))
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed with exit code {proc.returncode}")
+    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+
+
+def ensure_synthetic(work, lines):
+    d = os.path.join(work, f"synthetic_{lines}")
+    if not os.path.isfile(os.path.join(d, "train.txt")):
+        from src.data.synthetic import generate
+        generate(os.path.join(d, "train.txt"), lines, prob_file=os.path.join(d, "train_prob.npy"))
+    return d
+
+
+def gb(n):
+    return f"{n / 2 ** 30:.2f} GB"
+
+
+# ---------------------------------------------------------------- children (one measurement each)
+def child_preprocess(data_dir, lines):
+    from src.model_utils.config import parse_cli
+    from src.data.preprocess import preprocess
+    cfg = parse_cli([f"--data_path={data_dir}", f"--train_line_count={lines}"])
+    t = time.time()
+    meta = preprocess(cfg, progress=False)
+    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
+
+
+def child_train(dataset, batch, steps, device, config):
+    """End-to-end training speed (data loading included) over `steps` steps after 20 warm-up steps."""
+    setup_context(device, None)
+    from src.model_utils.config import parse_cli
+    from src.training.trainer import Trainer
+    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                     f"--batch_size={batch}", "--save_checkpoint=False", "--do_eval=False",
+                     "--loss_file_name=", "--log_interval_steps=1000000"])
+    tr = Trainer(cfg, log=lambda *_: None)
+    tr.run(max_steps=3)                       # compile
+    t = time.time()
+    tr.run(max_steps=3 + steps)
+    dt = time.time() - t
+    return {"samples_per_s": steps * batch / dt, "steps": steps, "batch": batch}
+
+
+def child_train_epoch(dataset, device, config):
+    """One epoch at the config's batch size, then eval: AUC after one epoch."""
+    setup_context(device, None)
+    from src.model_utils.config import parse_cli
+    from src.training.trainer import Trainer
+    from src.training.evaluation import evaluate
+    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                     "--save_checkpoint=False", "--do_eval=False", "--loss_file_name=", "--log_interval_steps=1000000"])
+    tr = Trainer(cfg, log=lambda *_: None)
+    t = time.time()
+    pos = tr.run()
+    train_s = time.time() - t
+    ev = evaluate(tr.prob_net, dataset, "test", 16384)
+    ev2 = evaluate(tr.prob_net, dataset, "test", 16384)   # second pass: compiled, files cached
+    return {"train_seconds": train_s, "steps": pos["global_step"], "auc": ev["auc"], "logloss": ev["logloss"],
+            "accuracy": ev["accuracy"], "eval_samples_per_s": ev2["samples_per_s"], "batch": cfg.batch_size}
+
+
+def time_steps(step, sizes, batch, steps, rng, n_feeds):
+    """Seconds for `steps` calls of a train step on random batches (ids uniform per slot), after 2 warm-up calls."""
+    from mindspore import Tensor
+    feed = []
+    for _ in range(n_feeds):
+        ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
+        feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
+                     Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
+    for f in feed[:2]:
+        step(*f).asnumpy()
+    t = time.time()
+    for i in range(steps):
+        loss = step(*feed[i % len(feed)])
+    loss.asnumpy()
+    return time.time() - t
+
+
+def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
+    """Step time with random ids over Kaggle-sized or small tables (no data loading), plus checkpoint size."""
+    setup_context(device, None)
+    from src.training import checkpoint
+    from src.model.dlrm import DLRM
+    from src.training.train_step import TrainStep
+    sizes = KAGGLE if sizes_kind == "kaggle" else [min(s, 1000) for s in KAGGLE]
+    t = time.time()
+    net = DLRM(sizes, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1)
+    init_s = time.time() - t
+    dt = time_steps(TrainStep(net, "sgd", 0.1), sizes, batch, steps, np.random.default_rng(0), 8)
+    out = {"samples_per_s": steps * batch / dt, "init_seconds": init_s, "rows": int(sum(sizes))}
+    if ckpt_dir:
+        path = os.path.join(ckpt_dir, f"bench_{sizes_kind}.safetensors")
+        t = time.time()
+        checkpoint.save(path, list(net.trainable_params()), {"global_step": steps, "epoch": 0, "step_in_epoch": 0})
+        out["ckpt_seconds"] = time.time() - t
+        out["ckpt_bytes"] = os.path.getsize(path)
+        os.remove(path)
+    return out
+
+
+def child_logreg(dataset):
+    """Logistic regression on hashed one-hot features (2^20 buckets) + log dense, same split."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from src.data.reader import PackedBatches
+    from src.training.metrics import ctr_metrics
+
+    def load(split):
+        parts = list(PackedBatches(dataset, split, 1 << 20))
+        ids = np.concatenate([p[0] for p in parts])
+        dense = np.concatenate([p[1] for p in parts])
+        label = np.concatenate([p[2] for p in parts])[:, 0]
+        n, s = ids.shape
+        cols = ((ids.astype(np.int64) * 1000003 + np.arange(s)[None, :] * 7919) % (1 << 20)).reshape(-1)
+        onehot = sparse.csr_matrix((np.ones(n * s, np.float32), cols, np.arange(0, n * s + 1, s)),
+                                   shape=(n, 1 << 20))
+        return sparse.hstack([onehot, sparse.csr_matrix(dense)], format="csr"), label
+    xtr, ytr = load("train")
+    xte, yte = load("test")
+    t = time.time()
+    model = LogisticRegression(C=0.05, max_iter=200, solver="lbfgs")
+    model.fit(xtr, ytr)
+    res = ctr_metrics(model.predict_proba(xte)[:, 1], yte)
+    res["fit_seconds"] = time.time() - t
+    return res
+
+
+def child_best(dataset, prob_file):
+    from src.tools.best_auc import best_test_metrics
+    return best_test_metrics(dataset, prob_file)
+
+
+def child_export(file_name, device):
+    """Export a Kaggle-sized DLRM (33,762,577 rows, random init) to MINDIR with a dynamic batch."""
+    setup_context(device, None)
+    from src.inference.export import export_network
+    from src.model.dlrm import DLRM, DLRMProbability
+    from src.model_utils.config import parse_cli
+    cfg = parse_cli([f"--file_name={file_name}", "--file_format=MINDIR", "--export_batch_size=0"])
+    net = DLRMProbability(DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
+    net.set_train(False)
+    t = time.time()
+    path = export_network(net, cfg, log=lambda *_: None)
+    folder = os.path.dirname(path)
+    files = {}
+    for base, _, names in os.walk(folder):
+        for n in names:
+            files[os.path.relpath(os.path.join(base, n), folder)] = os.path.getsize(os.path.join(base, n))
+    return {"seconds": time.time() - t, "path": path, "files": files}
+
+
+def child_infer(mindir, device):
+    """Latency of the exported MINDIR (mindspore.load + GraphCell) at batch 1, 128 and 16384, random ids."""
+    setup_context(device, None)
+    import mindspore as ms
+    from mindspore import Tensor, nn
+    t = time.time()
+    graph = nn.GraphCell(ms.load(mindir))
+    out = {"load_seconds": time.time() - t}
+    rng = np.random.default_rng(0)
+    for batch, reps in ((1, 2000), (128, 500), (16384, 20)):
+        feeds = [(np.stack([rng.integers(0, s, batch) for s in KAGGLE], 1).astype(np.int32),
+                  rng.random((batch, 13)).astype(np.float32)) for _ in range(4)]
+        for ids, dense in feeds:                                   # warm-up (compiles this shape)
+            graph(Tensor(ids), Tensor(dense)).asnumpy()
+        lat = []
+        for i in range(reps):
+            ids, dense = feeds[i % len(feeds)]
+            t = time.perf_counter()
+            graph(Tensor(ids), Tensor(dense)).asnumpy()
+            lat.append(time.perf_counter() - t)
+        lat = np.array(lat) * 1000.0
+        out[str(batch)] = {"mean_ms": float(lat.mean()), "p50_ms": float(np.median(lat)),
+                           "p99_ms": float(np.percentile(lat, 99)), "samples_per_s": batch * 1000.0 / float(lat.mean()),
+                           "reps": reps}
+    return out
+
+
+def child_dist(mode, batch, steps, device):
+    """One rank (or the single process) of a Kaggle-sized training run with random ids: prints its own
+    samples/s (global batch) and peak RSS. Under msrun every rank prints one JSON line."""
+    import resource
+    setup_context(device, None)
+    from src.model.dlrm import DLRM
+    from src.model_utils.config import parse_cli
+    from src.training.parallel import init_parallel, row_range
+    from src.training.train_step import TrainStep
+    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}"])
+    par = init_parallel(cfg)
+    rr = row_range(sum(KAGGLE), par.size, par.rank) if par.hybrid else None
+    t = time.time()
+    net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1, row_range=rr)
+    init_s = time.time() - t
+    step = TrainStep(net, "sgd", 0.1, parallel=par, native_reduce_scatter=device != "CPU")
+    dt = time_steps(step, KAGGLE, batch, steps, np.random.default_rng([7, par.rank]), 4)
+    return {"rank": par.rank, "size": par.size, "samples_per_s": steps * batch * par.size / dt,
+            "table_rows": int(net.table.shape[0]), "init_seconds": init_s,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def child_collectives(device):
+    """Milliseconds per AllReduce / AllGather of a few sizes on this backend (run under msrun)."""
+    setup_context(device, None)
+    from mindspore import Tensor, nn, ops
+    from mindspore.communication import get_rank, init
+    init()
+
+    class Op(nn.Cell):
+        def __init__(self, op):
+            super().__init__()
+            self.op = op
+
+        def construct(self, x):
+            return self.op(x)
+    out = {"rank": get_rank()}
+    for name, op in (("allreduce", ops.AllReduce()), ("allgather", ops.AllGather())):
+        cell = Op(op)
+        for mb in (0.004, 0.4, 3.4):
+            x = Tensor(np.ones(int(mb * 2 ** 20 / 4), np.float32))
+            cell(x).asnumpy()
+            t = time.time()
+            for _ in range(10):
+                y = cell(x)
+            y.asnumpy()
+            out[f"{name} {mb} MB"] = (time.time() - t) / 10 * 1000.0
+    return out
+
+
+CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
+            "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
+            "infer": child_infer, "dist": child_dist, "collectives": child_collectives}
+
+
+def _typed(v):
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
+# ---------------------------------------------------------------- suites
+def bench_preprocess(work):
+    print("== preprocess (synthetic Criteo text -> packed MindRecord; 2 passes: parse+count+scatter, "
+          "shuffle+map+write)")
+    rss = {}
+    for lines in (1_000_000, 4_000_000):
+        d = ensure_synthetic(work, lines)
+        t = time.time()
+        res, peak = run_child("preprocess", d, str(lines))
+        wall = time.time() - t
+        rss[lines] = peak
+        print(f"preprocess {lines:>9,} lines: {lines / res['seconds']:,.0f} lines/s in-process "
+              f"({res['seconds']:.2f}s), {lines / wall:,.0f} lines/s with process start ({wall:.2f}s), "
+              f"peak RSS {gb(peak)}, {res['rows']:,} embedding rows")
+    print(f"peak RSS 4M / 1M = {rss[4_000_000] / rss[1_000_000]:.2f}x")
+
+
+def bench_train(work, device, lines):
+    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    d = ensure_synthetic(work, lines)
+    dataset = os.path.join(d, "mindrecord")
+    if not os.path.isfile(os.path.join(dataset, "metadata.json")):
+        run_child("preprocess", d, str(lines))
+    print(f"== train ({device}, Kaggle architecture 13-512-256-64-16 / 367-512-256-1, dim 16, SGD; "
+          f"{lines:,}-line synthetic dataset)")
+    for batch, steps in ((128, 2000), (16384, 12)):
+        res, peak = run_child("train", dataset, str(batch), str(steps), device, config)
+        print(f"train end to end, batch {batch:>5}: {res['samples_per_s']:,.0f} samples/s "
+              f"(data loading included, {steps} steps), peak RSS {gb(peak)}")
+    for kind in ("small", "kaggle"):
+        res, peak = run_child("tables", kind, "128", "2000", device, work)
+        print(f"train step, batch 128, {kind} tables ({res['rows']:,} rows): {res['samples_per_s']:,.0f} samples/s "
+              f"(random ids, no data loading), init {res['init_seconds']:.1f}s, peak RSS {gb(peak)}, "
+              f"checkpoint {gb(res['ckpt_bytes'])} in {res['ckpt_seconds']:.1f}s")
+    print("== quality after one epoch")
+    res, peak = run_child("train_epoch", dataset, device, config)
+    print(f"eval batch 16384: {res['eval_samples_per_s']:,.0f} samples/s")
+    print(f"DLRM 1 epoch (batch {res['batch']}, {res['steps']} steps, {res['train_seconds']:.0f}s): "
+          f"auc {res['auc']:.4f}, logloss {res['logloss']:.4f}, accuracy {res['accuracy']:.4f}")
+    lr, _ = run_child("logreg", dataset)
+    print(f"logistic regression (hashed one-hot, 2^20 buckets, + log dense): auc {lr['auc']:.4f}, "
+          f"logloss {lr['logloss']:.4f} (fit {lr['fit_seconds']:.0f}s)")
+    best, _ = run_child("best", dataset, os.path.join(d, "train_prob.npy"))
+    print(f"best achievable (generator's true probabilities): auc {best['auc']:.4f}, logloss {best['logloss']:.4f}")
+    print(f"DLRM - logistic regression: {res['auc'] - lr['auc']:+.4f} AUC; best - DLRM: {best['auc'] - res['auc']:+.4f}")
+
+
+def bench_infer(work, device):
+    print(f"== export and inference ({device}; Kaggle architecture and table sizes, 33,762,577 rows, random init)")
+    res, peak = run_child("export", os.path.join(work, "export", "dlrm"), device)
+    size = sum(res["files"].values())
+    print(f"export MINDIR (dynamic batch): {res['seconds']:.1f}s, peak RSS {gb(peak)}, {gb(size)} on disk: "
+          + ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" if v >= 2 ** 20 else f"{k} {v / 1024:,.0f} KB"
+                      for k, v in sorted(res["files"].items())))
+    inf, peak = run_child("infer", res["path"], device)
+    print(f"load exported MINDIR: {inf['load_seconds']:.1f}s; inference peak RSS {gb(peak)}")
+    for batch in ("1", "128", "16384"):
+        r = inf[batch]
+        print(f"inference batch {batch:>5}: {r['samples_per_s']:,.0f} samples/s, latency mean {r['mean_ms']:.3f} ms, "
+              f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms ({r['reps']} calls)")
+
+
+def run_ranks(n, *args):
+    """`_child` under msrun with n ranks on 127.0.0.1: the JSON line of every rank."""
+    import glob
+    import socket
+    import tempfile
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logs = tempfile.mkdtemp(prefix="bench_msrun_")
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    r = subprocess.run(["msrun", f"--worker_num={n}", f"--local_worker_num={n}", "--master_addr=127.0.0.1",
+                        f"--master_port={port}", "--join=True", f"--log_dir={logs}", "python", "-m", "src.tools.benchmark",
+                        "_child", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"msrun benchmark failed ({r.returncode}); logs in {logs}")
+    out = []
+    for path in sorted(glob.glob(os.path.join(logs, "worker_*.log"))):
+        lines = [line for line in open(path, encoding="utf-8") if line.startswith("{")]
+        out.append(json.loads(lines[-1]))
+    return out
+
+
+def bench_collectives(device):
+    print(f"== collectives, 2 ranks on {device} (rank 0's time per call)")
+    for k, v in run_ranks(2, "collectives", device)[0].items():
+        if k != "rank":
+            print(f"{k}: {v:.2f} ms ({float(k.split()[1]) / v * 1000:,.0f} MB/s)")
+
+
+def bench_parallel(device):
+    from src.training.parallel import bytes_per_step
+    bench_collectives(device)
+    print(f"== distributed training ({device}; Kaggle architecture and table sizes, 33,762,577 rows, SGD, random ids; "
+          f"{os.cpu_count()} cores shared by all ranks)")
+    # This machine's speed drifts by up to +-30% between runs: single and 2-rank runs are interleaved
+    # twice and both figures shown; the ratio uses their means.
+    for per_rank, steps in ((1024, 60), (8192, 12), (16384, 8)):
+        singles, hybrids = [], []
+        for _ in range(2):
+            base, peak = run_child("dist", "stand_alone", str(2 * per_rank), str(steps), device)
+            singles.append(base["samples_per_s"])
+            ranks = run_ranks(2, "dist", "hybrid_parallel", str(per_rank), str(steps), device)
+            hybrids.append(min(r["samples_per_s"] for r in ranks))
+        dp = run_ranks(2, "dist", "data_parallel", str(per_rank), str(steps), device)
+        one = float(np.mean(singles))
+        print(f"global batch {2 * per_rank}: 1 process {' / '.join(f'{v:,.0f}' for v in singles)} samples/s, "
+              f"peak RSS {gb(peak)}")
+        print(f"  2 ranks hybrid_parallel, batch {per_rank} per rank: {' / '.join(f'{v:,.0f}' for v in hybrids)} "
+              f"samples/s ({np.mean(hybrids) / one:.2f}x), per-rank peak RSS "
+              + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])} ({r['table_rows']:,} rows)" for r in ranks))
+        rate = min(r["samples_per_s"] for r in dp)
+        print(f"  2 ranks data_parallel, batch {per_rank} per rank: {rate:,.0f} samples/s ({rate / one:.2f}x), "
+              f"per-rank peak RSS " + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])}" for r in dp))
+    mlp = 475_985
+    print("bytes sent per rank per step at batch 16384 per rank (ring algorithms; hybrid vectors by ReduceScatter "
+          "on GPU/Ascend, AllReduce on CPU):")
+    for n in (2, 4, 8):
+        for mode in ("hybrid_parallel", "data_parallel"):
+            b = bytes_per_step(mode, n, 16384, 26, 16, mlp)
+            c = bytes_per_step(mode, n, 16384, 26, 16, mlp, native_reduce_scatter=False)
+            print(f"  N={n} {mode}: {b['total'] / 2 ** 20:,.1f} MB"
+                  + (f" (CPU: {c['total'] / 2 ** 20:,.1f} MB)" if mode == "hybrid_parallel" else "")
+                  + "; " + ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" for k, v in b.items() if k != "total"))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_child":
+        res = CHILDREN[argv[1]](*[_typed(a) for a in argv[2:]])
+        print(json.dumps(res))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite", choices=["preprocess", "train", "infer", "parallel", "collectives", "all"])
+    ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
+    ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    args = ap.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    print(f"benchmark on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+    if args.suite in ("preprocess", "all"):
+        bench_preprocess(args.work)
+    if args.suite in ("train", "all"):
+        bench_train(args.work, args.device_target, args.lines)
+    if args.suite in ("infer", "all"):
+        bench_infer(args.work, args.device_target)
+    if args.suite == "collectives":
+        bench_collectives(args.device_target)
+    if args.suite in ("parallel", "all"):
+        bench_parallel(args.device_target)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Checkpoints: parameters, optimizer state and data position in one safetensors file, written
+atomically (temporary name, then rename), at most `keep` kept.
+
+Every file says which of its parameters are split by rows across hybrid-parallel ranks: an int64
+tensor `meta.row_sharded.<name>` per such parameter (the model and the train step name them:
+`DLRM.row_sharded_params`, `TrainStep.row_sharded_state`).
+Hybrid-parallel ranks save shards: CKPT_DIR/rank_K/PREFIX-E_S.safetensors holds rank K's rows
+[row_lo, row_hi) of the row-sharded parameters plus the replicated MLPs, and meta.shard.* says which
+rows. `merge` joins a complete set into the single-device file CKPT_DIR/PREFIX-E_S.safetensors that
+eval.py, export.py and any number of ranks load.
+
+    python -m src.training.checkpoint merge CKPT_DIR [--prefix dlrm] [--step N]
+"""
+import glob
+import os
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor
+
+EXT = ".safetensors"
+POSITION = ("global_step", "epoch", "step_in_epoch")  # stored as int64 tensors named meta.<key>
+SHARD = ("row_lo", "row_hi", "rows", "rank", "size")  # meta.shard.<key> in a hybrid-parallel shard
+ROW_SHARDED = "meta.row_sharded."                        # + parameter name: split by rows
+MERGE_COMMAND = "python -m src.training.checkpoint merge"
+
+
+def canonical(name: str) -> str:
+    """Parameter name without the wrapper cells' 'net.' prefixes, so a checkpoint saved from the train
+    cell loads into the bare network and the export head alike."""
+    return re.sub(r"(^|\.)net\.", r"\1", name)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or does not fit the model; the message names the file and parameter."""
+
+
+def ckpt_name(prefix: str, epoch: int, step: int) -> str:
+    """'dlrm', 1, 500 -> 'dlrm-1_500.safetensors'."""
+    return f"{prefix}-{epoch}_{step}{EXT}"
+
+
+def checkpoints_by_step(ckpt_dir: str, prefix: str) -> List[Tuple[int, str]]:
+    """[(global step, path)] of the checkpoints of `prefix` in ckpt_dir, oldest first (step from the name)."""
+    pat = re.compile(rf"^{re.escape(prefix)}-(\d+)_(\d+){re.escape(EXT)}$")
+    found = []
+    for path in glob.glob(os.path.join(ckpt_dir, f"{prefix}-*{EXT}")):
+        m = pat.match(os.path.basename(path))
+        if m:
+            found.append((int(m.group(2)), path))
+    return sorted(found)
+
+
+def list_checkpoints(ckpt_dir: str, prefix: str) -> List[str]:
+    """Checkpoints of `prefix` in ckpt_dir, oldest first (by global step in the name)."""
+    return [p for _, p in checkpoints_by_step(ckpt_dir, prefix)]
+
+
+def resolve(path: str, prefix: Optional[str] = None) -> str:
+    """A checkpoint file, or a folder meaning its newest checkpoint."""
+    if os.path.isdir(path):
+        cands = list_checkpoints(path, prefix) if prefix else []
+        if not cands:
+            cands = sorted(glob.glob(os.path.join(path, f"*{EXT}")), key=os.path.getmtime)
+        if not cands:
+            hint = (f"; it has hybrid-parallel shards in rank_*/: join them with "
+                    f"`{MERGE_COMMAND} {path}`") if glob.glob(os.path.join(path, "rank_*", f"*{EXT}")) else ""
+            raise CheckpointError(f"no checkpoint (*{EXT}) in folder '{path}'{hint}")
+        return cands[-1]
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    return path
+
+
+def rank_dir(ckpt_dir: str, rank: int) -> str:
+    """CKPT_DIR/rank_K: where hybrid-parallel rank K writes its shards."""
+    return os.path.join(ckpt_dir, f"rank_{rank}")
+
+
+def _int(v):
+    return Tensor(np.array([v], np.int64))
+
+
+def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[int] = None,
+         prefix: Optional[str] = None, shard: Optional[Dict[str, int]] = None,
+         row_sharded: Iterable[str] = ()) -> None:
+    """Save `params` (Parameters, or (name, numpy array) pairs) plus position {global_step, epoch,
+    step_in_epoch}, the names of the row-sharded parameters and, for a shard, its row block, atomically;
+    then keep only the newest `keep` checkpoints of `prefix` in the folder."""
+    items = [{"name": canonical(p.name), "data": p} if hasattr(p, "name") else {"name": p[0], "data": Tensor(p[1])}
+             for p in params]
+    items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION]
+    items += [{"name": ROW_SHARDED + canonical(n), "data": _int(1)} for n in row_sharded]
+    items += [{"name": f"meta.shard.{k}", "data": _int(shard[k])} for k in SHARD] if shard else []
+    _write(path, items)
+    if keep and prefix:
+        for old in list_checkpoints(os.path.dirname(os.path.abspath(path)), prefix)[:-keep]:
+            os.remove(old)
+
+
+def _write(path, items):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}{EXT}"
+    try:
+        ms.save_checkpoint(items, tmp, format="safetensors")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read(path: str) -> Tuple[Dict[str, np.ndarray], dict, List[str]]:
+    """(dict name -> numpy array, position dict, names of the row-sharded parameters).
+    position["shard"] = {row_lo, row_hi, rows, rank, size} for a hybrid-parallel shard."""
+    try:
+        data = ms.load_checkpoint(path, format="safetensors")
+    except Exception as exc:  # noqa: BLE001 - MindSpore raises several types for a bad file
+        raise CheckpointError(f"cannot read checkpoint '{path}': {exc}") from None
+    arrays = {k: v.asnumpy() for k, v in data.items()}
+    position = {k: int(arrays.pop(f"meta.{k}")[0]) for k in POSITION if f"meta.{k}" in arrays}
+    sharded = sorted(k[len(ROW_SHARDED):] for k in list(arrays) if k.startswith(ROW_SHARDED))
+    for k in sharded:
+        del arrays[ROW_SHARDED + k]
+    if f"meta.shard.{SHARD[0]}" in arrays:
+        position["shard"] = {k: int(arrays.pop(f"meta.shard.{k}")[0]) for k in SHARD}
+    return arrays, position, sharded
+
+
+def load(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
+    """(dict name -> numpy array, position dict; position["shard"] = {row_lo, ...} for a shard)."""
+    arrays, position, _ = read(path)
+    return arrays, position
+
+
+def restore(params: Sequence, arrays: Dict[str, np.ndarray], path: str) -> None:
+    """Copy arrays into `params`; a missing or mis-shaped parameter is a CheckpointError."""
+    for p in params:
+        name = canonical(p.name)
+        if name not in arrays:
+            raise CheckpointError(f"checkpoint '{path}' has no parameter '{name}' (is it from another "
+                                  f"optimizer or model config?)")
+        a = arrays[name]
+        if tuple(a.shape) != tuple(p.shape):
+            raise CheckpointError(f"checkpoint '{path}': parameter '{name}' has shape {tuple(a.shape)}, the "
+                                  f"model built from the config expects {tuple(p.shape)} (check the dataset's "
+                                  f"table sizes, data_emb_dim, bottom_mlp_args, top_mlp_args, interaction_op)")
+        p.set_data(Tensor(a.astype(np.float32, copy=False)))
+
+
+def shard_sets(ckpt_dir: str, prefix: str) -> Dict[int, Dict[int, str]]:
+    """{global step: {rank: shard file}} over CKPT_DIR/rank_*/."""
+    sets = {}
+    for d in sorted(glob.glob(os.path.join(ckpt_dir, "rank_*"))):
+        m = re.fullmatch(r"rank_(\d+)", os.path.basename(d))
+        if not m:
+            continue
+        for step, path in checkpoints_by_step(d, prefix):
+            sets.setdefault(step, {})[int(m.group(1))] = path
+    return sets
+
+
+def _complete(ranks):
+    """The rank -> file map of one step if it is a whole set (ranks 0..size-1 of one run), else None."""
+    sizes = {load_shard_info(p)["size"] for p in ranks.values()}
+    if len(sizes) != 1:
+        return None
+    size = sizes.pop()
+    return {r: ranks[r] for r in range(size)} if set(ranks) >= set(range(size)) else None
+
+
+def load_shard_info(path: str) -> Dict[str, int]:
+    """meta.shard.* of a shard file, read from the safetensors header and 8-byte values only (a shard
+    of the Kaggle table is ~1 GB; this reads a few hundred bytes)."""
+    import json
+    import struct
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            info = {}
+            for k in SHARD:
+                entry = header[f"meta.shard.{k}"]
+                f.seek(8 + n + entry["data_offsets"][0])
+                info[k] = int(np.frombuffer(f.read(8), "<i8")[0])
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        raise CheckpointError(f"'{path}' is not a checkpoint shard (meta.shard.* unreadable: {exc})") from None
+    return info
+
+
+def newest(ckpt_dir: str, prefix: str):
+    """The newest checkpoint by global step: ("full", path) or ("shards", {rank: path}), or None.
+    At equal steps the merged single file wins."""
+    best = None
+    for step, path in checkpoints_by_step(ckpt_dir, prefix):
+        best = (step, 1, ("full", path))
+    for step, ranks in sorted(shard_sets(ckpt_dir, prefix).items()):
+        whole = _complete(ranks)
+        if whole and (best is None or (step, 0) > best[:2]):
+            best = (step, 0, ("shards", whole))
+    return best[2] if best else None
+
+
+def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str]]:
+    """Load a complete shard set {rank: file} -> (arrays of the whole model, position, row-sharded names)."""
+    arrays, position, parts, end = None, None, {}, 0
+    for rank in sorted(shards):
+        a, pos, sharded = read(shards[rank])
+        info = pos.pop("shard")
+        if info["rank"] != rank or info["row_lo"] != end:
+            raise CheckpointError(f"shard '{shards[rank]}' holds rows [{info['row_lo']}, {info['row_hi']}) of rank "
+                                  f"{info['rank']}; expected rank {rank} starting at row {end}")
+        end = info["row_hi"]
+        for k in sharded:
+            parts.setdefault(k, []).append(a.pop(k))
+        if arrays is None:
+            arrays, position, rows = a, pos, info["rows"]
+            continue
+        for k, v in a.items():
+            if k not in arrays or arrays[k].shape != v.shape or np.max(np.abs(arrays[k] - v), initial=0.0) > 1e-6:
+                raise CheckpointError(f"replicated parameter '{k}' differs between rank 0 and rank {rank} "
+                                      f"('{shards[rank]}'): the ranks diverged")
+        if pos != position:
+            raise CheckpointError(f"'{shards[rank]}' is at {pos}, rank 0 at {position}")
+    if end != rows:
+        raise CheckpointError(f"shards cover rows [0, {end}) of {rows}")
+    for k, v in parts.items():
+        arrays[k] = np.concatenate(v)
+    return arrays, position, sorted(parts)
+
+
+def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
+    """Join the complete shard set of `step` (default: the newest) into CKPT_DIR/PREFIX-E_S.safetensors."""
+    sets = {s: _complete(r) for s, r in shard_sets(ckpt_dir, prefix).items()}
+    sets = {s: r for s, r in sets.items() if r}
+    if not sets:
+        raise CheckpointError(f"no complete set of shards '{prefix}-*{EXT}' in {ckpt_dir}/rank_*/")
+    if step is None:
+        step = max(sets)
+    if step not in sets:
+        raise CheckpointError(f"no complete shard set at step {step} in {ckpt_dir}/rank_*/ (complete: {sorted(sets)})")
+    arrays, position, sharded = _join(sets[step])
+    path = os.path.join(ckpt_dir, os.path.basename(sets[step][0]))
+    save(path, sorted(arrays.items()), position, row_sharded=sharded)
+    return path
+
+
+def load_rows(source, lo: Optional[int] = None, hi: Optional[int] = None):
+    """(arrays, position, description) of a checkpoint from `newest`, with the row-sharded parameters
+    cut to rows [lo, hi). A shard set whose rank block equals [lo, hi) is read from that rank's file
+    alone; any other set is joined first (resuming with another number of ranks)."""
+    kind, what = source
+    if kind == "shards":
+        for path in what.values():
+            info = load_shard_info(path)
+            if lo is not None and (info["row_lo"], info["row_hi"]) == (lo, hi):
+                arrays, position = load(path)
+                position.pop("shard")
+                return arrays, position, path
+        arrays, position, sharded = _join(what)
+        desc = f"{len(what)} shards in {os.path.dirname(os.path.dirname(what[0]))}/rank_*/"
+    else:
+        arrays, position, sharded = read(what)
+        position.pop("shard", None)
+        desc = what
+    if lo is not None:
+        for k in sharded:
+            arrays[k] = arrays[k][lo:hi]
+    return arrays, position, desc
+
+
+def main(argv=None):
+    """`python -m src.training.checkpoint merge CKPT_DIR [--prefix dlrm] [--step N]`"""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(description="Merge hybrid-parallel shards (CKPT_DIR/rank_*/) into one "
+                                            "single-device checkpoint in CKPT_DIR")
+    p.add_argument("command", choices=["merge"])
+    p.add_argument("ckpt_dir")
+    p.add_argument("--prefix", default="dlrm")
+    p.add_argument("--step", type=int, default=None, help="global step to merge (default: the newest complete set)")
+    args = p.parse_args(argv)
+    try:
+        print(merge(args.ckpt_dir, args.prefix, args.step))
+    except CheckpointError as exc:
+        sys.stderr.write(f"merge error: {exc}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
