@@ -17,9 +17,11 @@ need_dataset() {
   [ -f "$1/metadata.json" ] || { echo "DATASET_PATH '$1' has no metadata.json (run src/preprocess_data.py)" >&2; exit 2; }
 }
 
-# config_for TARGET: the config file for Ascend, GPU or CPU. Used as CONFIG=$(config_for ...) under
-# `set -e`, so a bad TARGET stops the calling script with status 2.
+# config_for TARGET: the config file of a device target (the only place the scripts map them; the same
+# mapping is src/model_utils/config.py's TARGETS, checked by a test). Ascend310 (batch inference) uses
+# the Ascend config. Used as CONFIG=$(config_for ...) under `set -e`, so a bad TARGET stops the calling
+# script with status 2.
 config_for() {
-  case "$1" in Ascend) echo npu_config.yaml;; GPU) echo gpu_config.yaml;; CPU) echo cpu_config.yaml;;
+  case "$1" in Ascend|Ascend310) echo npu_config.yaml;; GPU) echo gpu_config.yaml;; CPU) echo cpu_config.yaml;;
     *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$1'" >&2; exit 2;; esac
 }

@@ -9,6 +9,7 @@ labels in {0,1}, dense values that parse as integers, categorical values that pa
 import gzip
 import os
 from dataclasses import dataclass, field
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -42,17 +43,20 @@ class BadLines:
     counts: dict = field(default_factory=lambda: {r: 0 for r in REASONS})
     examples: dict = field(default_factory=lambda: {r: [] for r in REASONS})
 
-    def add(self, reason, line_numbers):
+    def add(self, reason: str, line_numbers: np.ndarray) -> None:
+        """Count lines skipped for `reason`; keep the first MAX_EXAMPLES line numbers (1-based)."""
         self.counts[reason] += len(line_numbers)
         room = MAX_EXAMPLES - len(self.examples[reason])
         if room > 0:
             self.examples[reason].extend(int(x) for x in line_numbers[:room])
 
     @property
-    def total(self):
+    def total(self) -> int:
+        """Skipped lines over all reasons."""
         return sum(self.counts.values())
 
-    def as_dict(self):
+    def as_dict(self) -> dict:
+        """{"total", "counts": {reason: n}, "first_lines": {reason: [line, ...]}} for metadata.json."""
         return {"total": self.total, "counts": dict(self.counts), "first_lines": dict(self.examples)}
 
 
@@ -74,7 +78,7 @@ class Chunk:
     line: np.ndarray
 
 
-def open_input(data_path):
+def open_input(data_path: str) -> str:
     """Find DIR/train.txt or DIR/train.txt.gz (or a file path) and return its path; clear errors."""
     if os.path.isdir(data_path):
         for name in ("train.txt", "train.txt.gz"):
@@ -98,7 +102,7 @@ def _raw_open(path):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def count_lines(path, block=16 << 20):
+def count_lines(path: str, block: int = 16 << 20) -> int:
     """Number of lines (a last line without a newline counts)."""
     n, last = 0, b"\n"
     with _raw_open(path) as f:
@@ -111,7 +115,7 @@ def count_lines(path, block=16 << 20):
     return n + (0 if last == b"\n" else 1)
 
 
-def iter_blocks(path, chunk_bytes):
+def iter_blocks(path: str, chunk_bytes: int) -> Iterator[Tuple[int, bytes, int]]:
     """Yield (first_line_number, bytes, line_count) blocks of whole lines, each ending with a newline."""
     line_no = 1
     rest = b""
@@ -200,7 +204,8 @@ def _int_keys(col):
 class BlockParser:
     """Parses blocks of Criteo lines; keeps the running BadLines tally."""
 
-    def __init__(self, path, dense_dim=13, slot_dim=26, strict=False, int_ids=False):
+    def __init__(self, path: str, dense_dim: int = 13, slot_dim: int = 26, strict: bool = False,
+                 int_ids: bool = False):
         self.path = path
         self.dense_dim, self.slot_dim = dense_dim, slot_dim
         self.n_fields = 1 + dense_dim + slot_dim
@@ -226,7 +231,7 @@ class BlockParser:
         return pacsv.read_csv(pa.py_buffer(block), read_options=read_opts, parse_options=self.parse_opts,
                               convert_options=conv)
 
-    def parse(self, first_line, block, n_lines=None):
+    def parse(self, first_line: int, block: bytes, n_lines: Optional[int] = None) -> Optional[Chunk]:
         """Parse one block of whole lines starting at 1-based line `first_line`; None if all were bad."""
         if n_lines is None:
             n_lines = block.count(b"\n")

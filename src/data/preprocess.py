@@ -66,16 +66,20 @@ class Plan:
 
     @property
     def dtype(self) -> np.dtype:
+        """The record layout of parsed lines between the passes."""
         return record_dtype(self.dense_dim, self.slot_dim)
 
     @property
     def splits(self) -> Tuple[str, ...]:
+        """The splits written, in order."""
         return ("train", "val", "test") if self.n_val else ("train", "test")
 
     def bucket_path(self, b: int) -> str:
+        """Staging file of training shuffle bucket b."""
         return os.path.join(self.tmp, f"bucket{b:04d}.bin")
 
     def held_out_path(self, split: str) -> str:
+        """Staging file of a held-out split (val or test) in file order."""
         return os.path.join(self.tmp, f"{split}.bin")
 
 
@@ -122,7 +126,7 @@ def _cleanup_stale(parent: str) -> None:
 class _Stats:
     """Running per-feature statistics of the training lines (after the log transform)."""
 
-    def __init__(self, dense_dim, slot_dim):
+    def __init__(self, dense_dim: int, slot_dim: int):
         self.n = 0
         self.pos = 0
         self.sum = np.zeros(dense_dim)
@@ -130,7 +134,8 @@ class _Stats:
         self.max = np.zeros(dense_dim)
         self.cat_missing = np.zeros(slot_dim, np.int64)
 
-    def add(self, chunk, sel):
+    def add(self, chunk: Chunk, sel: np.ndarray) -> None:
+        """Add the chunk's lines `sel` (indices)."""
         d = chunk.dense[:, sel].astype(np.float64)
         self.n += len(sel)
         self.pos += int(chunk.label[sel].sum())
@@ -140,7 +145,8 @@ class _Stats:
             self.max = np.maximum(self.max, d.max(1))
         self.cat_missing += chunk.missing[:, sel].sum(1)
 
-    def as_dict(self):
+    def as_dict(self) -> dict:
+        """stats.json: sample count, click rate, per-dense-feature mean/std/max, per-slot missing rate."""
         n = max(self.n, 1)
         mean = self.sum / n
         return {"train_samples": self.n, "positive_rate": self.pos / n,
@@ -171,6 +177,7 @@ class _Scatter:
         self.stats = _Stats(plan.dense_dim, plan.slot_dim)
 
     def close(self) -> None:
+        """Close every staging file."""
         for f in self.buckets + list(self.held_out.values()):
             f.close()
 
@@ -183,6 +190,7 @@ class _Scatter:
                 self.max_ids[s] = max(self.max_ids[s], int(vals.max()))
 
     def add(self, chunk: Chunk) -> None:
+        """Route a parsed chunk: training lines to random buckets (and the counters), held-out lines in order."""
         plan = self.plan
         is_train = chunk.line <= plan.n_train
         tr = np.flatnonzero(is_train)

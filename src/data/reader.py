@@ -105,7 +105,7 @@ class PackedBatches:
 
 def create_dataset(dataset_path: str, split: str = "train", batch_size: int = 128, shuffle: Optional[bool] = None,
                    seed: int = 0, num_shards: int = 1, shard_id: int = 0, drop_remainder: Optional[bool] = None,
-                   shuffle_buffer_records: int = 64):
+                   shuffle_buffer_records: int = 64) -> "mindspore.dataset.GeneratorDataset":
     """MindSpore dataset over one split. Training (`split='train'`) is shuffled and drops the last
     partial batch by default; evaluation keeps every sample (the last batch may be smaller)."""
     import mindspore.dataset as ds

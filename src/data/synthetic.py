@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,7 @@ HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 class PlantedModel:
     """The hidden click model; fixed by `seed`, independent of the line count."""
 
-    def __init__(self, seed, vocab_scale):
+    def __init__(self, seed: int, vocab_scale: float):
         rng = np.random.default_rng([seed, 0])
         self.card = np.maximum(3, (np.array(KAGGLE_SIZES) * vocab_scale).astype(np.int64))
         self.card = np.minimum(self.card, np.array(KAGGLE_SIZES))
@@ -54,7 +55,7 @@ class PlantedModel:
         self.dense_center = np.array([m for m, _ in DENSE_LOGN], np.float32)
         self.intercept = -1.25
 
-    def sample_ranks(self, rng, n):
+    def sample_ranks(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """[n, 26] int64 value ranks (0 = most frequent) from truncated power laws."""
         u = rng.random((n, N_SLOTS))
         a = self.zipf_a[None, :]
@@ -65,12 +66,15 @@ class PlantedModel:
         r = np.power(1.0 + u * (top - 1.0), 1.0 / one_minus) - 1.0
         return np.minimum(r.astype(np.int64), self.card[None, :] - 1)
 
-    def keys(self, ranks):
-        """Bijective map rank -> 32-bit categorical value per slot."""
+    def keys(self, ranks: np.ndarray) -> np.ndarray:
+        """Bijective map rank -> 32-bit categorical value per slot: int64 [n, 26] -> uint32 [n, 26]."""
         k = (ranks.astype(np.uint64) * self.key_mult[None, :] + self.key_add[None, :]) & np.uint64(0xFFFFFFFF)
         return k.astype(np.uint32)
 
-    def logit(self, dense_log, dense_missing, ranks, cat_missing):
+    def logit(self, dense_log: np.ndarray, dense_missing: np.ndarray, ranks: np.ndarray,
+              cat_missing: np.ndarray) -> np.ndarray:
+        """True click logit float32 [n] from dense_log float32 [n, 13], dense_missing bool [n, 13],
+        ranks int64 [n, 26] and cat_missing bool [n, 26]."""
         n = ranks.shape[0]
         z = np.full(n, self.intercept, np.float32)
         z += ((dense_log - self.dense_center[None, :]) * self.dense_w[None, :]).sum(1)
@@ -92,7 +96,7 @@ def _hex8(keys):
     return HEX[nib].view("S8").reshape(-1)
 
 
-def generate_chunk(model, seed, chunk_index, n):
+def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int) -> Tuple["pa.Table", np.ndarray]:
     """Returns (pyarrow Table of the 40 columns, true probabilities float32 [n])."""
     rng = np.random.default_rng([seed, 1, chunk_index])
     dense_missing = np.zeros((n, N_DENSE), bool)
@@ -127,7 +131,8 @@ def generate_chunk(model, seed, chunk_index, n):
     return pa.table(cols, names=names), prob.astype(np.float32)
 
 
-def generate(out_path, lines, seed=2024, vocab_scale=None, prob_file=None, chunk=200_000, progress=True):
+def generate(out_path: str, lines: int, seed: int = 2024, vocab_scale: Optional[float] = None,
+             prob_file: Optional[str] = None, chunk: int = 200_000, progress: bool = True) -> str:
     """Write `lines` synthetic lines to out_path (atomically); optional true probabilities to prob_file."""
     if lines <= 0:
         raise ValueError(f"--lines must be > 0, got {lines}")
@@ -167,7 +172,8 @@ def generate(out_path, lines, seed=2024, vocab_scale=None, prob_file=None, chunk
     return out_path
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m src.data.synthetic --out DIR/train.txt --lines N [--prob_file ...]`"""
     ap = argparse.ArgumentParser(description="Write a synthetic Criteo-format train.txt")
     ap.add_argument("--out", required=True, help="output file, e.g. data/synthetic/train.txt")
     ap.add_argument("--lines", type=int, required=True)

@@ -7,6 +7,8 @@ Id layout of every slot in vocabulary mode:
 Hashing mode (`max_ind_range` = M): 0 = missing, 1 + value % (M - 1) otherwise; M rows, no counting.
 Id mode (`skip_id_convert` = 1): the field already holds an id; missing -> 0; rows = max id + 1.
 """
+from typing import Optional, Tuple
+
 import numpy as np
 import pandas as pd
 
@@ -20,7 +22,8 @@ class SlotCounter:
         self._parts = []
         self._pending = 0
 
-    def add(self, values):
+    def add(self, values: np.ndarray) -> None:
+        """Count values uint32 [n] (missing values already removed)."""
         if len(values) == 0:
             return
         codes, uniq = pd.factorize(values, sort=False)
@@ -39,7 +42,7 @@ class SlotCounter:
         self.keys = np.asarray(uniq, np.uint32)
         self._parts, self._pending = [], 0
 
-    def frequent(self, threshold):
+    def frequent(self, threshold: int) -> Tuple[np.ndarray, np.ndarray]:
         """(keys, counts) of values seen >= threshold times, in id order (count desc, value asc)."""
         self._merge()
         keep = self.counts >= threshold
@@ -51,7 +54,7 @@ class SlotCounter:
 class SlotMapper:
     """Maps one slot's raw values (uint32) + missing flags to int32 ids."""
 
-    def __init__(self, mode, vocab_keys=None, max_ind_range=0, max_id=0):
+    def __init__(self, mode: str, vocab_keys: Optional[np.ndarray] = None, max_ind_range: int = 0, max_id: int = 0):
         self.mode = mode
         if mode == "vocab":
             self.index = pd.Index(vocab_keys)
@@ -64,7 +67,8 @@ class SlotMapper:
         else:
             raise ValueError(f"unknown id mode {mode!r}")
 
-    def __call__(self, values, missing):
+    def __call__(self, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """values uint32 [n], missing bool [n] -> ids int32 [n] in [0, size)."""
         if self.mode == "vocab":
             ids = self.index.get_indexer(values).astype(np.int32)
             ids += 2                     # -1 (unknown) -> 1, position p -> p + 2

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from typing import List, Optional
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from src.utils.runtime import setup_context
 from src.utils.staged_dir import staged_dir
 
 
-def load_graph(mindir_path: str, device_target: str = "CPU"):
+def load_graph(mindir_path: str, device_target: str = "CPU") -> "mindspore.nn.GraphCell":
     """An exported MINDIR as a callable GraphCell (ids, dense) -> prob [B, 1], on `device_target`."""
     import mindspore as ms
     from mindspore import nn
@@ -50,7 +51,8 @@ def run(graph, input_path: str, result_path: str, time_path: str, log=print) -> 
     return {"batches": len(latencies), "samples": samples, "mean_ms": mean_ms, "seconds": total}
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m src.inference.runner --mindir_path=... --input_path=...` (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mindir_path", required=True)
     p.add_argument("--input_path", required=True, help="folder written by preprocess.py")

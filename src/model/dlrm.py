@@ -177,6 +177,7 @@ class DLRM(nn.Cell):
 
     @property
     def table_sizes(self) -> List[int]:
+        """Rows of each slot's table, in slot order."""
         return self.sparse_arch.table_sizes
 
     @property
@@ -191,6 +192,7 @@ class DLRM(nn.Cell):
 
     @property
     def emb_dim(self) -> int:
+        """Embedding dimension D."""
         return int(self.sparse_arch.table.shape[1])
 
     @property

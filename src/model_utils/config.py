@@ -151,8 +151,9 @@ def _parse_bool(text):
     raise ValueError(f"expected a boolean (True/False), got '{text}'")
 
 
-def coerce(key: str, value, source: str):
-    """Convert `value` (from YAML or a command-line string) to the schema type of `key`."""
+def coerce(key: str, value: object, source: str) -> object:
+    """`value` (YAML or a command-line string) converted to `key`'s schema type and checked; ConfigError
+    names `source` (the file or 'command line') and the key."""
     if key not in SCHEMA:
         raise ConfigError(f"{source}: unknown key '{key}'{_suggest(key)}")
     typ, choices = SCHEMA[key].type, SCHEMA[key].choices

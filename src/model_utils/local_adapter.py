@@ -14,4 +14,5 @@ def env_int(name: str, default: int) -> int:
 
 
 def get_device_id() -> int:
+    """DEVICE_ID from the launcher's environment (0 when unset)."""
     return env_int("DEVICE_ID", 0)

@@ -2,11 +2,13 @@
 `enable_modelarts` is true. Without the `moxing` package that is a clear error."""
 import functools
 import os
+from typing import Callable
 
 from src.model_utils import local_adapter
 
 
 def get_device_id() -> int:
+    """DEVICE_ID on ModelArts (set by its launcher)."""
     return local_adapter.env_int("DEVICE_ID", 0)
 
 
@@ -32,7 +34,7 @@ def sync_data(src_url: str, dst_dir: str) -> None:
         time.sleep(1)
 
 
-def moxing_wrapper(config):
+def moxing_wrapper(config) -> Callable:
     """Decorator for a script's main(): on ModelArts, sync inputs before and outputs after."""
     def decorator(run_func):
         @functools.wraps(run_func)

@@ -189,7 +189,7 @@ def load_shard_info(path: str) -> Dict[str, int]:
     return info
 
 
-def newest(ckpt_dir: str, prefix: str):
+def newest(ckpt_dir: str, prefix: str) -> Optional[Tuple[str, object]]:
     """The newest checkpoint by global step: ("full", path) or ("shards", {rank: path}), or None.
     At equal steps the merged single file wins."""
     best = None
@@ -246,7 +246,8 @@ def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
     return path
 
 
-def load_rows(source, lo: Optional[int] = None, hi: Optional[int] = None):
+def load_rows(source: Tuple[str, object], lo: Optional[int] = None,
+              hi: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], dict, str]:
     """(arrays, position, description) of a checkpoint from `newest`, with the row-sharded parameters
     cut to rows [lo, hi). A shard set whose rank block equals [lo, hi) is read from that rank's file
     alone; any other set is joined first (resuming with another number of ranks)."""
@@ -270,7 +271,7 @@ def load_rows(source, lo: Optional[int] = None, hi: Optional[int] = None):
     return arrays, position, desc
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     """`python -m src.training.checkpoint merge CKPT_DIR [--prefix dlrm] [--step N]`"""
     import argparse
     import sys

@@ -1,7 +1,7 @@
 """Evaluation of a probability network over a whole split: the one code path (and one timing) that
 train.py's epoch-end eval, eval.py and the benchmarks share."""
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 
@@ -19,7 +19,7 @@ def timed_metrics(prob: np.ndarray, label: np.ndarray, start: float) -> Dict[str
 
 
 def predict_split(prob_net: Callable, dataset_path: str, split: str, batch_size: int,
-                  progress: bool = False):
+                  progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """(probabilities float32 [n], labels float32 [n]) for every sample of a split, in stored order.
     `prob_net(ids Tensor int32 [B, S], dense Tensor float32 [B, Dn])` -> Tensor float32 [B, 1]."""
     from mindspore import Tensor

@@ -35,15 +35,18 @@ class ParallelInfo:
     size: int = 1
 
     @property
-    def hybrid(self):
+    def hybrid(self) -> bool:
+        """Table rows split across ranks (hybrid_parallel with more than one rank)."""
         return self.mode == "hybrid_parallel" and self.size > 1
 
     @property
-    def distributed(self):
+    def distributed(self) -> bool:
+        """More than one rank."""
         return self.size > 1
 
     @property
-    def is_main(self):
+    def is_main(self) -> bool:
+        """Rank 0: writes loss.log, eval.log and the merged checkpoint."""
         return self.rank == 0
 
 
@@ -135,12 +138,14 @@ class RowShardExchange(nn.Cell):
         else:
             self.all_reduce = ops.AllReduce()
 
-    def owned(self, keys):
+    def owned(self, keys: Tensor) -> Tuple[Tensor, Tensor]:
+        """keys int32 [K] -> (local row int32 [K], 0 where not owned; mask float32 [K, 1], 1.0 where owned)."""
         local = keys - self.lo
         own = ops.logical_and(local >= 0, local < self.rows_local)
         return ops.select(own, local, ops.zeros_like(local)), own.astype(ms.float32).expand_dims(1)
 
-    def lookup(self, table, rows):
+    def lookup(self, table: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """rows int32 [M] -> (keys int32 [N*M], local, mask, vectors float32 [M, D] of this rank's rows)."""
         m = rows.shape[0]
         keys = self.all_gather(rows)                                          # [N*M] int32
         local, mask = self.owned(keys)

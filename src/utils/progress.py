@@ -1,9 +1,11 @@
 """Progress lines with rate and ETA for long work (preprocessing, training, evaluation)."""
 import sys
 import time
+from typing import Iterable, Iterator, Optional
 
 
-def fmt_seconds(sec):
+def fmt_seconds(sec: float) -> str:
+    """3725 -> '1h02m05s'."""
     sec = int(max(sec, 0))
     h, rem = divmod(sec, 3600)
     m, s = divmod(rem, 60)
@@ -13,14 +15,16 @@ def fmt_seconds(sec):
 class Progress:
     """Prints `label: done/total unit (pct), rate unit/s, ETA` at most every `every` seconds."""
 
-    def __init__(self, label, total, unit="lines", every=2.0, stream=None, enabled=True):
+    def __init__(self, label: str, total: int, unit: str = "lines", every: float = 2.0, stream=None,
+                 enabled: bool = True):
         self.label, self.total, self.unit, self.every = label, total, unit, every
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.start = self.last = time.time()
         self.done = 0
 
-    def update(self, n):
+    def update(self, n: int) -> None:
+        """Count n more units; print a line if `every` seconds have passed."""
         self.done += n
         now = time.time()
         if self.enabled and now - self.last >= self.every:
@@ -28,10 +32,12 @@ class Progress:
             self.stream.write(self.line(now) + "\n")
             self.stream.flush()
 
-    def rate(self, now=None):
+    def rate(self, now: Optional[float] = None) -> float:
+        """Units per second so far."""
         return self.done / max((now or time.time()) - self.start, 1e-9)
 
-    def line(self, now=None):
+    def line(self, now: Optional[float] = None) -> str:
+        """'label: done/total unit (pct), rate unit/s, ETA ...'."""
         rate = self.rate(now)
         text = f"{self.label}: {self.done:,}"
         if self.total:
@@ -42,13 +48,14 @@ class Progress:
             text += f" {self.unit}, {rate:,.0f} {self.unit}/s"
         return text
 
-    def finish(self):
+    def finish(self) -> None:
+        """Print the final line with the total time."""
         if self.enabled:
             self.stream.write(self.line() + f", done in {fmt_seconds(time.time() - self.start)}\n")
             self.stream.flush()
 
 
-def background(iterable, depth=2):
+def background(iterable: Iterable, depth: int = 2) -> Iterator:
     """Iterate `iterable` in a worker thread, `depth` items ahead (overlaps I/O and parsing with the
     consumer; pyarrow and large numpy operations release the GIL). Exceptions re-raise here."""
     import queue

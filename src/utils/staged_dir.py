@@ -2,10 +2,11 @@
 import os
 import shutil
 from contextlib import contextmanager
+from typing import Iterator, Optional
 
 
 @contextmanager
-def staged_dir(out_dir, tmp=None):
+def staged_dir(out_dir: str, tmp: Optional[str] = None) -> Iterator[str]:
     """Yield an empty temporary folder (default: OUT_DIR.tmp-PID beside it). When the block ends
     normally it replaces out_dir (an existing out_dir is moved aside, then removed); on an error
     out_dir is left as it was. The temporary folder is removed either way."""

@@ -1,0 +1,117 @@
+#!/bin/bash
+# Distributed training, one process per device (or per CPU worker).
+#   bash scripts/run_distribute_train.sh DEVICE_TARGET NUM DATASET_PATH [RANK_TABLE_FILE] [train.py options]
+#     CPU, GPU  msrun starts NUM processes (CPU: MindSpore's mccl on 127.0.0.1; GPU: NCCL).
+#               MASTER_PORT picks the port (default: a free one).
+#     Ascend    RANK_TABLE_FILE (an HCCL rank table) is required; rank i runs on device i with
+#               DEVICE_ID=RANK_ID=i, RANK_SIZE=NUM, in RUN_DIR/log<i>/train.log.
+# batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: table rows split across ranks) or
+# data_parallel; a --parallel_mode=... option wins. RUN_DIR defaults to output/train_distribute_<target>/.
+# loss.log, eval.log and the merged checkpoint (ckpt/) come from rank 0, shards in ckpt/rank_<k>/.
+# If a rank fails, the others are stopped and the job exits 1 naming that rank, with its log's tail.
+# The model-zoo names run_distribute_train_{ascend,gpu,cpu}.sh call this with their target.
+set -e
+if [ $# -lt 3 ]; then
+  echo "usage: bash $0 DEVICE_TARGET NUM DATASET_PATH [RANK_TABLE_FILE (Ascend)] [--key=value ...]" >&2; exit 2
+fi
+TARGET=$1; NUM=$2; DATASET_PATH=$3; shift 3
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/args.sh"
+CONFIG=$(config_for "$TARGET")
+need_count "the number of ranks" "$NUM" 1
+if [ "$TARGET" = Ascend ]; then
+  RANK_TABLE_FILE=$1
+  [ -n "$RANK_TABLE_FILE" ] && [[ "$RANK_TABLE_FILE" != --* ]] || {
+    echo "Ascend needs an HCCL rank table: bash $0 Ascend DEVICE_NUM DATASET_PATH RANK_TABLE_FILE" >&2; exit 2; }
+  shift
+  [ -f "$RANK_TABLE_FILE" ] || { echo "RANK_TABLE_FILE '$RANK_TABLE_FILE' does not exist" >&2; exit 2; }
+  export RANK_TABLE_FILE="$(realpath "$RANK_TABLE_FILE")"
+fi
+need_dataset "$DATASET_PATH"
+DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
+source "$ROOT/scripts/setup_env.sh"          # the venv's bin on PATH: msrun starts plain `python`
+RUN_DIR="${RUN_DIR:-$ROOT/output/train_distribute_$(echo "$TARGET" | tr A-Z a-z)}"
+mkdir -p "$RUN_DIR"
+RUN_DIR="$(cd "$RUN_DIR" && pwd)"
+cd "$RUN_DIR"
+TRAIN_ARGS=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --parallel_mode="${PARALLEL_MODE:-hybrid_parallel}"
+  --dataset_path="$DATASET_PATH" --ckpt_path="$RUN_DIR/ckpt" --loss_file_name="$RUN_DIR/loss.log"
+  --eval_file_name="$RUN_DIR/eval.log" "$@")
+
+# log_tail FILE: the last lines of a rank's log without MindSpore's INFO/WARNING lines.
+log_tail() { grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "$1" | grep -v -E '^\s*$' | tail -15 | sed 's/^/  /' >&2; }
+
+launch_rank_table() {
+  export RANK_SIZE=$NUM
+  declare -A RANK_OF
+  local PIDS=() i
+  for ((i = 0; i < NUM; i++)); do
+    mkdir -p "log$i"
+    ( cd "log$i" && DEVICE_ID=$i RANK_ID=$i exec "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > train.log 2>&1 ) &
+    PIDS+=($!); RANK_OF[$!]=$i
+  done
+  echo "started $NUM ranks, logs in $RUN_DIR/log<i>/train.log"
+  trap 'kill "${PIDS[@]}" 2>/dev/null' INT TERM
+  local LEFT=$NUM DONE RC r
+  set +e
+  while [ $LEFT -gt 0 ]; do
+    wait -n -p DONE "${PIDS[@]}"; RC=$?
+    LEFT=$((LEFT - 1))
+    if [ $RC -ne 0 ]; then
+      r=${RANK_OF[$DONE]}
+      echo "==== rank $r failed (exit code $RC); stopping the other ranks. $RUN_DIR/log$r/train.log ends with:" >&2
+      log_tail "log$r/train.log"
+      kill "${PIDS[@]}" 2>/dev/null
+      wait 2>/dev/null
+      exit 1
+    fi
+  done
+  grep -v -E '^\[(INFO|WARNING|DEBUG)\]' log0/train.log | tail -5
+}
+
+# report_msrun_failure: name the rank(s) that died (msrun logs "Worker process PID exit with exception.
+# Error code: C"; each rank logs "rank R of N (...), pid PID" at start) and show their logs' tails.
+report_msrun_failure() {
+  local DEAD="" pid code f r
+  while read -r pid code; do
+    f="$(grep -l -E "^rank [0-9]+ of [0-9]+ .*pid $pid\$" log/worker_*.log 2>/dev/null | head -1)"
+    if [ -n "$f" ]; then
+      r="${f##*worker_}"; r="${r%.log}"; DEAD="$DEAD $r"
+      echo "rank $r (pid $pid) exited with code $code ($( [ "$code" -lt 0 ] 2>/dev/null && echo "killed by signal $((-code))" || echo "error"))" >&2
+    fi
+  done < <(sed -n -E 's/.*Worker process ([0-9]+) exit with exception\. Error code: (-?[0-9]+).*/\1 \2/p' msrun.log)
+  grep -h -E "timed out node list|abnormal" log/scheduler.log 2>/dev/null | sed 's/^/  /' | head -3 >&2
+  for f in log/worker_*.log; do
+    r="${f##*worker_}"; r="${r%.log}"
+    if [[ " $DEAD " == *" $r "* ]] || grep -q -E "Traceback|train error|config error" "$f"; then
+      echo "---- rank $r ($f):" >&2
+      log_tail "$f"
+    fi
+  done
+}
+
+launch_msrun() {
+  rm -f log/worker_*.log log/scheduler.log     # msrun's logs of the previous run here (they would be appended to)
+  local PORT="${MASTER_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+  echo "training on $NUM $TARGET ranks (${PARALLEL_MODE:-hybrid_parallel}), logs in $RUN_DIR/log/worker_<rank>.log"
+  msrun --worker_num="$NUM" --local_worker_num="$NUM" --master_addr=127.0.0.1 --master_port="$PORT" --join=True \
+    --log_dir="$RUN_DIR/log" python "$ROOT/train.py" "${TRAIN_ARGS[@]}" > "$RUN_DIR/msrun.log" 2>&1 &
+  local MSRUN=$! TAIL RC
+  trap 'kill $MSRUN 2>/dev/null' INT TERM
+  # Show rank 0's output as it comes (MindSpore's INFO/WARNING lines left out).
+  ( for _ in $(seq 300); do [ -f log/worker_0.log ] && break; kill -0 $MSRUN 2>/dev/null || break; sleep 0.2; done
+    [ -f log/worker_0.log ] && tail --pid=$MSRUN -n +1 -F log/worker_0.log 2>/dev/null \
+      | grep --line-buffered -v -E '^\[(INFO|WARNING|DEBUG)\]' ) &
+  TAIL=$!
+  set +e
+  wait $MSRUN; RC=$?
+  wait $TAIL
+  set -e
+  if [ $RC -ne 0 ]; then
+    echo "==== distributed training FAILED (msrun exit code $RC); logs in $RUN_DIR/log" >&2
+    report_msrun_failure
+    exit 1
+  fi
+}
+
+if [ "$TARGET" = Ascend ]; then launch_rank_table; else launch_msrun; fi
