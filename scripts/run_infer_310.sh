@@ -1,18 +1,24 @@
 #!/bin/bash
-# Batch inference of an exported MINDIR over the test split: preprocess -> build -> infer -> postprocess.
-#   bash scripts/run_infer_310.sh MINDIR_PATH DATASET_PATH NEED_PREPROCESS [DEVICE_ID] [--key=value ...]
-#     MINDIR_PATH      export.py output (dlrm.mindir, or dlrm_graph.mindir + dlrm_variables/ when large)
+# Batch inference of an exported model over the test split: preprocess -> [convert] -> infer -> postprocess.
+#   bash scripts/run_infer_310.sh MODEL_PATH DATASET_PATH NEED_PREPROCESS [DEVICE_ID] [--key=value ...]
+#     MODEL_PATH       export.py output: a .mindir (dlrm.mindir, or dlrm_graph.mindir + dlrm_variables/
+#                      when large), or a .onnx, which is first converted by ascend310_infer/out/converter
+#                      into the model file MindSpore Lite's runtime builds from
 #     DATASET_PATH     the MindRecord folder (metadata.json, test.mindrecord)
 #     NEED_PREPROCESS  y: write the test split as batch files; n: reuse the ones already there
 #     --key=value      config overrides for preprocess.py/postprocess.py (e.g. --test_batch_size=1024)
-# Environment: DEVICE_TYPE=Ascend310|Ascend|GPU|CPU (default Ascend310) for the C++ program;
-#   RUNNER=cpp (default: build ascend310_infer/ and run it) or python (src/infer_runner.py, any machine);
-#   MINDSPORE_PATH for build.sh. Everything goes to output/infer_<device>_<id>/:
-#   preprocess_Result/{00_ids,01_dense,label}/, result_Files/, time_Result/, *.log.
+# Environment:
+#   DEVICE_TYPE=Ascend310|Ascend|GPU|CPU (default Ascend310): the device of the C++ program.
+#   RUNNER=cpp (default: build ascend310_infer/ and run it) or python (src/inference/runner.py, a MINDIR only).
+#   MINDSPORE_PATH: the MindSpore C++ API (include/api/ + lib/). With DEVICE_TYPE=CPU and nothing set,
+#     MindSpore Lite 2.0.0 is fetched once into .whl/ (ascend310_infer/fetch_mindspore_lite.sh).
+#   LOAD_MODE=auto|file|graph for the C++ program (see ascend310_infer/src/main.cc).
+# Everything goes to output/infer_<device>_<id>/ (or INFER_DIR): preprocess_Result/{00_ids,01_dense,label}/,
+# model/ (a converted model), result_Files/, time_Result/, acc.log and the steps' logs.
 set -e
-usage() { echo "usage: bash $0 MINDIR_PATH DATASET_PATH NEED_PREPROCESS(y|n) [DEVICE_ID] [--key=value ...]" >&2; exit 2; }
+usage() { echo "usage: bash $0 MODEL_PATH DATASET_PATH NEED_PREPROCESS(y|n) [DEVICE_ID] [--key=value ...]" >&2; exit 2; }
 [ $# -ge 3 ] || usage
-MINDIR_PATH=$1; DATASET_PATH=$2; NEED_PREPROCESS=$3; shift 3
+MODEL_PATH=$1; DATASET_PATH=$2; NEED_PREPROCESS=$3; shift 3
 DEVICE_ID=0
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then DEVICE_ID=$1; shift; fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,14 +27,20 @@ need_count DEVICE_ID "$DEVICE_ID" 0
 case "$NEED_PREPROCESS" in y|Y|n|N) ;; *) echo "NEED_PREPROCESS must be y or n, got '$NEED_PREPROCESS'" >&2; exit 2;; esac
 DEVICE_TYPE=${DEVICE_TYPE:-Ascend310}
 RUNNER=${RUNNER:-cpp}
-case "$DEVICE_TYPE" in Ascend310|Ascend) CONFIG=npu_config.yaml; TARGET=Ascend;; GPU) CONFIG=gpu_config.yaml; TARGET=GPU;;
-  CPU) CONFIG=cpu_config.yaml; TARGET=CPU;;
+case "$DEVICE_TYPE" in Ascend310|Ascend|GPU|CPU) ;;
   *) echo "DEVICE_TYPE must be Ascend310, Ascend, GPU or CPU, got '$DEVICE_TYPE'" >&2; exit 2;; esac
+CONFIG=$(config_for "$DEVICE_TYPE")
+TARGET=${DEVICE_TYPE/Ascend310/Ascend}        # the MindSpore device target of preprocess/postprocess
 case "$RUNNER" in cpp|python) ;; *) echo "RUNNER must be cpp or python, got '$RUNNER'" >&2; exit 2;; esac
-[ -f "$MINDIR_PATH" ] || { echo "MINDIR_PATH '$MINDIR_PATH' does not exist" >&2; exit 2; }
+[ -f "$MODEL_PATH" ] || { echo "MODEL_PATH '$MODEL_PATH' does not exist" >&2; exit 2; }
+case "$MODEL_PATH" in
+  *.mindir) ;;
+  *.onnx) [ "$RUNNER" = cpp ] || { echo "RUNNER=python runs a .mindir; an .onnx goes through the C++ program (RUNNER=cpp)" >&2; exit 2; };;
+  *) echo "MODEL_PATH '$MODEL_PATH' must be a .mindir or an .onnx written by export.py" >&2; exit 2;;
+esac
 need_dataset "$DATASET_PATH"
 
-MINDIR_PATH="$(realpath "$MINDIR_PATH")"
+MODEL_PATH="$(realpath "$MODEL_PATH")"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 RUN_DIR="${INFER_DIR:-$ROOT/output/infer_$(echo "$DEVICE_TYPE" | tr A-Z a-z)_$DEVICE_ID}"
@@ -43,15 +55,42 @@ elif [ ! -f "$DATA/manifest.json" ]; then
   echo "NEED_PREPROCESS=n but $DATA has no batch files (manifest.json); run with y first" >&2; exit 1
 fi
 
-rm -rf result_Files time_Result
+# build_cpp: MINDSPORE_PATH (fetching MindSpore Lite for CPU when unset), then ascend310_infer/out/{main,converter}.
+build_cpp() {
+  if [ -z "${MINDSPORE_PATH:-}" ] && [ "$DEVICE_TYPE" = CPU ]; then
+    MINDSPORE_PATH="$(PYTHON="$PY" bash "$ROOT/ascend310_infer/fetch_mindspore_lite.sh" 2> fetch.log)" || {
+      cat fetch.log >&2
+      echo "could not fetch MindSpore Lite 2.0.0 (the C++ runtime for CPU); set MINDSPORE_PATH to a MindSpore Lite" \
+           "package with include/api/ and lib/, or run the Python runner: bash scripts/run_infer_cpu.sh" >&2
+      exit 1; }
+    export MINDSPORE_PATH
+  fi
+  PYTHON="$PY" bash "$ROOT/ascend310_infer/build.sh" > build.log 2>&1 || {
+    cat build.log >&2; echo "build failed, see $RUN_DIR/build.log" >&2; exit 1; }
+}
+
+rm -rf result_Files time_Result            # this run's outputs only: the folder is this script's
 if [ "$RUNNER" = cpp ]; then
-  bash "$ROOT/ascend310_infer/build.sh" > build.log 2>&1 || { cat build.log >&2; echo "build failed, see $RUN_DIR/build.log" >&2; exit 1; }
-  "$ROOT/ascend310_infer/out/main" --mindir_path="$MINDIR_PATH" --input0_path="$DATA/00_ids" \
+  build_cpp
+  if [[ "$MODEL_PATH" == *.onnx ]]; then
+    [ -x "$ROOT/ascend310_infer/out/converter" ] || {
+      echo "an .onnx needs ascend310_infer/out/converter, which is built only against MindSpore Lite (its" \
+           "lib/libmindspore_converter.so); MINDSPORE_PATH=$MINDSPORE_PATH has none" >&2; exit 1; }
+    mkdir -p model
+    LITE_MODEL="$RUN_DIR/model/$(basename "${MODEL_PATH%.onnx}")_lite.mindir"
+    "$ROOT/ascend310_infer/out/converter" --onnx_path="$MODEL_PATH" --output_path="$LITE_MODEL" > convert.log 2>&1 || {
+      cat convert.log >&2; echo "conversion failed, see $RUN_DIR/convert.log" >&2; exit 1; }
+    echo "converted $MODEL_PATH -> $LITE_MODEL"
+    MODEL_PATH="$LITE_MODEL"
+  fi
+  "$ROOT/ascend310_infer/out/main" --mindir_path="$MODEL_PATH" --input0_path="$DATA/00_ids" \
     --input1_path="$DATA/01_dense" --result_path=./result_Files --time_path=./time_Result \
-    --device_type="$DEVICE_TYPE" --device_id="$DEVICE_ID" > infer.log 2>&1 || { cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
+    --device_type="$DEVICE_TYPE" --device_id="$DEVICE_ID" --load_mode="${LOAD_MODE:-auto}" > infer.log 2>&1 || {
+    cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
 else
-  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m src.inference.runner --mindir_path="$MINDIR_PATH" --input_path="$DATA" --result_path=./result_Files \
-    --time_path=./time_Result --device_target="$TARGET" > infer.log 2>&1 || { cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m src.inference.runner --mindir_path="$MODEL_PATH" --input_path="$DATA" \
+    --result_path=./result_Files --time_path=./time_Result --device_target="$TARGET" > infer.log 2>&1 || {
+    cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
 fi
 cat infer.log
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The main job, end to end on CPU: synthetic data (or your train.txt) -> MindRecord -> train -> eval
-# -> export MINDIR -> batch inference over the test split (preprocess.py -> runner -> postprocess.py).
+# -> export MINDIR and ONNX -> batch inference over the test split on both paths (preprocess.py ->
+# Python runner, or converter + C++ program -> postprocess.py), metrics printed side by side.
 #   bash scripts/run_main.sh                      # 1M synthetic lines in ./data/synthetic
 #   LINES=200000 bash scripts/run_main.sh         # a smaller synthetic set
 #   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz]
@@ -33,9 +34,25 @@ if [ -f "$DATA_DIR/train_prob.npy" ]; then
   "$PY" -m src.tools.best_auc --dataset_path "$DATA_DIR/mindrecord" --prob_file "$DATA_DIR/train_prob.npy" \
     --eval_file "$OUT/eval.log"
 fi
-echo "== export MINDIR and batch inference over the test split"
+echo "== export MINDIR -> batch inference with the Python runner (MindSpore)"
 "$PY" export.py --config_path=cpu_config.yaml --dataset_path="$DATA_DIR/mindrecord" --checkpoint_path="$OUT/ckpt" \
   --file_name="$OUT/dlrm" --file_format=MINDIR "$@"
 MINDIR="$OUT/dlrm.mindir"
 [ -f "$MINDIR" ] || MINDIR="$OUT/dlrm_graph.mindir"   # large models: graph + dlrm_variables/
-INFER_DIR="$OUT/infer" bash scripts/run_infer_cpu.sh "$MINDIR" "$DATA_DIR/mindrecord" y
+INFER_DIR="$OUT/infer_python" bash scripts/run_infer_cpu.sh "$MINDIR" "$DATA_DIR/mindrecord" y
+echo "== export ONNX -> convert -> batch inference with the C++ program (MindSpore Lite runtime)"
+CPP_OK=1
+"$PY" export.py --config_path=cpu_config.yaml --dataset_path="$DATA_DIR/mindrecord" --checkpoint_path="$OUT/ckpt" \
+  --file_name="$OUT/dlrm" --file_format=ONNX "$@" || CPP_OK=0
+if [ $CPP_OK = 1 ]; then
+  DEVICE_TYPE=CPU INFER_DIR="$OUT/infer_cpp" bash scripts/run_infer_310.sh "$OUT/dlrm.onnx" "$DATA_DIR/mindrecord" y \
+    || CPP_OK=0
+fi
+echo "== batch inference over the test split, side by side"
+printf '%-44s %s\n' "path" "metrics | latency"
+for run in infer_python infer_cpp; do
+  [ -f "$OUT/$run/acc.log" ] || continue
+  printf '%-44s %s | %s\n' "$run ($([ $run = infer_cpp ] && echo 'C++, Lite runtime' || echo 'Python, MindSpore'))" \
+    "$(grep -h '^accuracy' "$OUT/$run/acc.log")" "$(head -1 "$OUT/$run/time_Result/test_perform_static.txt")"
+done
+[ $CPP_OK = 1 ] || echo "the C++ path did not run (see above); the Python path's results stand" >&2

@@ -1,16 +1,27 @@
 /**
  * DLRM batch inference with the MindSpore C++ API.
  *
- * Loads a MINDIR exported by export.py (inputs: ids int32 [B, S], dense float32 [B, Dn];
- * output: click probability float32 [B, 1]), runs every batch that preprocess.py wrote and writes
- *   <result_path>/<batch>_0.bin            float32 [b, 1], little-endian
+ * Runs every batch that preprocess.py wrote through a model with inputs ids int32 [B, S] and
+ * dense float32 [B, Dn] and output click probability float32 [B, 1], and writes
+ *   <result_path>/<batch>_0.bin            float32 [b, 1], little-endian, one row per real sample
  *   <time_path>/test_perform_static.txt    mean Predict latency
- * S and Dn are read from the model's inputs; b from each batch file's size.
+ * S and Dn are read from the model's inputs (the int32 input is the ids); b from each batch file's size.
  *
- *   main --mindir_path=dlrm.mindir --input0_path=preprocess_Result/00_ids \
- *        --input1_path=preprocess_Result/01_dense [--result_path=./result_Files] [--time_path=./time_Result]
- *        [--device_type=Ascend310|Ascend|GPU|CPU] [--device_id=0]
+ *   main --mindir_path=MODEL --input0_path=preprocess_Result/00_ids --input1_path=preprocess_Result/01_dense
+ *        [--result_path=./result_Files] [--time_path=./time_Result] [--device_type=Ascend310|Ascend|GPU|CPU]
+ *        [--device_id=0] [--load_mode=auto|file|graph]
+ *
+ * How the model is built (--load_mode):
+ *   file   Model::Build(path, kMindIR, context): what MindSpore Lite's runtime supports (a model file
+ *          made by its converter, ascend310_infer/out/converter).
+ *   graph  Serialization::Load + Model::Build(GraphCell): what a full MindSpore (Ascend) install offers
+ *          for a MINDIR from export.py.
+ *   auto   file first, then graph; the one that worked is printed.
+ * Batch size: a model with a dynamic batch is resized to each batch. A fixed-batch model (every
+ * converted ONNX model) gets each batch padded with zero rows up to its batch; only the real rows'
+ * predictions are written. A batch larger than the model's is an error naming the file.
  */
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -43,40 +54,6 @@ using mindspore::Status;
 
 namespace {
 
-struct Flags {
-  std::map<std::string, std::string> values = {
-      {"mindir_path", ""},           {"input0_path", ""},           {"input1_path", ""},
-      {"result_path", "./result_Files"}, {"time_path", "./time_Result"}, {"device_type", "Ascend310"},
-      {"device_id", "0"}};
-  const std::string &operator[](const std::string &key) const { return values.at(key); }
-};
-
-bool ParseFlags(int argc, char **argv, Flags *flags) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
-      std::cerr << "bad argument '" << arg << "': expected --name=value" << std::endl;
-      return false;
-    }
-    std::string key = arg.substr(2, eq - 2);
-    if (flags->values.count(key) == 0) {
-      std::cerr << "unknown flag --" << key << "; known:";
-      for (const auto &kv : flags->values) std::cerr << " --" << kv.first;
-      std::cerr << std::endl;
-      return false;
-    }
-    flags->values[key] = arg.substr(eq + 1);
-  }
-  for (const char *required : {"mindir_path", "input0_path", "input1_path"}) {
-    if ((*flags)[required].empty()) {
-      std::cerr << "--" << required << " is required" << std::endl;
-      return false;
-    }
-  }
-  return true;
-}
-
 std::shared_ptr<Context> MakeContext(const std::string &device, uint32_t device_id) {
   auto context = std::make_shared<Context>();
   auto &infos = context->MutableDeviceInfo();
@@ -97,107 +74,186 @@ std::shared_ptr<Context> MakeContext(const std::string &device, uint32_t device_
   return context;
 }
 
+// One way of building; the reason it failed goes to *why. Some runtimes throw instead of returning a
+// Status (e.g. on a MindIR version they cannot read).
+bool TryBuild(Model *model, const std::string &path, const std::shared_ptr<Context> &context, const std::string &mode,
+              std::string *why) {
+  Status ret;
+  try {
+    if (mode == "file") {
+      ret = model->Build(path, ModelType::kMindIR, context);
+    } else {
+      Graph graph;
+      ret = Serialization::Load(path, ModelType::kMindIR, &graph);
+      if (ret == kSuccess) ret = model->Build(GraphCell(graph), context);
+    }
+  } catch (const std::exception &e) {
+    *why = e.what();
+    return false;
+  }
+  *why = ret.ToString();
+  return ret == kSuccess;
+}
+
+bool BuildModel(Model *model, const std::string &path, const std::shared_ptr<Context> &context,
+                const std::string &load_mode) {
+  std::vector<std::string> modes;
+  if (load_mode == "auto") {
+    modes = {"file", "graph"};
+  } else if (load_mode == "file" || load_mode == "graph") {
+    modes = {load_mode};
+  } else {
+    std::cerr << "--load_mode=" << load_mode << " is not one of auto, file, graph" << std::endl;
+    return false;
+  }
+  std::string failures;
+  for (const std::string &mode : modes) {
+    std::string why;
+    if (TryBuild(model, path, context, mode, &why)) {
+      std::cout << "built '" << path << "' (load_mode " << mode << ")" << std::endl;
+      return true;
+    }
+    failures += "\n  load_mode " + mode + ": " + why;
+  }
+  std::cerr << "cannot build a model from '" << path << "':" << failures << std::endl;
+  return false;
+}
+
+// The batch files of one input: its folder, element size and row width.
+struct Input {
+  std::string dir;
+  size_t elem;
+  int64_t width;
+  int index;  // position among the model's inputs
+};
+
+// Reads batch `name` of every input; the row count goes to *rows. False (with a message) on a bad file.
+bool ReadBatch(const std::vector<Input> &ins, const std::string &name, std::vector<std::vector<char>> *data,
+               int64_t *rows) {
+  for (size_t i = 0; i < ins.size(); ++i) {
+    const std::string path = ins[i].dir + "/" + name + ".bin";
+    if (!ReadFile(path, &(*data)[i])) return false;
+    const size_t row_bytes = ins[i].elem * static_cast<size_t>(ins[i].width);
+    if ((*data)[i].empty() || (*data)[i].size() % row_bytes != 0) {
+      std::cerr << "'" << path << "' has " << (*data)[i].size() << " bytes, not a positive multiple of " << row_bytes
+                << " (one row of " << ins[i].width << " values)" << std::endl;
+      return false;
+    }
+    const int64_t n = static_cast<int64_t>((*data)[i].size() / row_bytes);
+    if (i > 0 && n != *rows) {
+      std::cerr << "batch '" << name << "': " << *rows << " rows in " << ins[0].dir << " but " << n << " in "
+                << ins[i].dir << std::endl;
+      return false;
+    }
+    *rows = n;
+  }
+  return true;
+}
+
+// The three lines of test_perform_static.txt, as src/inference/batch_files.py's format_time writes them.
+std::string FormatTime(std::vector<double> lat, int64_t samples, double load_s) {
+  double total = 0.0;
+  for (double x : lat) total += x;
+  std::sort(lat.begin(), lat.end());
+  auto percentile = [&lat](double q) {   // linear interpolation, as numpy.percentile
+    const double pos = q / 100.0 * static_cast<double>(lat.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, lat.size() - 1);
+    return lat[lo] + (lat[hi] - lat[lo]) * (pos - static_cast<double>(lo));
+  };
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(3) << "NN inference cost average time: " << total / lat.size()
+       << " ms of infer_count " << lat.size() << "\n"
+       << std::setprecision(1) << "samples: " << samples << ", samples/s: " << samples / (total / 1000.0) << "\n"
+       << std::setprecision(3) << "latency ms: p50 " << percentile(50) << ", p99 " << percentile(99)
+       << "; model load: " << load_s << " s\n";
+  return text.str();
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-  Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) return 2;
+  std::map<std::string, std::string> flags = {
+      {"mindir_path", ""},           {"input0_path", ""},           {"input1_path", ""},
+      {"result_path", "./result_Files"}, {"time_path", "./time_Result"}, {"device_type", "Ascend310"},
+      {"device_id", "0"},            {"load_mode", "auto"}};
+  if (!ParseFlags(argc, argv, {"mindir_path", "input0_path", "input1_path"}, &flags)) return 2;
   auto context = MakeContext(flags["device_type"], static_cast<uint32_t>(std::stoul(flags["device_id"])));
   if (context == nullptr) return 2;
-
-  Graph graph;
   Model model;
-  Status ret;
-  try {  // some runtimes throw instead of returning a Status (e.g. on a MindIR version they cannot read)
-    ret = Serialization::Load(flags["mindir_path"], ModelType::kMindIR, &graph);
-    if (ret != kSuccess) {
-      std::cerr << "cannot load MINDIR '" << flags["mindir_path"] << "': " << ret.ToString() << std::endl;
-      return 1;
-    }
-    ret = model.Build(GraphCell(graph), context);
-  } catch (const std::exception &e) {
-    std::cerr << "cannot load MINDIR '" << flags["mindir_path"] << "': " << e.what() << std::endl;
-    return 1;
-  }
-  if (ret != kSuccess) {
-    std::cerr << "Model::Build failed for '" << flags["mindir_path"] << "' on " << flags["device_type"] << ": "
-              << ret.ToString() << std::endl;
-    return 1;
-  }
+  const double load_start = NowMs();
+  if (!BuildModel(&model, flags["mindir_path"], context, flags["load_mode"])) return 1;
+  const double load_ms = NowMs() - load_start;
+
   std::vector<MSTensor> inputs = model.GetInputs();
   if (inputs.size() != 2) {
     std::cerr << "the model has " << inputs.size() << " inputs; DLRM's are (ids, dense)" << std::endl;
     return 1;
   }
-  const int64_t widths[2] = {inputs[0].Shape().back(), inputs[1].Shape().back()};
-  const std::string dirs[2] = {flags["input0_path"], flags["input1_path"]};
-  const size_t elem[2] = {sizeof(int32_t), sizeof(float)};
-
-  std::vector<std::string> names = ListBatches(dirs[0]);
+  // The int32 input is the ids (input0_path), the other the dense features (input1_path), whatever
+  // order a converter gave them.
+  const int ids_at = inputs[0].DataType() == mindspore::DataType::kNumberTypeInt32 ? 0 : 1;
+  const std::vector<Input> ins = {{flags["input0_path"], sizeof(int32_t), inputs[ids_at].Shape().back(), ids_at},
+                                  {flags["input1_path"], sizeof(float), inputs[1 - ids_at].Shape().back(), 1 - ids_at}};
+  const int64_t fixed_batch = inputs[0].Shape().front();   // -1: dynamic
+  std::vector<std::string> names = ListBatches(ins[0].dir);
   if (names.empty()) {
-    std::cerr << "no *.bin batch files in '" << dirs[0] << "'" << std::endl;
+    std::cerr << "no *.bin batch files in '" << ins[0].dir << "'" << std::endl;
     return 1;
   }
   if (!MakeDirs(flags["result_path"]) || !MakeDirs(flags["time_path"])) return 1;
 
-  int64_t current_batch = -1;
-  double total_ms = 0.0;
+  int64_t current_batch = fixed_batch;
+  std::vector<double> latencies;
   int64_t samples = 0;
-  std::vector<char> data[2];
-  for (const std::string &name : names) {
-    int64_t rows[2];
-    for (int i = 0; i < 2; ++i) {
-      const std::string path = dirs[i] + "/" + name + ".bin";
-      if (!ReadFile(path, &data[i])) return 1;
-      const size_t row_bytes = elem[i] * static_cast<size_t>(widths[i]);
-      if (data[i].empty() || data[i].size() % row_bytes != 0) {
-        std::cerr << "'" << path << "' has " << data[i].size() << " bytes, not a positive multiple of "
-                  << row_bytes << " (one row of " << widths[i] << " values)" << std::endl;
-        return 1;
-      }
-      rows[i] = static_cast<int64_t>(data[i].size() / row_bytes);
-    }
-    if (rows[0] != rows[1]) {
-      std::cerr << "batch '" << name << "': " << rows[0] << " rows in " << dirs[0] << " but " << rows[1] << " in "
-                << dirs[1] << std::endl;
+  std::vector<std::vector<char>> data(2);
+  for (size_t b = 0; b <= names.size(); ++b) {   // b == 0: an untimed warm-up call on the first batch
+    const std::string &name = names[b == 0 ? 0 : b - 1];
+    int64_t rows = 0;
+    if (!ReadBatch(ins, name, &data, &rows)) return 1;
+    if (fixed_batch > 0 && rows > fixed_batch) {
+      std::cerr << "batch '" << ins[0].dir << "/" << name << ".bin' has " << rows << " rows but the model's batch is "
+                << "fixed at " << fixed_batch << ": export with export_batch_size >= test_batch_size" << std::endl;
       return 1;
     }
-    if (rows[0] != current_batch) {
-      ret = model.Resize(inputs, {{rows[0], widths[0]}, {rows[1], widths[1]}});
+    if (fixed_batch <= 0 && rows != current_batch) {
+      Status ret = model.Resize(inputs, {{rows, inputs[0].Shape().back()}, {rows, inputs[1].Shape().back()}});
       if (ret != kSuccess) {
-        std::cerr << "Model::Resize to batch " << rows[0] << " failed (was the MINDIR exported with a fixed "
-                  << "batch? export_batch_size=0 exports a dynamic one): " << ret.ToString() << std::endl;
+        std::cerr << "Model::Resize to batch " << rows << " failed: " << ret.ToString() << std::endl;
         return 1;
       }
       inputs = model.GetInputs();
-      current_batch = rows[0];
+      current_batch = rows;
     }
-    for (int i = 0; i < 2; ++i) {
-      if (inputs[i].DataSize() != data[i].size()) {
-        std::cerr << "input " << i << " expects " << inputs[i].DataSize() << " bytes, batch '" << name << "' has "
+    for (size_t i = 0; i < ins.size(); ++i) {   // pad a short last batch with zero rows (ids 0 = "missing")
+      MSTensor &t = inputs[ins[i].index];
+      if (data[i].size() > t.DataSize()) {
+        std::cerr << "input " << ins[i].index << " holds " << t.DataSize() << " bytes, batch '" << name << "' has "
                   << data[i].size() << std::endl;
         return 1;
       }
-      std::memcpy(inputs[i].MutableData(), data[i].data(), data[i].size());
+      std::memset(t.MutableData(), 0, t.DataSize());
+      std::memcpy(t.MutableData(), data[i].data(), data[i].size());
     }
     std::vector<MSTensor> outputs;
     const double start = NowMs();
-    ret = model.Predict(inputs, &outputs);
-    total_ms += NowMs() - start;
+    Status ret = model.Predict(inputs, &outputs);
+    if (b > 0) latencies.push_back(NowMs() - start);
     if (ret != kSuccess || outputs.empty()) {
       std::cerr << "Predict failed on batch '" << name << "': " << ret.ToString() << std::endl;
       return 1;
     }
-    const std::string out_path = flags["result_path"] + "/" + name + "_0.bin";
-    if (!WriteFileAtomic(out_path, outputs[0].MutableData(), outputs[0].DataSize())) return 1;
-    samples += rows[0];
+    if (b == 0) continue;
+    const size_t real_bytes = static_cast<size_t>(rows) * sizeof(float);   // output float32 [B, 1]
+    if (outputs[0].DataSize() < real_bytes) {
+      std::cerr << "the model returned " << outputs[0].DataSize() << " bytes for " << rows << " rows" << std::endl;
+      return 1;
+    }
+    if (!WriteFileAtomic(flags["result_path"] + "/" + name + "_0.bin", outputs[0].MutableData(), real_bytes)) return 1;
+    samples += rows;
   }
 
-  std::ostringstream text;
-  text << std::fixed << std::setprecision(3) << "NN inference cost average time: " << total_ms / names.size()
-       << " ms of infer_count " << names.size() << "\n"
-       << std::setprecision(1) << "samples: " << samples << ", samples/s: " << samples / (total_ms / 1000.0) << "\n";
-  const std::string s = text.str();
+  const std::string s = FormatTime(latencies, samples, load_ms / 1000.0);
   if (!WriteFileAtomic(flags["time_path"] + "/test_perform_static.txt", s.data(), s.size())) return 1;
   std::cout << s;
   return 0;

@@ -12,6 +12,33 @@
 #include <fstream>
 #include <iostream>
 
+bool ParseFlags(int argc, char **argv, const std::vector<std::string> &required,
+                std::map<std::string, std::string> *flags) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      std::cerr << "bad argument '" << arg << "': expected --name=value" << std::endl;
+      return false;
+    }
+    const std::string key = arg.substr(2, eq - 2);
+    if (flags->count(key) == 0) {
+      std::cerr << "unknown flag --" << key << "; known:";
+      for (const auto &kv : *flags) std::cerr << " --" << kv.first;
+      std::cerr << std::endl;
+      return false;
+    }
+    (*flags)[key] = arg.substr(eq + 1);
+  }
+  for (const std::string &name : required) {
+    if ((*flags)[name].empty()) {
+      std::cerr << "--" << name << " is required" << std::endl;
+      return false;
+    }
+  }
+  return true;
+}
+
 std::vector<std::string> ListBatches(const std::string &dir) {
   std::vector<std::string> names;
   DIR *d = opendir(dir.c_str());

@@ -14,6 +14,7 @@ probabilities) and time_dir/test_perform_static.txt with the mean latency.
 """
 import json
 import os
+import re
 from typing import Iterable, List, Tuple
 
 import numpy as np
@@ -109,11 +110,36 @@ def read_results(result_dir: str, label_dir: str) -> Tuple[np.ndarray, np.ndarra
     return np.concatenate(probs).ravel(), np.concatenate(labels).ravel()
 
 
-def write_time(time_dir: str, mean_ms: float, count: int, samples: int, total_s: float) -> str:
-    """Write time_dir/test_perform_static.txt (model-zoo line plus samples/s); returns its text."""
+def format_time(latencies_ms: List[float], samples: int, load_s: float) -> str:
+    """The text of test_perform_static.txt (the C++ program writes the same three lines):
+        NN inference cost average time: 1.726 ms of infer_count 3      (the model-zoo line)
+        samples: 285, samples/s: 55035.0
+        latency ms: p50 1.700, p99 2.100; model load: 0.123 s
+    Latency is per batch call after one untimed warm-up call; p50/p99 by linear interpolation."""
+    lat = np.asarray(latencies_ms, np.float64)
+    return (f"NN inference cost average time: {lat.mean():4.3f} ms of infer_count {len(lat)}\n"
+            f"samples: {samples}, samples/s: {samples / max(lat.sum() / 1000.0, 1e-9):.1f}\n"
+            f"latency ms: p50 {np.percentile(lat, 50):.3f}, p99 {np.percentile(lat, 99):.3f}; "
+            f"model load: {load_s:.3f} s\n")
+
+
+_TIME = re.compile(r"average time: ([0-9.]+) ms of infer_count (\d+)\nsamples: (\d+), samples/s: ([0-9.]+)\n"
+                   r"latency ms: p50 ([0-9.]+), p99 ([0-9.]+); model load: ([0-9.]+) s")
+
+
+def read_time(path: str) -> dict:
+    """{mean_ms, count, samples, samples_per_s, p50_ms, p99_ms, load_s} of a test_perform_static.txt."""
+    m = _TIME.search(open(path, encoding="utf-8").read())
+    if m is None:
+        raise InferFilesError(f"'{path}' is not a test_perform_static.txt of this project's runners")
+    keys = ("mean_ms", "count", "samples", "samples_per_s", "p50_ms", "p99_ms", "load_s")
+    return {k: (int(v) if k in ("count", "samples") else float(v)) for k, v in zip(keys, m.groups())}
+
+
+def write_time(time_dir: str, latencies_ms: List[float], samples: int, load_s: float) -> str:
+    """Write time_dir/test_perform_static.txt (`format_time`) atomically; returns its text."""
     os.makedirs(time_dir, exist_ok=True)
-    text = (f"NN inference cost average time: {mean_ms:4.3f} ms of infer_count {count}\n"
-            f"samples: {samples}, samples/s: {samples / max(total_s, 1e-9):.1f}\n")
+    text = format_time(latencies_ms, samples, load_s)
     tmp = os.path.join(time_dir, f".{TIME_FILE}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -67,7 +67,9 @@ def check_format(cfg, param_bytes: Optional[int] = None) -> None:
     if cfg.file_format == "ONNX" and param_bytes is not None and param_bytes > ONNX_LIMIT:
         raise ExportError(f"the model has {param_bytes / 2 ** 30:.2f} GB of parameters; an ONNX file is one protobuf "
                           f"message, limited to 2 GB. Export MINDIR instead (--file_format=MINDIR), which stores "
-                          f"large parameters in a <name>_variables/ folder")
+                          f"large parameters in a <name>_variables/ folder, or make the tables smaller for the ONNX "
+                          f"/ C++ path: preprocess with --max_ind_range=M (hashing into M rows per table) or a "
+                          f"higher --threshold, and train again")
 
 
 def model_file(file_name: str, file_format: str, folder_listing: List[str]) -> str:
