@@ -3,7 +3,8 @@ peak RSS is its own.
 
     python -m src.tools.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
     python -m src.tools.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
-    python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency
+    python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
+    python -m src.tools.benchmark infer_cpp [--work DIR]    # C++ program (MindSpore Lite) vs Python runner, same model
     python -m src.tools.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
 """
 import argparse
@@ -256,9 +257,43 @@ def child_collectives(device):
     return out
 
 
+MLP_PARAMS = 475_985        # Kaggle architecture: bottom 13-512-256-64-16 + top 367-512-256-1
+
+
+def onnx_fit_sizes():
+    """Kaggle table sizes with every table over 1M rows scaled by one factor, so that the float32 model
+    is as large as fits ONNX's 2 GB limit (less 32 MB for the graph): what the C++ path can serve."""
+    from src.inference.export import ONNX_LIMIT
+    rows = (ONNX_LIMIT - (32 << 20) - 4 * MLP_PARAMS) // (16 * 4)
+    small = sum(s for s in KAGGLE if s <= 1_000_000)
+    big = sum(s for s in KAGGLE if s > 1_000_000)
+    f = (rows - small) / big
+    return [s if s <= 1_000_000 else int(s * f) for s in KAGGLE]
+
+
+def child_export_pair(folder, device):
+    """One random-init Kaggle-architecture DLRM over `onnx_fit_sizes()`, exported three ways: MINDIR with a
+    dynamic batch (the Python runner's) and ONNX at batch 128 and 16384 (the C++ path's)."""
+    setup_context(device, None)
+    from src.inference.export import export_network
+    from src.model.dlrm import DLRM, DLRMProbability
+    from src.model_utils.config import parse_cli
+    net = DLRMProbability(DLRM(onnx_fit_sizes(), 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
+    net.set_train(False)
+    out = {}
+    for fmt, batch in (("MINDIR", 0), ("ONNX", 128), ("ONNX", 16384)):
+        name = os.path.join(folder, "dlrm" if fmt == "MINDIR" else f"dlrm_b{batch}")
+        cfg = parse_cli([f"--file_name={name}", f"--file_format={fmt}", f"--export_batch_size={batch}"])
+        t = time.time()
+        path = export_network(net, cfg, log=lambda *_: None)
+        out[f"{fmt}_{batch}"] = {"path": path, "seconds": time.time() - t}
+    return out
+
+
 CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
-            "infer": child_infer, "dist": child_dist, "collectives": child_collectives}
+            "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
+            "export_pair": child_export_pair}
 
 
 def _typed(v):
@@ -330,6 +365,76 @@ def bench_infer(work, device):
         r = inf[batch]
         print(f"inference batch {batch:>5}: {r['samples_per_s']:,.0f} samples/s, latency mean {r['mean_ms']:.3f} ms, "
               f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms ({r['reps']} calls)")
+
+
+def run_timed(cmd, env=None):
+    """Run a command; returns (seconds, peak RSS bytes, output). A failure raises with its output's tail."""
+    t = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {out.decode(errors='replace')[-2000:]}")
+    return time.time() - t, usage.ru_maxrss * 1024, out.decode(errors="replace")
+
+
+def _random_batch_files(folder, sizes, batch, n_batches):
+    """n_batches batch files of random ids (uniform per slot) and dense features, written as preprocess.py does."""
+    from src.inference.batch_files import write_batches
+    rng = np.random.default_rng(batch)
+
+    def batches():
+        for _ in range(n_batches):
+            ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
+            yield ids, rng.random((batch, 13)).astype(np.float32), np.zeros((batch, 1), np.float32)
+    write_batches(batches(), folder, 26, 13, batch)
+    return folder
+
+
+def bench_infer_cpp(work, device):
+    """C++ program on MindSpore Lite (converted ONNX) against the Python runner on MindSpore 2.10 (MINDIR):
+    the same weights and the same batch files, at batch 128 and 16384."""
+    from src.inference.batch_files import read_time
+    sizes = onnx_fit_sizes()
+    print(f"== C++ program (MindSpore Lite 2.0.0) vs Python runner (MindSpore 2.10), {device}; Kaggle architecture, "
+          f"tables over 1M rows scaled to fit ONNX: {sum(sizes):,} rows ({sum(sizes) * 64 / 2 ** 30:.2f} GB float32)")
+    folder = os.path.join(work, "cpp")
+    os.makedirs(folder, exist_ok=True)
+    env = dict(os.environ, PYTHON=sys.executable)
+    lite = subprocess.run(["bash", "ascend310_infer/fetch_mindspore_lite.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", "ascend310_infer/build.sh"], cwd=ROOT, env=dict(env, MINDSPORE_PATH=lite), check=True,
+                   capture_output=True)
+    exported, peak = run_child("export_pair", folder, device)
+    print("export: " + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in exported.items()) + f"; peak RSS {gb(peak)}")
+    exe = os.path.join(ROOT, "ascend310_infer", "out")
+    for batch, n_batches in ((128, 200), (16384, 12)):
+        onnx = exported[f"ONNX_{batch}"]["path"]
+        sec, peak, out = run_timed([os.path.join(exe, "converter"), f"--onnx_path={onnx}",
+                                    f"--output_path={os.path.join(folder, f'dlrm_b{batch}_lite.mindir')}"])
+        lite_model = out.strip().splitlines()[-1].split(" -> ")[-1]          # X.mindir or X_graph.mindir
+        print(f"batch {batch}: convert {os.path.getsize(onnx) / 2 ** 20:,.0f} MB ONNX -> "
+              f"{os.path.basename(lite_model)} in {sec:.1f}s, peak RSS {gb(peak)}")
+        data = _random_batch_files(os.path.join(folder, f"batches_{batch}"), sizes, batch, n_batches)
+        runs = {}
+        for kind, cmd in (
+                ("C++ / Lite", [os.path.join(exe, "main"), f"--mindir_path={lite_model}",
+                                f"--input0_path={data}/00_ids", f"--input1_path={data}/01_dense", "--device_type=CPU",
+                                f"--result_path={folder}/res_cpp_{batch}", f"--time_path={folder}/time_cpp_{batch}"]),
+                ("Python / MindSpore", [sys.executable, "-m", "src.inference.runner",
+                                        f"--mindir_path={exported['MINDIR_0']['path']}", f"--input_path={data}",
+                                        f"--result_path={folder}/res_py_{batch}", f"--time_path={folder}/time_py_{batch}",
+                                        f"--device_target={device}"])):
+            sec, peak, _ = run_timed(cmd, env=dict(os.environ, GLOG_v="3"))
+            tag = "cpp" if kind.startswith("C++") else "py"
+            t = read_time(os.path.join(folder, f"time_{tag}_{batch}", "test_perform_static.txt"))
+            runs[tag] = np.concatenate([np.fromfile(os.path.join(folder, f"res_{tag}_{batch}", f), "<f4") for f in
+                                        sorted(os.listdir(os.path.join(folder, f"res_{tag}_{batch}")))])
+            print(f"  {kind:<19} {t['samples_per_s']:>9,.0f} samples/s, latency mean {t['mean_ms']:.3f} ms, "
+                  f"p50 {t['p50_ms']:.3f} ms, p99 {t['p99_ms']:.3f} ms ({t['count']} batches); model load "
+                  f"{t['load_s']:.1f}s; process {sec:.1f}s, peak RSS {gb(peak)}")
+        print(f"  max |C++ - Python| probability: {np.max(np.abs(runs['cpp'] - runs['py'])):.2e} "
+              f"over {len(runs['py']):,} samples")
 
 
 def run_ranks(n, *args):
@@ -404,7 +509,7 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "infer", "parallel", "collectives", "all"])
+    ap.add_argument("suite", choices=["preprocess", "train", "infer", "infer_cpp", "parallel", "collectives", "all"])
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -417,6 +522,8 @@ def main(argv=None):
         bench_train(args.work, args.device_target, args.lines)
     if args.suite in ("infer", "all"):
         bench_infer(args.work, args.device_target)
+    if args.suite in ("infer", "infer_cpp", "all"):
+        bench_infer_cpp(args.work, args.device_target)
     if args.suite == "collectives":
         bench_collectives(args.device_target)
     if args.suite in ("parallel", "all"):
