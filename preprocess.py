@@ -19,15 +19,16 @@ def main():
     from src.data.reader import PackedBatches
     from src.inference.batch_files import write_batches
     from src.utils.progress import Progress
+    from src.utils.staged_dir import OutputError
     try:
         meta = load_metadata(config.dataset_path)
         batches = PackedBatches(config.dataset_path, "test", config.test_batch_size)
-    except DatasetError as exc:
+        prog = Progress("batch files", batches.samples, "samples")
+        manifest = write_batches(batches, config.infer_data_path, meta["slot_dim"], meta["dense_dim"],
+                                 config.test_batch_size, prog)
+    except (DatasetError, OutputError) as exc:
         sys.stderr.write(f"preprocess error: {exc}\n")
         sys.exit(1)
-    prog = Progress("batch files", batches.samples, "samples")
-    manifest = write_batches(batches, config.infer_data_path, meta["slot_dim"], meta["dense_dim"],
-                             config.test_batch_size, prog)
     print(f"wrote {manifest['batches']} batches ({manifest['samples']} samples, batch {config.test_batch_size}) "
           f"to {config.infer_data_path}")
 

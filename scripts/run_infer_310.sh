@@ -69,7 +69,21 @@ build_cpp() {
     cat build.log >&2; echo "build failed, see $RUN_DIR/build.log" >&2; exit 1; }
 }
 
-rm -rf result_Files time_Result            # this run's outputs only: the folder is this script's
+# clear_ours DIR GLOB: remove the previous run's DIR when every entry in it matches GLOB (what the
+# runners write there); refuse a folder holding anything else, naming it.
+clear_ours() {
+  [ -e "$1" ] || return 0
+  local f
+  for f in "$1"/* "$1"/.[!.]*; do
+    [ -e "$f" ] || continue
+    [[ -f "$f" && "$(basename "$f")" == $2 ]] || {
+      echo "'$RUN_DIR/$1' holds '$(basename "$f")', which no runner wrote; move it away or set INFER_DIR to another folder" >&2
+      exit 1; }
+  done
+  rm -rf "$1"
+}
+clear_ours result_Files 'batch_*_0.bin*'          # results, or a killed write's batch_N_0.bin.tmp-PID
+clear_ours time_Result 'test_perform_static.txt*'
 if [ "$RUNNER" = cpp ]; then
   build_cpp
   if [[ "$MODEL_PATH" == *.onnx ]]; then
@@ -80,8 +94,8 @@ if [ "$RUNNER" = cpp ]; then
     LITE_MODEL="$RUN_DIR/model/$(basename "${MODEL_PATH%.onnx}")_lite.mindir"
     "$ROOT/ascend310_infer/out/converter" --onnx_path="$MODEL_PATH" --output_path="$LITE_MODEL" > convert.log 2>&1 || {
       cat convert.log >&2; echo "conversion failed, see $RUN_DIR/convert.log" >&2; exit 1; }
-    echo "converted $MODEL_PATH -> $LITE_MODEL"
-    MODEL_PATH="$LITE_MODEL"
+    tail -1 convert.log
+    MODEL_PATH="$(tail -1 convert.log)"; MODEL_PATH="${MODEL_PATH##* -> }"   # X.mindir, or X_graph.mindir when large
   fi
   "$ROOT/ascend310_infer/out/main" --mindir_path="$MODEL_PATH" --input0_path="$DATA/00_ids" \
     --input1_path="$DATA/01_dense" --result_path=./result_Files --time_path=./time_Result \

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,13 +156,30 @@ def test_interrupted_run_leaves_no_readable_dataset(tmp_path, fixture_file, monk
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".mindrecord")]
 
 
-def test_stale_temp_folder_of_a_killed_run_is_removed(tmp_path, fixture_file):
+def test_stale_temp_folder_of_a_killed_run_is_removed_but_not_a_live_ones(tmp_path, fixture_file):
+    """A staging folder is removed only when its lock can be taken: a killed run's goes, while one whose lock
+    another live process holds (another container: its pid means nothing here) is left alone."""
     os.symlink(fixture_file, tmp_path / "train.txt")
-    stale = tmp_path / ".mindrecord.tmp-999999999"
+    stale = tmp_path / ".mindrecord.tmp-killed"
     stale.mkdir()
+    (stale / ".lock").write_text("")
     (stale / "train.mindrecord").write_text("partial")
-    preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
-    assert not stale.exists()
+    live = tmp_path / ".mindrecord.tmp-live"
+    live.mkdir()
+    (live / ".lock").write_text("")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                               str(live / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+        assert not stale.exists()
+        assert (live / ".lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)      # its run is gone now
+    assert not live.exists()
 
 
 def test_hashing_mode_val_split_and_gzip(tmp_path, fixture_file):

@@ -8,6 +8,7 @@ labels in {0,1}, dense values that parse as integers, categorical values that pa
 """
 import gzip
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Tuple
 
@@ -102,12 +103,24 @@ def _raw_open(path):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
+def _read(f, size: int, path: str, lines_before: int) -> bytes:
+    """f.read(size), with a truncated or corrupt gzip stream (or an I/O error) turned into a
+    CriteoFormatError naming the file and the last whole line read."""
+    try:
+        return f.read(size)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise CriteoFormatError(f"{path}: not a whole gzip file ({exc}); the last complete line read was line "
+                                f"{lines_before:,}: the file is truncated or corrupt, fetch it again") from None
+    except OSError as exc:
+        raise CriteoFormatError(f"{path}: cannot read it after line {lines_before:,} ({exc})") from None
+
+
 def count_lines(path: str, block: int = 16 << 20) -> int:
     """Number of lines (a last line without a newline counts)."""
     n, last = 0, b"\n"
     with _raw_open(path) as f:
         while True:
-            buf = f.read(block)
+            buf = _read(f, block, path, n)
             if not buf:
                 break
             n += buf.count(b"\n")
@@ -121,7 +134,7 @@ def iter_blocks(path: str, chunk_bytes: int) -> Iterator[Tuple[int, bytes, int]]
     rest = b""
     with _raw_open(path) as f:
         while True:
-            buf = f.read(chunk_bytes)
+            buf = _read(f, chunk_bytes, path, line_no - 1)
             if not buf:
                 break
             buf = rest + buf

@@ -21,7 +21,6 @@ interrupted run never leaves a dataset that training would read.
 import datetime
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -33,7 +32,7 @@ from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, sp
 from src.data.vocab import SlotCounter, SlotMapper
 from src.data.writer import PackedWriter
 from src.utils.progress import Progress, background
-from src.utils.staged_dir import staged_dir
+from src.utils.staged_dir import OutputError, has_file, staged_dir
 
 PIECE = 1 << 17  # lines mapped per step of pass 2 (small pieces let mapping overlap writing)
 
@@ -61,6 +60,7 @@ class Plan:
     pack_size: int
     chunk_bytes: int
     strict: bool
+    max_bad_fraction: float
     seed: int
     rng: np.random.Generator = field(repr=False, default=None)
 
@@ -97,7 +97,7 @@ def make_plan(cfg, path: str, tmp: str) -> Plan:
                 n_val=n_test_lines // 2 if cfg.val_split else 0, dense_dim=cfg.dense_dim, slot_dim=cfg.slot_dim,
                 n_buckets=max(1, -(-n_train // cfg.shuffle_bucket_lines)), threshold=cfg.threshold,
                 max_ind_range=cfg.max_ind_range, pack_size=cfg.pack_size, chunk_bytes=cfg.chunk_bytes,
-                strict=bool(cfg.strict), seed=cfg.random_seed, rng=np.random.default_rng([cfg.random_seed, 7]))
+                strict=bool(cfg.strict), max_bad_fraction=cfg.max_bad_fraction, seed=cfg.random_seed, rng=np.random.default_rng([cfg.random_seed, 7]))
 
 
 def _to_records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -107,20 +107,6 @@ def _to_records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
     rec["keys"] = chunk.keys[:, sel].T
     rec["missing"] = chunk.missing[:, sel].T
     return rec
-
-
-def _cleanup_stale(parent: str) -> None:
-    """Remove temporary folders of earlier runs whose process is gone."""
-    for name in os.listdir(parent):
-        if name.startswith(".mindrecord.tmp-"):
-            try:
-                pid = int(name.rsplit("-", 1)[1])
-                os.kill(pid, 0)
-                continue  # still running
-            except (ValueError, ProcessLookupError):
-                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-            except PermissionError:
-                continue
 
 
 class _Stats:
@@ -175,6 +161,7 @@ class _Scatter:
         self.counters = [SlotCounter() for _ in range(plan.slot_dim)] if plan.mode == "vocab" else None
         self.max_ids = np.zeros(plan.slot_dim, np.int64)
         self.stats = _Stats(plan.dense_dim, plan.slot_dim)
+        self.held_out_lines = {s: 0 for s in self.held_out}
 
     def close(self) -> None:
         """Close every staging file."""
@@ -211,8 +198,10 @@ class _Scatter:
             if plan.n_val:
                 in_val = chunk.line[te] <= plan.n_train + plan.n_val
                 rec[in_val].tofile(self.held_out["val"])
+                self.held_out_lines["val"] += int(in_val.sum())
                 rec = rec[~in_val]
             rec.tofile(self.held_out["test"])
+            self.held_out_lines["test"] += len(rec)
 
 
 def scatter_pass(plan: Plan, progress: bool = True) -> Scattered:
@@ -241,7 +230,25 @@ def scatter_pass(plan: Plan, progress: bool = True) -> Scattered:
     if last_line != plan.total:
         raise CriteoFormatError(f"{plan.path}: has {last_line} lines but train_line_count={plan.total}; set it to "
                                 f"the file's line count, or 0 to count it")
+    check_enough_good_lines(plan, parser.bad.as_dict(), sink.stats.n, sink.held_out_lines)
     return Scattered(sink.counters, sink.max_ids, sink.stats, parser.bad.as_dict())
+
+
+def check_enough_good_lines(plan: Plan, bad: dict, n_train: int, n_held_out: Dict[str, int]) -> None:
+    """After pass 1: no split may be empty, and at most plan.max_bad_fraction of the lines may be bad.
+    The error gives the counts by reason and the first bad lines (the previous dataset stays)."""
+    reasons = "; ".join(f"{reason} {n:,} (first at lines {bad['first_lines'][reason]})"
+                        for reason, n in bad["counts"].items() if n)
+    frac = bad["total"] / plan.total
+    empty = [s for s, n in [("train", n_train)] + sorted(n_held_out.items()) if n == 0]
+    if empty:
+        raise CriteoFormatError(f"{plan.path}: no good lines in the {' and '.join(empty)} split(s): {bad['total']:,} "
+                                f"of {plan.total:,} lines are bad ({reasons or 'none'}); the previous dataset, if "
+                                f"any, is kept")
+    if frac > plan.max_bad_fraction:
+        raise CriteoFormatError(f"{plan.path}: {bad['total']:,} of {plan.total:,} lines ({frac:.2%}) are bad, more "
+                                f"than max_bad_fraction={plan.max_bad_fraction:g}: {reasons}. Fix the input, or "
+                                f"raise max_bad_fraction to keep the good lines; the previous dataset, if any, is kept")
 
 
 def build_mappers(plan: Plan, scattered: Scattered) -> Tuple[List[SlotMapper], Dict[str, np.ndarray]]:
@@ -353,8 +360,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
     path = open_input(cfg.data_path)
     data_dir = os.path.dirname(os.path.abspath(path))
     out_dir = os.path.join(data_dir, "mindrecord")
-    _cleanup_stale(data_dir)
-    with staged_dir(out_dir, os.path.join(data_dir, f".mindrecord.tmp-{os.getpid()}")) as tmp:
+    with staged_dir(out_dir, has_file(METADATA), "the dataset") as tmp:
         meta = run_passes(make_plan(cfg, path, tmp), progress)
     meta["dataset_path"] = out_dir
     return meta
@@ -366,7 +372,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     cfg = get_config(argv)
     try:
         meta = preprocess(cfg)
-    except CriteoFormatError as exc:
+    except (CriteoFormatError, OutputError) as exc:
         sys.stderr.write(f"preprocess error: {exc}\n")
         sys.exit(2)
     bad = meta["bad_lines"]

@@ -19,7 +19,7 @@ from typing import Iterable, List, Tuple
 
 import numpy as np
 
-from src.utils.staged_dir import staged_dir
+from src.utils.staged_dir import has_file, staged_dir
 
 INPUTS = (("00_ids", "<i4", "slot_dim"), ("01_dense", "<f4", "dense_dim"))
 LABEL = ("label", "<f4", 1)
@@ -42,7 +42,7 @@ def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], 
     """Write (ids int32 [b, S], dense float32 [b, Dn], label float32 [b, 1]) batches into out_dir
     atomically (temporary folder, then rename); returns the manifest."""
     n_batches = samples = 0
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, has_file(MANIFEST), "the inference batch files") as tmp:
         for folder, _, _ in INPUTS + (LABEL,):
             os.makedirs(os.path.join(tmp, folder))
         for ids, dense, label in batches:
@@ -140,7 +140,7 @@ def write_time(time_dir: str, latencies_ms: List[float], samples: int, load_s: f
     """Write time_dir/test_perform_static.txt (`format_time`) atomically; returns its text."""
     os.makedirs(time_dir, exist_ok=True)
     text = format_time(latencies_ms, samples, load_s)
-    tmp = os.path.join(time_dir, f".{TIME_FILE}.tmp")
+    tmp = os.path.join(time_dir, f"{TIME_FILE}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, os.path.join(time_dir, TIME_FILE))

@@ -22,6 +22,7 @@ from mindspore import Tensor
 from src.data.packed_format import METADATA, load_metadata, table_sizes_for
 from src.model.dlrm import DLRMProbability, build_model
 from src.training import checkpoint
+from src.utils.staged_dir import LOCK, locked_tmpdir
 
 ONNX_LIMIT = 2 ** 31 - (64 << 20)   # protobuf's 2 GB message limit, less room for the graph
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -82,8 +83,13 @@ def model_file(file_name: str, file_format: str, folder_listing: List[str]) -> s
                       f"{base}{EXTENSIONS[file_format]}")
 
 
-def _remove(path):
+def _remove_export(path: str) -> None:
+    """Remove an earlier export entry: a model file, or a `<name>_variables/` folder of MindSpore's
+    `data_N` files. A folder of that name holding anything else is not ours: ExportError."""
     if os.path.isdir(path) and not os.path.islink(path):
+        if not all(e.is_file() and e.name.startswith("data_") for e in os.scandir(path)):
+            raise ExportError(f"'{path}' holds files that are not an earlier export's (data_N); move them away "
+                              f"or choose another file_name")
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.remove(path)
@@ -100,24 +106,16 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
     folder, base = os.path.dirname(target), os.path.basename(target)
     if not base:
         raise ExportError(f"file_name '{cfg.file_name}' names a folder; give a file name without extension")
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{base}.export-{os.getpid()}")
-    _remove(tmp)
-    os.makedirs(tmp)
-    try:
+    ext = EXTENSIONS[cfg.file_format]
+    with locked_tmpdir(folder, base) as tmp:
         ms.export(prob_net, ids, dense, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
-        written = os.listdir(tmp)
+        written = [e for e in os.listdir(tmp) if e != LOCK]
         main = model_file(base, cfg.file_format, written)
-        ext = EXTENSIONS[cfg.file_format]
         # a previous export of the other layout (single file vs graph + variables) must not linger
-        for stale in (base + ext, base + "_graph" + ext, base + "_variables"):
-            if stale not in written:
-                _remove(os.path.join(folder, stale))
-        for entry in written:
-            _remove(os.path.join(folder, entry))
+        for entry in {base + ext, base + "_graph" + ext, base + "_variables"} | set(written):
+            _remove_export(os.path.join(folder, entry))
+        for entry in sorted(written, key=lambda e: e != base + "_variables"):   # the variables before the graph
             os.replace(os.path.join(tmp, entry), os.path.join(folder, entry))
-    finally:
-        _remove(tmp)
     path = os.path.join(folder, main)
     log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "
         f"inputs ids int32 [B,{cfg.slot_dim}], dense float32 [B,{cfg.dense_dim}]; output float32 [B,1]; "

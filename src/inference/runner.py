@@ -16,7 +16,7 @@ import numpy as np
 from src.inference.batch_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
                              write_time)
 from src.utils.runtime import setup_context
-from src.utils.staged_dir import staged_dir
+from src.utils.staged_dir import OutputError, only_files, staged_dir
 
 
 def load_graph(mindir_path: str, device_target: str = "CPU") -> "mindspore.nn.GraphCell":
@@ -40,7 +40,7 @@ def run(graph, input_path: str, result_path: str, time_path: str, log=print, loa
     latencies, samples = [], 0
     warm = read_inputs(input_path, names[0], slot_dim, dense_dim)
     graph(Tensor(warm[0]), Tensor(warm[1])).asnumpy()          # compiles the graph for this shape
-    with staged_dir(result_path) as tmp:
+    with staged_dir(result_path, only_files(RESULT_SUFFIX), "the inference results") as tmp:
         for name in names:
             ids, dense = read_inputs(input_path, name, slot_dim, dense_dim)
             start = time.perf_counter()
@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         start = time.perf_counter()
         graph = load_graph(args.mindir_path, args.device_target)
         run(graph, args.input_path, args.result_path, args.time_path, load_s=time.perf_counter() - start)
-    except InferFilesError as exc:
+    except (InferFilesError, OutputError) as exc:
         sys.stderr.write(f"infer error: {exc}\n")
         sys.exit(1)
 

@@ -59,6 +59,9 @@ SCHEMA: Dict[str, Key] = {
     "val_split": Key(bool, "Split the test lines in half: first half validation (val.mindrecord), second half test"),
     "strict": Key(int,
                "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason", choices=(0, 1)),
+    "max_bad_fraction": Key(float,
+               "Preprocessing fails (keeping the previous dataset) when more than this fraction of the lines "
+               "are bad and skipped", minimum=0),
     "pack_size": Key(int, "Samples packed into one MindRecord row", minimum=1),
     "chunk_bytes": Key(int, "Bytes of text parsed per chunk (bounds the parser's memory)", minimum=1),
     "shuffle_bucket_lines": Key(int, "Training lines per shuffle bucket (bounds the shuffler's memory)", minimum=1),
@@ -93,7 +96,7 @@ SCHEMA: Dict[str, Key] = {
     "save_checkpoint": Key(bool, "Save checkpoints during and at the end of training"),
     "save_checkpoint_steps": Key(int, "Save a checkpoint every N steps", minimum=1),
     "keep_checkpoint_max": Key(int, "Keep at most this many checkpoints in ckpt_path", minimum=1),
-    "ckpt_file_name_prefix": Key(str, "Checkpoint file name prefix"),
+    "ckpt_file_name_prefix": Key(str, "Checkpoint file name prefix (a plain name: checkpoints stay in ckpt_path)"),
     "ckpt_path": Key(str, "Folder for checkpoints"),
     "resume": Key(bool,
                "Continue from the newest checkpoint in ckpt_path (parameters, optimizer state, data position)"),
@@ -280,6 +283,10 @@ def check_consistency(cfg: "Config") -> None:
                           "and bf16 MatMul has no kernel: set convert_dtype=False")
     if cfg.max_ind_range and cfg.skip_id_convert:
         raise ConfigError("max_ind_range (hashing) and skip_id_convert=1 (ids already integers) exclude each other")
+    prefix = cfg.ckpt_file_name_prefix
+    if not prefix or "/" in prefix or os.sep in prefix or prefix.startswith(".") or "\0" in prefix:
+        raise ConfigError(f"ckpt_file_name_prefix={prefix!r} must be a plain file name (no path separators, not "
+                          f"starting with '.'), so that checkpoints stay inside ckpt_path")
     if cfg.loss_scale <= 0:
         raise ConfigError(f"loss_scale must be > 0, got {cfg.loss_scale}")
     if cfg.learning_rate <= 0:

@@ -48,6 +48,7 @@ class Trainer:
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
         self.last_checkpoint = None
         self.saved_at = 0
+        self.steps_per_epoch = 0
         self.eval_results = []
 
     def state_params(self) -> list:
@@ -94,7 +95,9 @@ class Trainer:
         """Single process / data parallel: rank 0 writes the checkpoint. Hybrid: every rank writes its
         shard to ckpt_path/rank_K/."""
         cfg = self.cfg
-        pos = self.position
+        pos = dict(self.position)
+        if self.steps_per_epoch and pos["step_in_epoch"] >= self.steps_per_epoch:   # an epoch's end is the
+            pos["epoch"], pos["step_in_epoch"] = pos["epoch"] + 1, 0                # next epoch's start
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
         name = checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"])
         shard = None
@@ -188,14 +191,26 @@ class Trainer:
         if cfg.eval_interval_steps and gs % cfg.eval_interval_steps == 0 and not epoch_end:
             self.run_eval(pos["epoch"] + 1, gs)
 
+    def check_splits(self) -> None:
+        """Before any step: the test split must have samples when training will evaluate on it."""
+        cfg = self.cfg
+        evaluates = cfg.do_eval or cfg.eval_interval_steps
+        if evaluates and min(shard_sizes(self.meta, "test", self.par.size) if self.par.distributed else
+                             [self.meta["samples"].get("test", 0)]) == 0:
+            raise ValueError(f"the test split of {cfg.dataset_path} has {self.meta['samples'].get('test', 0)} samples "
+                             f"({'fewer than one per rank' if self.par.distributed else 'none'}), so the evaluation "
+                             f"after training would fail: preprocess again with more lines, or set do_eval=False "
+                             f"and eval_interval_steps=0")
+
     def run(self, max_steps: Optional[int] = None) -> Dict[str, int]:
         """Train cfg.train_epochs epochs (or stop after `max_steps` global steps, for tests); returns
         the position {global_step, epoch, step_in_epoch}."""
         cfg = self.cfg
+        self.check_splits()
         if cfg.resume:
             self.resume()
         batches = self._train_batches()
-        steps_per_epoch = len(batches)
+        steps_per_epoch = self.steps_per_epoch = len(batches)
         pos = self.position
         if pos["step_in_epoch"] >= steps_per_epoch:
             pos["epoch"] += 1
@@ -221,17 +236,23 @@ class Trainer:
                 if max_steps is not None and pos["global_step"] >= max_steps:
                     return self._finish(profiler)
             if cfg.do_eval:
+                if pos["epoch"] + 1 == cfg.train_epochs:
+                    self._save_if_new()          # the trained state is on disk before the last evaluation
                 self.run_eval(pos["epoch"] + 1, pos["global_step"])
             pos["epoch"] += 1
             pos["step_in_epoch"] = 0
         prog.finish()
         return self._finish(profiler)
 
+    def _save_if_new(self) -> None:
+        if self.cfg.save_checkpoint and self.saved_at != self.position["global_step"]:
+            self.save()
+            self.saved_at = self.position["global_step"]
+
     def _finish(self, profiler) -> Dict[str, int]:
         if profiler is not None:
             profiler.analyse()
-        if self.cfg.save_checkpoint and self.saved_at != self.position["global_step"]:
-            self.save()
+        self._save_if_new()
         if self.par.hybrid and self.cfg.save_checkpoint:
             self.barrier().asnumpy()                 # every shard of this step is on disk
             if self.par.is_main:

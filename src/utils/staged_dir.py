@@ -1,27 +1,108 @@
-"""Folders that appear whole or not at all: write into a temporary folder, then swap it into place."""
+"""Output folders that appear whole or not at all, and only replace what this project wrote.
+
+`staged_dir(out_dir, owned)` yields an empty temporary folder beside out_dir; when the block ends
+normally it is swapped into place. Rules:
+  * out_dir may be replaced only if it is missing, empty, or `owned(out_dir)` says this project wrote
+    it (its manifest / metadata file, or only files of the layout it writes). Anything else is refused
+    with an OutputError naming the folder, before any work is done, and again before the swap.
+  * On an error (or a kill) out_dir is left as it was.
+  * The temporary folder `.NAME.tmp-XXXXXXXX` holds an flock on its `.lock` file for as long as its run
+    lives. A later run removes such folders only when it can take that lock: a folder whose run is gone
+    (killed, power loss), never one another live process is writing, whatever machine or container
+    (process-id namespace) that process runs in.
+"""
+import fcntl
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
+
+LOCK = ".lock"
+
+
+class OutputError(ValueError):
+    """An output folder cannot be written without destroying something this project did not write."""
+
+
+def has_file(name: str) -> Callable[[str], bool]:
+    """owned(): the folder holds `name` (a manifest or metadata file this project writes)."""
+    return lambda folder: os.path.isfile(os.path.join(folder, name))
+
+
+def only_files(*suffixes: str) -> Callable[[str], bool]:
+    """owned(): every entry of the folder is a regular file ending with one of `suffixes`."""
+    def check(folder: str) -> bool:
+        return all(e.is_file(follow_symlinks=False) and e.name.endswith(suffixes) for e in os.scandir(folder))
+    return check
+
+
+def check_replaceable(out_dir: str, owned: Optional[Callable[[str], bool]], what: str) -> None:
+    """Raise OutputError unless out_dir is missing, an empty folder, or owned by this project."""
+    if not os.path.lexists(out_dir):
+        return
+    if os.path.islink(out_dir) or not os.path.isdir(out_dir):
+        raise OutputError(f"'{out_dir}' exists and is not a folder; {what} is written as a folder there. Choose "
+                          f"another path or move it away")
+    if not os.listdir(out_dir) or (owned is not None and owned(out_dir)):
+        return
+    raise OutputError(f"'{out_dir}' is a folder with files this project did not write; {what} would replace it "
+                      f"whole. Choose another (new or empty) folder, or move those files away")
+
+
+def remove_stale(parent: str, base: str) -> int:
+    """Remove `.BASE.tmp-*` folders in parent whose run is gone (their lock can be taken); returns how many."""
+    removed = 0
+    prefix = f".{base}.tmp-"
+    for entry in os.scandir(parent) if os.path.isdir(parent) else ():
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(os.path.join(entry.path, LOCK), os.O_RDWR)
+        except OSError:
+            continue                     # no lock file: not ours, or being created this instant
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue                     # a live run holds it
+        shutil.rmtree(entry.path, ignore_errors=True)
+        os.close(fd)
+        removed += 1
+    return removed
 
 
 @contextmanager
-def staged_dir(out_dir: str, tmp: Optional[str] = None) -> Iterator[str]:
-    """Yield an empty temporary folder (default: OUT_DIR.tmp-PID beside it). When the block ends
-    normally it replaces out_dir (an existing out_dir is moved aside, then removed); on an error
-    out_dir is left as it was. The temporary folder is removed either way."""
-    out_dir = os.path.abspath(out_dir)
-    tmp = tmp or f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+def locked_tmpdir(parent: str, base: str) -> Iterator[str]:
+    """A new `.BASE.tmp-XXXXXXXX` folder in parent, locked for the life of the block (stale ones of runs
+    that are gone are removed first). The caller moves what it wants out of it; the rest is removed."""
+    os.makedirs(parent, exist_ok=True)
+    remove_stale(parent, base)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    lock_fd = os.open(os.path.join(tmp, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:
         yield tmp
+    finally:
+        os.close(lock_fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(out_dir: str, owned: Optional[Callable[[str], bool]] = None, what: str = "the output") -> Iterator[str]:
+    """Yield an empty temporary folder beside out_dir that replaces it when the block ends normally
+    (see the module docstring for what may be replaced). `what` names the output in messages."""
+    out_dir = os.path.abspath(out_dir)
+    parent, base = os.path.dirname(out_dir), os.path.basename(out_dir)
+    check_replaceable(out_dir, owned, what)
+    with locked_tmpdir(parent, base) as tmp:
+        yield tmp
+        check_replaceable(out_dir, owned, what)       # nothing of the user's appeared meanwhile
+        os.remove(os.path.join(tmp, LOCK))            # the lock's fd stays held until the swap is done
         old = None
         if os.path.lexists(out_dir):
-            old = f"{out_dir}.old-{os.getpid()}"
-            os.replace(out_dir, old)
+            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+            os.replace(out_dir, os.path.join(old, base))
         os.replace(tmp, out_dir)
         if old:
             shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
