@@ -14,15 +14,16 @@ config = get_config()
 
 @moxing_wrapper(config)
 def main():
-    from src.training.checkpoint import CheckpointError
-    from src.data.packed_format import DatasetError
+    from src.training.checkpoint import CheckpointError, check_same_vocab
+    from src.data.packed_format import DatasetError, load_metadata
     from src.inference.export import load_inference_net
     from src.training.evaluation import evaluate
     from src.training.logs import eval_line
     from src.utils.runtime import append_line, setup_context
     setup_context(config.device_target, get_device_id(config))
     try:
-        net, path, position = load_inference_net(config, config.checkpoint_path)
+        net, path, position, model = load_inference_net(config, config.checkpoint_path)
+        check_same_vocab(model, path, load_metadata(config.dataset_path), config.dataset_path)
         start = time.time()
         result = evaluate(net, config.dataset_path, "test", config.test_batch_size, progress=True)
     except (DatasetError, CheckpointError, ValueError) as exc:

@@ -1,9 +1,9 @@
 """Export a trained DLRM checkpoint for inference: MINDIR (dynamic batch by default), ONNX, or AIR (Ascend).
 
-    python export.py --checkpoint_path=CKPT_FILE_OR_DIR --file_name=dlrm --file_format=MINDIR \
-        [--dataset_path=DIR/mindrecord | --categorical_feature_sizes='[...]'] [--key=value ...]
+    python export.py --checkpoint_path=CKPT_FILE_OR_DIR --file_name=dlrm --file_format=MINDIR [--key=value ...]
 
-The table sizes come from the dataset's metadata.json (or categorical_feature_sizes).
+The network (table sizes and architecture) is rebuilt from the checkpoint's own description: no dataset
+is needed.
 Signature: ids int32 [B, 26], dense float32 [B, 13] -> click probability float32 [B, 1].
 """
 import os
@@ -25,7 +25,7 @@ def main():
     try:
         check_format(config)             # AIR off Ascend fails before anything is built
         setup_context(config.device_target, get_device_id(config))
-        net, path, position = load_inference_net(config, config.checkpoint_path)
+        net, path, position, _ = load_inference_net(config, config.checkpoint_path)
         print(f"checkpoint: {path} (step {position.get('global_step', -1)})", flush=True)
         export_network(net, config)
     except (ExportError, DatasetError, CheckpointError) as exc:

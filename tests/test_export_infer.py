@@ -45,7 +45,7 @@ def _eval_probs(net, ds):
 
 def test_mindir_dynamic_batch_matches_the_eval_network(trained, tmp_path):
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
     cfg.file_name = str(tmp_path / "out" / "dlrm")
     path = export_network(net, cfg, log=lambda *_: None)
@@ -62,7 +62,7 @@ def test_large_mindir_is_graph_plus_variables_and_replaces_the_single_file(train
     the budget is lowered here so that a small model takes the same path."""
     import mindspore.train.serialization as ser
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     cfg.file_name = str(tmp_path / "dlrm")
     export_network(net, cfg, log=lambda *_: None)                 # small layout first
     monkeypatch.setattr(ser, "TOTAL_SAVE", 1)                     # 1 KB
@@ -77,7 +77,7 @@ def test_large_mindir_is_graph_plus_variables_and_replaces_the_single_file(train
 def test_onnx_matches_within_1e5(trained, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
     cfg.file_name, cfg.file_format, cfg.export_batch_size = str(tmp_path / "dlrm"), "ONNX", 95
     path = export_network(net, cfg, log=lambda *_: None)
@@ -133,7 +133,7 @@ def test_batch_files_keep_the_last_partial_batch_and_check_sizes(real_dataset, t
 
 def test_cpu_inference_script_end_to_end_equals_eval(trained, tmp_path):
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     want = evaluate(net, cfg.dataset_path, "test", 100)
     cfg.file_name = str(tmp_path / "dlrm")
     mindir = export_network(net, cfg, log=lambda *_: None)
@@ -181,7 +181,7 @@ def test_cpp_program_builds_and_reports_what_it_cannot_load(cpp_programs, traine
     out, env = cpp_programs
     exe = os.path.join(out, "main")
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     cfg.file_name = str(tmp_path / "dlrm")
     mindir = export_network(net, cfg, log=lambda *_: None)
     r = subprocess.run([exe, f"--mindir_path={mindir}", f"--input0_path={tmp_path}", f"--input1_path={tmp_path}",
@@ -214,7 +214,7 @@ def test_cpp_path_on_converted_onnx_equals_eval(cpp_programs, trained, tmp_path)
     batch is padded to the model's fixed batch) -> postprocess: the metrics of evaluate(), probabilities to 1e-5."""
     _, env = cpp_programs
     cfg, ckpt = _own(trained)
-    net, _, _ = load_inference_net(cfg, ckpt)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
     ids, dense, _, want_prob = _eval_probs(net, cfg.dataset_path)
     want = evaluate(net, cfg.dataset_path, "test", 100)
     cfg.file_name, cfg.file_format, cfg.export_batch_size = str(tmp_path / "dlrm"), "ONNX", 100

@@ -90,14 +90,14 @@ def test_two_ranks_end_equal_to_one_process(real_dataset, tmp_path, mode, optimi
     rows = sum(real_dataset[1]["table_sizes"])
     assert len(shards) == N
     for k, path in enumerate(shards):
-        a, pos, row_sharded = checkpoint.read(path)
+        a, pos, row_sharded, _ = checkpoint.read(path)
         assert row_sharded == sorted(["sparse_arch.table"] + (["adagrad_acc.embedding.table"]
                                                               if optimizer == "adagrad" else []))
         lo, hi = row_range(rows, N, k)
         assert pos["shard"] == {"row_lo": lo, "row_hi": hi, "rows": rows, "rank": k, "size": N}
         assert a["sparse_arch.table"].shape == (hi - lo, 16) and abs((hi - lo) - rows / N) <= 1   # ~1/N per rank
         # a rank of a later run (any layout) resuming from the merged file gets exactly its rows
-        sliced, _, _ = checkpoint.load_rows(("full", merged[0]), lo, hi)
+        sliced, _, _, _ = checkpoint.load_rows(("full", merged[0]), lo, hi)
         for name in row_sharded:
             np.testing.assert_array_equal(sliced[name], a[name])
     # resume with another number of ranks (1): the shard set alone, joined, gives the same state

@@ -2,9 +2,13 @@
 preprocessing passes and the distributed shards all use.
 
 A dataset is a folder (DIR/mindrecord) holding:
-  train.mindrecord, test.mindrecord [, val.mindrecord]   packed rows, schema `ROW_SCHEMA`
+  train.mindrecord, test.mindrecord [, val.mindrecord]   packed rows, schema `ROW_SCHEMA` (+ MindRecord's .db)
   metadata.json                                          `METADATA_KEYS`, format `FORMAT_VERSION`
   vocab.npz, stats.json                                  vocabulary and feature statistics
+metadata.json's "files" records every other file's size and SHA-256: readers check the sizes when they
+open the dataset (a stat per file), `python -m src.data.packed_format verify DIR` checks the checksums.
+"vocab_fingerprint" identifies the id assignment (mode, vocabulary or hash range, table sizes); a
+checkpoint keeps the one it was trained with, so that it is never evaluated on ids that mean otherwise.
 
 Row schema: one MindRecord row holds P samples (P = pack_size; only a split's last row may hold fewer):
   ids    int32   [P * slot_dim]   per-slot ids, sample-major
@@ -15,11 +19,13 @@ One row per sample writes at ~14k rows/s with MindSpore 2.10; packing writes ~0.
 Shards: shard k of N is the contiguous block of packed rows [k*R//N, (k+1)*R//N) of a split's R rows,
 so every sample is in exactly one shard (MindDataset's own num_shards repeats rows to even them out).
 """
+import hashlib
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: "files" holds sizes and checksums, "vocab_fingerprint" added
 METADATA = "metadata.json"
 COLUMNS = ("ids", "dense", "label")
 ROW_SCHEMA = {"ids": {"type": "int32", "shape": [-1]},
@@ -30,6 +36,7 @@ SPLITS = ("train", "val", "test")
 METADATA_KEYS = {
     "format_version": int, "dense_dim": int, "slot_dim": int, "id_mode": str, "table_sizes": list,
     "total_rows": int, "pack_size": int, "lines": dict, "samples": dict, "files": dict, "bad_lines": dict,
+    "vocab_fingerprint": str,
 }
 
 
@@ -62,11 +69,51 @@ def validate_metadata(meta: dict, path: str) -> dict:
     for split, n in meta["samples"].items():
         if split not in SPLITS or not isinstance(n, int) or n < 0:
             raise DatasetError(f"'{path}': samples must map splits {SPLITS} to counts, found {split!r}: {n!r}")
+    for name, info in meta["files"].items():
+        if not (isinstance(info, dict) and isinstance(info.get("bytes"), int) and isinstance(info.get("sha256"), str)):
+            raise DatasetError(f"'{path}': files must map file names to {{bytes, sha256}}, found {name!r}: {info!r}")
     return meta
 
 
-def load_metadata(dataset_path: str) -> dict:
-    """metadata.json of a dataset folder, validated (format version included)."""
+def file_record(path: str) -> Dict[str, object]:
+    """{bytes, sha256} of a file, for metadata.json's "files"."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": os.path.getsize(path), "sha256": digest}
+
+
+def check_sizes(dataset_path: str, meta: dict) -> None:
+    """Every file that metadata.json lists is there with its recorded size (cheap: one stat each)."""
+    for name, info in meta["files"].items():
+        path = os.path.join(dataset_path, name)
+        if not os.path.isfile(path):
+            raise DatasetError(f"'{path}' is missing; {METADATA} lists it: preprocess the data again")
+        size = os.path.getsize(path)
+        if size != info["bytes"]:
+            raise DatasetError(f"'{path}' has {size:,} bytes, {METADATA} recorded {info['bytes']:,}: it was truncated "
+                               f"or changed after preprocessing; preprocess again (`python -m src.data.packed_format "
+                               f"verify {dataset_path}` checks every file's checksum)")
+
+
+def verify(dataset_path: str) -> List[str]:
+    """Check every listed file's size and SHA-256; returns the problems found (empty: all good)."""
+    meta = load_metadata(dataset_path, check_files=False)
+    problems = []
+    for name, info in sorted(meta["files"].items()):
+        path = os.path.join(dataset_path, name)
+        if not os.path.isfile(path):
+            problems.append(f"{path}: missing")
+            continue
+        got = file_record(path)
+        if got != {"bytes": info["bytes"], "sha256": info["sha256"]}:
+            problems.append(f"{path}: {got['bytes']:,} bytes, sha256 {got['sha256'][:16]}...; recorded "
+                            f"{info['bytes']:,} bytes, sha256 {info['sha256'][:16]}...")
+    return problems
+
+
+def load_metadata(dataset_path: str, check_files: bool = True) -> dict:
+    """metadata.json of a dataset folder, validated (format version included); with check_files, every
+    listed file must have its recorded size."""
     path = os.path.join(dataset_path, METADATA)
     if os.path.exists(dataset_path) and not os.path.isdir(dataset_path):
         raise DatasetError(f"dataset_path '{dataset_path}' is a file; it must be the folder written by "
@@ -79,7 +126,10 @@ def load_metadata(dataset_path: str) -> dict:
             meta = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"'{path}' is not valid JSON: {exc}") from None
-    return validate_metadata(meta, path)
+    validate_metadata(meta, path)
+    if check_files:
+        check_sizes(dataset_path, meta)
+    return meta
 
 
 def table_sizes_for(cfg, meta: dict) -> List[int]:
@@ -129,3 +179,27 @@ def shard_sizes(meta: dict, split: str, num_shards: int) -> List[int]:
 def describe_splits(samples: Dict[str, int], order: Sequence[str] = SPLITS) -> str:
     """'train 1,714 / test 285' style summary of a samples dict."""
     return " / ".join(f"{s} {samples[s]:,}" for s in order if s in samples)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m src.data.packed_format verify DIR`: check every file of a dataset against metadata.json."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("command", choices=["verify"])
+    ap.add_argument("dataset_path")
+    args = ap.parse_args(argv)
+    try:
+        problems = verify(args.dataset_path)
+    except DatasetError as exc:
+        sys.stderr.write(f"verify error: {exc}\n")
+        sys.exit(2)
+    for p in problems:
+        print(f"BAD  {p}")
+    n = len(load_metadata(args.dataset_path, check_files=False)["files"])
+    print(f"{args.dataset_path}: {n - len(problems)} of {n} files match metadata.json"
+          + ("" if not problems else "; preprocess again"))
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

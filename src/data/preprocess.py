@@ -19,6 +19,7 @@ permutation. Everything is written under a temporary folder that is renamed at t
 interrupted run never leaves a dataset that training would read.
 """
 import datetime
+import hashlib
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from src.data.criteo import BlockParser, Chunk, CriteoFormatError, count_lines, iter_blocks, open_input
-from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, split_file_name
+from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record, split_file_name
 from src.data.vocab import SlotCounter, SlotMapper
 from src.data.writer import PackedWriter
 from src.utils.progress import Progress, background
@@ -312,8 +313,21 @@ def write_pass(plan: Plan, mappers: List[SlotMapper], progress: bool = True) -> 
     return counts
 
 
-def build_metadata(plan: Plan, table_sizes: List[int], counts: Dict[str, int], bad_lines: dict) -> dict:
-    """The metadata.json dict (see src/data/packed_format.py for the keys every reader checks)."""
+def vocab_fingerprint(plan: Plan, table_sizes: List[int], vocab_arrays: Dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of what an id means: the id mode, its parameter, the table sizes and, in vocab mode,
+    every slot's values in id order. Equal fingerprints = interchangeable ids."""
+    h = hashlib.sha256(json.dumps({"mode": plan.mode, "threshold": plan.threshold if plan.mode == "vocab" else None,
+                                   "max_ind_range": plan.max_ind_range, "table_sizes": table_sizes}).encode())
+    for s in range(plan.slot_dim):
+        keys = vocab_arrays.get(f"C{s + 1}_keys")
+        if keys is not None:
+            h.update(np.ascontiguousarray(keys, "<u4").tobytes())
+    return h.hexdigest()
+
+
+def build_metadata(plan: Plan, table_sizes: List[int], counts: Dict[str, int], bad_lines: dict,
+                   fingerprint: str) -> dict:
+    """The metadata.json dict without "files" (see src/data/packed_format.py for the keys every reader checks)."""
     n_held_out = plan.total - plan.n_train
     return {
         "format_version": FORMAT_VERSION,
@@ -332,7 +346,7 @@ def build_metadata(plan: Plan, table_sizes: List[int], counts: Dict[str, int], b
         "split": f"last {n_held_out} lines (N // 7) are held out" +
                  (f"; the first {plan.n_val} of them are validation" if plan.n_val else ""),
         "samples": counts,
-        "files": {k: split_file_name(k) for k in counts},
+        "vocab_fingerprint": fingerprint,
         "bad_lines": bad_lines,
     }
 
@@ -349,7 +363,10 @@ def run_passes(plan: Plan, progress: bool = True) -> dict:
     counts = write_pass(plan, mappers, progress)
     np.savez(os.path.join(plan.tmp, "vocab.npz"), **vocab_arrays)
     _write_json(os.path.join(plan.tmp, "stats.json"), scattered.stats.as_dict())
-    meta = build_metadata(plan, [m.size for m in mappers], counts, scattered.bad_lines)
+    sizes = [m.size for m in mappers]
+    meta = build_metadata(plan, sizes, counts, scattered.bad_lines, vocab_fingerprint(plan, sizes, vocab_arrays))
+    meta["files"] = {name: file_record(os.path.join(plan.tmp, name)) for name in sorted(os.listdir(plan.tmp))
+                     if name not in (METADATA, ".lock")}
     _write_json(os.path.join(plan.tmp, METADATA), meta)
     return meta
 

@@ -20,7 +20,8 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.data.packed_format import METADATA, load_metadata, table_sizes_for
-from src.model.dlrm import DLRMProbability, build_model
+from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model
+from src.model_utils.config import Config
 from src.training import checkpoint
 from src.utils.staged_dir import LOCK, locked_tmpdir
 
@@ -33,23 +34,40 @@ class ExportError(ValueError):
 
 
 def table_sizes(cfg) -> List[int]:
-    """Per-slot table sizes: the dataset's metadata.json (checked against a non-empty
-    categorical_feature_sizes), or categorical_feature_sizes alone when there is no dataset at hand."""
+    """Per-slot table sizes for a checkpoint without a model description: the dataset's metadata.json
+    (checked against a non-empty categorical_feature_sizes), or categorical_feature_sizes alone."""
     if cfg.categorical_feature_sizes and not os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
         return list(cfg.categorical_feature_sizes)
     return table_sizes_for(cfg, load_metadata(cfg.dataset_path))
 
 
-def load_inference_net(cfg, checkpoint_path: str) -> Tuple[DLRMProbability, str, dict]:
-    """(probability net in eval mode, checkpoint file, position) for a checkpoint file or folder."""
+def load_inference_net(cfg, checkpoint_path: str) -> Tuple[DLRMProbability, str, dict, dict]:
+    """(probability net in eval mode, checkpoint file, position, model description) for a checkpoint file
+    or folder. The network is rebuilt from the checkpoint's own description (table sizes and ARCH_KEYS),
+    so no dataset is needed; the config's architecture keys do not apply to it."""
     path = checkpoint.resolve(checkpoint_path, cfg.ckpt_file_name_prefix)
-    net = build_model(cfg, table_sizes(cfg))
-    arrays, position = checkpoint.load(path)
+    arrays, position, _, model = checkpoint.read(path)
+    position.pop("shard", None)
+    if model:
+        sizes = model["table_sizes"]
+        if cfg.categorical_feature_sizes and list(cfg.categorical_feature_sizes) != sizes:
+            raise checkpoint.CheckpointError(f"categorical_feature_sizes in the config disagrees with the table sizes "
+                                             f"recorded in '{path}'; set categorical_feature_sizes='[]'")
+        clash = [k for k in ARCH_KEYS if k in cfg.cli_keys and cfg[k] != model[k]]
+        if clash:
+            raise checkpoint.CheckpointError(
+                f"checkpoint '{path}' holds a network with " + ", ".join(f"{k}={model[k]}" for k in clash) +
+                " but the command line asks for " + ", ".join(f"{k}={cfg[k]}" for k in clash) +
+                ": the network is rebuilt from the checkpoint; drop those options or pick another checkpoint")
+        cfg = Config(cfg, **{k: model[k] for k in ARCH_KEYS})
+    else:
+        sizes = table_sizes(cfg)
+    net = build_model(cfg, sizes)
     checkpoint.restore(net.trainable_params(), arrays, path)
     del arrays
     prob = DLRMProbability(net)
     prob.set_train(False)
-    return prob, path, position
+    return prob, path, position, model
 
 
 def export_batch(cfg) -> Optional[int]:

@@ -231,8 +231,14 @@ class DLRMProbability(nn.Cell):
         return ops.sigmoid(self.net(ids, dense))
 
 
+# The config keys that fix the network's shapes (with the table sizes); checkpoints record them.
+ARCH_KEYS = ("dense_dim", "slot_dim", "data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op",
+             "interaction_itself")
+
+
 def build_model(cfg, table_sizes: Sequence[int], row_range: Optional[Tuple[int, int]] = None) -> DLRM:
-    """The DLRM of a config (architecture keys) over `table_sizes`; row_range for a hybrid-parallel rank."""
+    """The DLRM of a config (ARCH_KEYS, convert_dtype, random_seed) over `table_sizes`; row_range for a
+    hybrid-parallel rank."""
     return DLRM(table_sizes, cfg.dense_dim, cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args,
                 cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range)
 

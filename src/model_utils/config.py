@@ -128,7 +128,9 @@ TARGETS = {"CPU": "cpu_config.yaml", "GPU": "gpu_config.yaml", "Ascend": "npu_co
 
 
 class Config(dict):
-    """A dict whose keys are also attributes (`cfg.batch_size`)."""
+    """A dict whose keys are also attributes (`cfg.batch_size`). `cli_keys` holds the keys given on the
+    command line (empty for a copy)."""
+    cli_keys: frozenset = frozenset()
 
     def __getattr__(self, name):
         try:
@@ -253,11 +255,14 @@ def parse_cli(argv: Optional[List[str]] = None, defaults_path: Optional[str] = N
     for item in unknown:
         name = item.split("=", 1)[0].lstrip("-")
         raise ConfigError(f"command line: unknown option '{item}'{_suggest(name)}")
+    given = []
     for key in SCHEMA:
         raw = getattr(args, key)
         if raw is not None:
             values[key] = coerce(key, raw, "command line")
+            given.append(key)
     cfg = Config(values)
+    object.__setattr__(cfg, "cli_keys", frozenset(given))
     cfg["config_path"] = known.config_path
     check_consistency(cfg)
     return cfg

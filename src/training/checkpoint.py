@@ -9,9 +9,16 @@ Hybrid-parallel ranks save shards: CKPT_DIR/rank_K/PREFIX-E_S.safetensors holds 
 rows. `merge` joins a complete set into the single-device file CKPT_DIR/PREFIX-E_S.safetensors that
 eval.py, export.py and any number of ranks load.
 
+Every file also carries `meta.model` (JSON as uint8 bytes: table sizes, architecture keys, optimizer and
+the dataset's vocab_fingerprint), so export.py rebuilds the network from the checkpoint alone and eval.py
+refuses a dataset whose ids mean something else; and `meta.sha256`, the SHA-256 of all its other tensors
+(name, dtype, shape, bytes, in name order), checked on every read.
+
     python -m src.training.checkpoint merge CKPT_DIR [--prefix dlrm] [--step N]
 """
 import glob
+import hashlib
+import json
 import os
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -20,10 +27,14 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
+from src.utils.staged_dir import folder_lock
+
 EXT = ".safetensors"
 POSITION = ("global_step", "epoch", "step_in_epoch")  # stored as int64 tensors named meta.<key>
 SHARD = ("row_lo", "row_hi", "rows", "rank", "size")  # meta.shard.<key> in a hybrid-parallel shard
 ROW_SHARDED = "meta.row_sharded."                        # + parameter name: split by rows
+MODEL = "meta.model"                                     # JSON model description, uint8 bytes
+CHECKSUM = "meta.sha256"                                 # uint8 [32] over every other tensor
 MERGE_COMMAND = "python -m src.training.checkpoint merge"
 
 
@@ -83,17 +94,31 @@ def _int(v):
     return Tensor(np.array([v], np.int64))
 
 
+def _digest(arrays: Dict[str, np.ndarray]) -> np.ndarray:
+    """SHA-256 of named arrays (name, dtype, shape and bytes, in name order) as uint8 [32]."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.data)
+    return np.frombuffer(h.digest(), np.uint8).copy()
+
+
 def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[int] = None,
          prefix: Optional[str] = None, shard: Optional[Dict[str, int]] = None,
-         row_sharded: Iterable[str] = ()) -> None:
+         row_sharded: Iterable[str] = (), model: Optional[dict] = None) -> None:
     """Save `params` (Parameters, or (name, numpy array) pairs) plus position {global_step, epoch,
-    step_in_epoch}, the names of the row-sharded parameters and, for a shard, its row block, atomically;
-    then keep only the newest `keep` checkpoints of `prefix` in the folder."""
+    step_in_epoch}, the names of the row-sharded parameters, the model description and, for a shard, its
+    row block, with their checksum, atomically; then keep only the newest `keep` checkpoints of `prefix`."""
     items = [{"name": canonical(p.name), "data": p} if hasattr(p, "name") else {"name": p[0], "data": Tensor(p[1])}
              for p in params]
     items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION]
     items += [{"name": ROW_SHARDED + canonical(n), "data": _int(1)} for n in row_sharded]
     items += [{"name": f"meta.shard.{k}", "data": _int(shard[k])} for k in SHARD] if shard else []
+    if model is not None:
+        items.append({"name": MODEL, "data": Tensor(np.frombuffer(json.dumps(model, sort_keys=True).encode(), np.uint8))})
+    digest = _digest({it["name"]: it["data"].asnumpy() for it in items})   # asnumpy shares a CPU tensor's memory
+    items.append({"name": CHECKSUM, "data": Tensor(digest)})
     _write(path, items)
     if keep and prefix:
         for old in list_checkpoints(os.path.dirname(os.path.abspath(path)), prefix)[:-keep]:
@@ -101,37 +126,60 @@ def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[i
 
 
 def _write(path, items):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}{EXT}"
-    try:
-        ms.save_checkpoint(items, tmp, format="safetensors")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write through a hidden temporary file and a rename, holding the folder's lock; temporary files of
+    runs killed while writing are removed first (only a live writer holds the lock)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with folder_lock(folder):
+        for stale in glob.glob(os.path.join(folder, f".*.tmp-*{EXT}")):
+            os.remove(stale)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}{EXT}")
+        try:
+            ms.save_checkpoint(items, tmp, format="safetensors")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
-def read(path: str) -> Tuple[Dict[str, np.ndarray], dict, List[str]]:
-    """(dict name -> numpy array, position dict, names of the row-sharded parameters).
-    position["shard"] = {row_lo, row_hi, rows, rank, size} for a hybrid-parallel shard."""
+def read(path: str) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
+    """(dict name -> numpy array, position dict, names of the row-sharded parameters, model description),
+    after checking the checksum. position["shard"] = {row_lo, row_hi, rows, rank, size} for a shard."""
     try:
         data = ms.load_checkpoint(path, format="safetensors")
     except Exception as exc:  # noqa: BLE001 - MindSpore raises several types for a bad file
         raise CheckpointError(f"cannot read checkpoint '{path}': {exc}") from None
     arrays = {k: v.asnumpy() for k, v in data.items()}
+    stored = arrays.pop(CHECKSUM, None)
+    if stored is None:
+        raise CheckpointError(f"checkpoint '{path}' has no {CHECKSUM}: it was not written by this project's "
+                              f"checkpoint.save (or lost its checksum); its contents cannot be trusted")
+    if not np.array_equal(stored, _digest(arrays)):
+        raise CheckpointError(f"checkpoint '{path}' fails its checksum: its tensors changed after it was written "
+                              f"(disk or copy corruption); use another checkpoint")
+    model = json.loads(arrays.pop(MODEL).tobytes().decode()) if MODEL in arrays else {}
     position = {k: int(arrays.pop(f"meta.{k}")[0]) for k in POSITION if f"meta.{k}" in arrays}
     sharded = sorted(k[len(ROW_SHARDED):] for k in list(arrays) if k.startswith(ROW_SHARDED))
     for k in sharded:
         del arrays[ROW_SHARDED + k]
     if f"meta.shard.{SHARD[0]}" in arrays:
         position["shard"] = {k: int(arrays.pop(f"meta.shard.{k}")[0]) for k in SHARD}
-    return arrays, position, sharded
+    return arrays, position, sharded, model
 
 
 def load(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
     """(dict name -> numpy array, position dict; position["shard"] = {row_lo, ...} for a shard)."""
-    arrays, position, _ = read(path)
+    arrays, position, _, _ = read(path)
     return arrays, position
+
+
+def check_same_vocab(model: dict, ckpt: str, meta: dict, dataset_path: str) -> None:
+    """A checkpoint's ids must mean what the dataset's ids mean (equal vocab_fingerprint)."""
+    want, have = model.get("vocab_fingerprint"), meta["vocab_fingerprint"]
+    if want is not None and want != have:
+        raise CheckpointError(f"checkpoint '{ckpt}' was trained on a dataset whose ids mean something else: its "
+                              f"vocab_fingerprint is {want[:12]}..., dataset '{dataset_path}' has {have[:12]}... "
+                              f"(another vocabulary, threshold, max_ind_range or input); use the dataset it was "
+                              f"trained on")
 
 
 def restore(params: Sequence, arrays: Dict[str, np.ndarray], path: str) -> None:
@@ -202,11 +250,12 @@ def newest(ckpt_dir: str, prefix: str) -> Optional[Tuple[str, object]]:
     return best[2] if best else None
 
 
-def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str]]:
-    """Load a complete shard set {rank: file} -> (arrays of the whole model, position, row-sharded names)."""
+def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
+    """Load a complete shard set {rank: file} -> (arrays of the whole model, position, row-sharded names,
+    model description)."""
     arrays, position, parts, end = None, None, {}, 0
     for rank in sorted(shards):
-        a, pos, sharded = read(shards[rank])
+        a, pos, sharded, model = read(shards[rank])
         info = pos.pop("shard")
         if info["rank"] != rank or info["row_lo"] != end:
             raise CheckpointError(f"shard '{shards[rank]}' holds rows [{info['row_lo']}, {info['row_hi']}) of rank "
@@ -227,7 +276,7 @@ def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str
         raise CheckpointError(f"shards cover rows [0, {end}) of {rows}")
     for k, v in parts.items():
         arrays[k] = np.concatenate(v)
-    return arrays, position, sorted(parts)
+    return arrays, position, sorted(parts), model
 
 
 def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
@@ -240,15 +289,15 @@ def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
         step = max(sets)
     if step not in sets:
         raise CheckpointError(f"no complete shard set at step {step} in {ckpt_dir}/rank_*/ (complete: {sorted(sets)})")
-    arrays, position, sharded = _join(sets[step])
+    arrays, position, sharded, model = _join(sets[step])
     path = os.path.join(ckpt_dir, os.path.basename(sets[step][0]))
-    save(path, sorted(arrays.items()), position, row_sharded=sharded)
+    save(path, sorted(arrays.items()), position, row_sharded=sharded, model=model or None)
     return path
 
 
 def load_rows(source: Tuple[str, object], lo: Optional[int] = None,
-              hi: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], dict, str]:
-    """(arrays, position, description) of a checkpoint from `newest`, with the row-sharded parameters
+              hi: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], dict, str, dict]:
+    """(arrays, position, description, model) of a checkpoint from `newest`, with the row-sharded parameters
     cut to rows [lo, hi). A shard set whose rank block equals [lo, hi) is read from that rank's file
     alone; any other set is joined first (resuming with another number of ranks)."""
     kind, what = source
@@ -256,19 +305,19 @@ def load_rows(source: Tuple[str, object], lo: Optional[int] = None,
         for path in what.values():
             info = load_shard_info(path)
             if lo is not None and (info["row_lo"], info["row_hi"]) == (lo, hi):
-                arrays, position = load(path)
+                arrays, position, _, model = read(path)
                 position.pop("shard")
-                return arrays, position, path
-        arrays, position, sharded = _join(what)
+                return arrays, position, path, model
+        arrays, position, sharded, model = _join(what)
         desc = f"{len(what)} shards in {os.path.dirname(os.path.dirname(what[0]))}/rank_*/"
     else:
-        arrays, position, sharded = read(what)
+        arrays, position, sharded, model = read(what)
         position.pop("shard", None)
         desc = what
     if lo is not None:
         for k in sharded:
             arrays[k] = arrays[k][lo:hi]
-    return arrays, position, desc
+    return arrays, position, desc, model
 
 
 def main(argv: Optional[List[str]] = None) -> None:

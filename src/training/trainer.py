@@ -9,7 +9,7 @@ from mindspore import Tensor
 
 from src.data.packed_format import load_metadata, shard_sizes, table_sizes_for
 from src.data.reader import PackedBatches
-from src.model.dlrm import DLRMProbability, build_model, model_size
+from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model, model_size
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
@@ -55,6 +55,13 @@ class Trainer:
         """Everything a checkpoint holds: the model's parameters and the optimizer's state."""
         return list(self.net.trainable_params()) + self.step.optimizer_state()
 
+    def model_description(self) -> dict:
+        """What a checkpoint needs to rebuild the network and to recognise its dataset's ids."""
+        desc = {k: self.cfg[k] for k in ARCH_KEYS}
+        desc.update(table_sizes=list(self.table_sizes), optimizer=self.cfg.optimizer,
+                    vocab_fingerprint=self.meta["vocab_fingerprint"])
+        return desc
+
     def row_sharded_names(self) -> list:
         """Names of the state parameters split by rows across hybrid-parallel ranks."""
         return [p.name for p in self.net.row_sharded_params() + self.step.row_sharded_state()]
@@ -85,7 +92,8 @@ class Trainer:
                      f"{cfg.ckpt_path} or its rank_*/ folders; starting from scratch")
             return
         lo, hi = self.row_range or (None, None)
-        arrays, position, desc = checkpoint.load_rows(source, lo, hi)
+        arrays, position, desc, model = checkpoint.load_rows(source, lo, hi)
+        checkpoint.check_same_vocab(model, desc, self.meta, cfg.dataset_path)
         checkpoint.restore(self.state_params(), arrays, desc)
         self.position = position
         self.last_checkpoint = desc
@@ -109,7 +117,8 @@ class Trainer:
             path = os.path.join(cfg.ckpt_path, name)
         if shard or self.par.is_main:
             checkpoint.save(path, self.state_params(), pos, keep=cfg.keep_checkpoint_max,
-                            prefix=cfg.ckpt_file_name_prefix, shard=shard, row_sharded=self.row_sharded_names())
+                            prefix=cfg.ckpt_file_name_prefix, shard=shard, row_sharded=self.row_sharded_names(),
+                            model=self.model_description())
         self.last_checkpoint = path
         return path
 

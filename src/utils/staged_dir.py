@@ -73,6 +73,19 @@ def remove_stale(parent: str, base: str) -> int:
 
 
 @contextmanager
+def folder_lock(folder: str) -> Iterator[None]:
+    """Hold an exclusive flock on FOLDER/.lock for the block: writers of one folder take turns, and a
+    temporary file found there while holding it belongs to a run that is gone."""
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def locked_tmpdir(parent: str, base: str) -> Iterator[str]:
     """A new `.BASE.tmp-XXXXXXXX` folder in parent, locked for the life of the block (stale ones of runs
     that are gone are removed first). The caller moves what it wants out of it; the rest is removed."""
