@@ -26,7 +26,7 @@ def main():
         prog = Progress("batch files", batches.samples, "samples")
         manifest = write_batches(batches, config.infer_data_path, meta["slot_dim"], meta["dense_dim"],
                                  config.test_batch_size, prog)
-    except (DatasetError, OutputError) as exc:
+    except (DatasetError, OutputError, OSError) as exc:
         sys.stderr.write(f"preprocess error: {exc}\n")
         sys.exit(1)
     print(f"wrote {manifest['batches']} batches ({manifest['samples']} samples, batch {config.test_batch_size}) "

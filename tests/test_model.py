@@ -65,5 +65,8 @@ def test_init_statistics():
 
 
 def test_dot_interaction_needs_matching_widths():
-    with pytest.raises(Exception):
-        _net(bottom=[64, 8])(Tensor(np.zeros((2, 26), np.int32)), Tensor(np.zeros((2, 13), np.float32)))
+    with pytest.raises(ValueError, match=r"bottom \[64, 8\] ends with 8, emb_dim is 16"):
+        _net(bottom=[64, 8])
+    out = _net(bottom=[64, 8], interaction_op="cat")(Tensor(np.zeros((2, 26), np.int32)),
+                                                     Tensor(np.zeros((2, 13), np.float32)))
+    assert out.shape == (2, 1)                  # cat: the over arch takes 8 + 26 * 16 inputs

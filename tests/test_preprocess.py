@@ -194,3 +194,64 @@ def test_hashing_mode_val_split_and_gzip(tmp_path, fixture_file):
     assert ids.min() >= 0 and ids.max() < 1000
     labels = [int(l.split("\t", 1)[0]) for l in open(fixture_file)]
     np.testing.assert_array_equal(read_split(meta["dataset_path"], "test")[2][:, 0], labels[-143:])
+
+
+def _independent_vocab_ids(cats, n_train, threshold):
+    """Ids computed without the project's code: per slot, count the training lines' values; values seen
+    >= threshold times get ids 2.. by descending count, ties by ascending 32-bit value; 1 = OOV, 0 = missing."""
+    from collections import Counter
+    out = np.zeros((len(cats), 26), np.int32)
+    sizes = []
+    for s in range(26):
+        counts = Counter(int(row[s], 16) for row in cats[:n_train] if row[s] != "")
+        kept = sorted((v for v, c in counts.items() if c >= threshold), key=lambda v: (-counts[v], v))
+        ids = {v: i + 2 for i, v in enumerate(kept)}
+        sizes.append(len(kept) + 2)
+        for r, row in enumerate(cats):
+            out[r, s] = 0 if row[s] == "" else ids.get(int(row[s], 16), 1)
+    return out, sizes
+
+
+def test_vocabulary_ids_match_an_independent_count(tmp_path, fixture_file):
+    """threshold 2 on the real sample: frequencies, the tie order and the threshold -> OOV rule, computed
+    here from the text alone (vocab.npz is not read)."""
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--threshold=2"), progress=False)
+    _, _, cats = _parse_fixture(fixture_file)
+    want, sizes = _independent_vocab_ids(cats, 1714, threshold=2)
+    assert meta["table_sizes"] == sizes
+    np.testing.assert_array_equal(read_split(meta["dataset_path"], "test")[0], want[1714:])
+    got = read_split(meta["dataset_path"], "train")[0]
+    np.testing.assert_array_equal(got[np.lexsort(got.T)], want[:1714][np.lexsort(want[:1714].T)])
+    assert (want[1714:] == 1).sum() > (want[:1714] == 1).sum() / 6, "singletons and unseen values are OOV"
+
+
+def test_hashed_ids_follow_the_formula(tmp_path, fixture_file):
+    """max_ind_range M: id = 1 + int(hex, 16) % (M - 1), missing -> 0, checked value by value in file order."""
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    m = 977
+    meta = preprocess(make_cfg(f"--data_path={tmp_path}", f"--max_ind_range={m}"), progress=False)
+    _, _, cats = _parse_fixture(fixture_file)
+    want = np.array([[0 if v == "" else 1 + int(v, 16) % (m - 1) for v in row] for row in cats[1714:]], np.int32)
+    np.testing.assert_array_equal(read_split(meta["dataset_path"], "test")[0], want)
+    assert meta["table_sizes"] == [m] * 26 and want.max() < m
+
+
+def test_skip_id_convert_uses_decimal_ids_as_given(tmp_path, fixture_file):
+    """skip_id_convert=1: fields already hold decimal ids; missing -> 0; a table has max id + 1 rows."""
+    rng = np.random.default_rng(4)
+    lines = []
+    for line in open(fixture_file):
+        f = line.rstrip("\n").split("\t")
+        f[14:] = ["" if v == "" else str(int(rng.integers(1, 50 + 10 * s))) for s, v in enumerate(f[14:])]
+        lines.append("\t".join(f) + "\n")
+    (tmp_path / "train.txt").write_text("".join(lines))
+    meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--skip_id_convert=1"), progress=False)
+    want = np.array([[0 if v == "" else int(v) for v in l.rstrip("\n").split("\t")[14:]] for l in lines], np.int32)
+    assert meta["id_mode"] == "ids" and meta["table_sizes"] == [int(want[:, s].max()) + 1 for s in range(26)]
+    np.testing.assert_array_equal(read_split(meta["dataset_path"], "test")[0], want[1714:])
+    f = lines[5].rstrip("\n").split("\t")
+    f[20] = "ab"                                         # hex, not a decimal id
+    (tmp_path / "train.txt").write_text("".join(lines[:5] + ["\t".join(f) + "\n"] + lines[6:]))
+    with pytest.raises(CriteoFormatError, match=r"train.txt:6: categorical value is not"):
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--skip_id_convert=1", "--strict=1"), progress=False)

@@ -101,6 +101,14 @@ def make_plan(cfg, path: str, tmp: str) -> Plan:
                 strict=bool(cfg.strict), max_bad_fraction=cfg.max_bad_fraction, seed=cfg.random_seed, rng=np.random.default_rng([cfg.random_seed, 7]))
 
 
+def _append(rec: np.ndarray, f) -> None:
+    """rec.tofile(f), naming the file when the write fails (a full disk or a file-size limit)."""
+    try:
+        rec.tofile(f)
+    except OSError as exc:
+        raise OSError(f"cannot write '{f.name}' ({exc})") from None
+
+
 def _to_records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
     rec = np.empty(len(sel), dtype)
     rec["label"] = chunk.label[sel]
@@ -191,17 +199,17 @@ class _Scatter:
             bounds = np.searchsorted(bucket[order], np.arange(plan.n_buckets + 1))
             for b in range(plan.n_buckets):
                 if bounds[b + 1] > bounds[b]:
-                    rec[order[bounds[b]:bounds[b + 1]]].tofile(self.buckets[b])
+                    _append(rec[order[bounds[b]:bounds[b + 1]]], self.buckets[b])
         te = np.flatnonzero(~is_train)
         if len(te):
             self._note_ids(chunk, te, count=False)
             rec = _to_records(chunk, te, plan.dtype)
             if plan.n_val:
                 in_val = chunk.line[te] <= plan.n_train + plan.n_val
-                rec[in_val].tofile(self.held_out["val"])
+                _append(rec[in_val], self.held_out["val"])
                 self.held_out_lines["val"] += int(in_val.sum())
                 rec = rec[~in_val]
-            rec.tofile(self.held_out["test"])
+            _append(rec, self.held_out["test"])
             self.held_out_lines["test"] += len(rec)
 
 
@@ -377,8 +385,13 @@ def preprocess(cfg, progress: bool = True) -> dict:
     path = open_input(cfg.data_path)
     data_dir = os.path.dirname(os.path.abspath(path))
     out_dir = os.path.join(data_dir, "mindrecord")
-    with staged_dir(out_dir, has_file(METADATA), "the dataset") as tmp:
-        meta = run_passes(make_plan(cfg, path, tmp), progress)
+    try:
+        with staged_dir(out_dir, has_file(METADATA), "the dataset") as tmp:
+            meta = run_passes(make_plan(cfg, path, tmp), progress)
+    except OSError as exc:      # a full disk, a file-size limit, a read-only folder
+        raise OutputError(f"cannot write the dataset for {out_dir}: {exc}. Free space (the dataset needs about "
+                          f"2.5x the input's uncompressed size while it is written) and run again; the previous "
+                          f"dataset, if any, is kept") from None
     meta["dataset_path"] = out_dir
     return meta
 

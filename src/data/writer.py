@@ -5,6 +5,10 @@ from mindspore.mindrecord import FileWriter
 from src.data.packed_format import ROW_SCHEMA
 
 
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 class PackedWriter:
     """Appends samples to one MindRecord file in packed rows; `close()` commits it."""
 
@@ -41,7 +45,10 @@ class PackedWriter:
                          "dense": np.ascontiguousarray(dense[lo:hi]).reshape(-1),
                          "label": label[lo:hi]})
         if rows:
-            self.writer.write_raw_data(rows)
+            try:
+                self.writer.write_raw_data(rows)
+            except RuntimeError as exc:
+                raise OSError(f"MindRecord could not write '{self.path}' ({_first_line(exc)})") from None
             self.rows += len(rows)
             self.samples += full
         self._buf = [(ids[full:], dense[full:], label[full:])] if full < n else []
@@ -50,5 +57,8 @@ class PackedWriter:
     def close(self) -> int:
         """Write the last (possibly partial) row and commit the file; returns the samples written."""
         self._flush(final=True)
-        self.writer.commit()
+        try:
+            self.writer.commit()
+        except RuntimeError as exc:
+            raise OSError(f"MindRecord could not write '{self.path}' ({_first_line(exc)})") from None
         return self.samples

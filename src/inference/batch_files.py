@@ -108,7 +108,7 @@ def read_results(result_dir: str, label_dir: str) -> Tuple[np.ndarray, np.ndarra
         bad = np.flatnonzero(~np.isfinite(prob) | (prob < 0) | (prob > 1))
         if len(bad):
             raise InferFilesError(f"'{os.path.join(result_dir, name + RESULT_SUFFIX)}' row {bad[0]} holds "
-                                  f"{prob.ravel()[bad[0]]!r}, not a probability in [0, 1] ({len(bad)} such rows): the "
+                                  f"{float(prob.ravel()[bad[0]])}, not a probability in [0, 1] ({len(bad)} such rows): the "
                                   f"model or the runner produced invalid output")
         probs.append(prob)
         labels.append(label)

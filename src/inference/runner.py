@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         start = time.perf_counter()
         graph = load_graph(args.mindir_path, args.device_target)
         run(graph, args.input_path, args.result_path, args.time_path, load_s=time.perf_counter() - start)
-    except (InferFilesError, OutputError) as exc:
+    except (InferFilesError, OutputError, OSError) as exc:
         sys.stderr.write(f"infer error: {exc}\n")
         sys.exit(1)
 

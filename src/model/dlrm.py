@@ -110,7 +110,8 @@ class DenseArch(nn.Cell):
 
 
 class InteractionArch(nn.Cell):
-    """x float32 [B, D], emb float32 [B, S, D] -> float32 [B, D + pairs] (dot) or [B, D + S*D] (cat).
+    """x float32 [B, Dx], emb float32 [B, S, D] -> float32 [B, Dx + pairs] (dot, which needs Dx = D) or
+    [B, Dx + S*D] (cat). Dx is the bottom MLP's last width (`dense_out`, default D).
 
     dot: the S+1 vectors' pairwise dot products, strict lower triangle (S+1)S/2 values (351 for
     Criteo), or with the diagonal when `itself` ((S+1)(S+2)/2 values).
@@ -119,14 +120,15 @@ class InteractionArch(nn.Cell):
     cat [128, 16 + 416] = [128, 432]. `out_dim` holds the width.
     """
 
-    def __init__(self, num_slots: int, dim: int, op: str = "dot", itself: bool = False):
+    def __init__(self, num_slots: int, dim: int, op: str = "dot", itself: bool = False,
+                 dense_out: Optional[int] = None):
         super().__init__()
         self.op = op
         n = num_slots + 1
         li, lj = np.tril_indices(n, 0 if itself else -1)
         self.flat_index = Tensor((li * n + lj).astype(np.int32))             # [pairs] int32
         self.n = n
-        self.out_dim = dim + (len(li) if op == "dot" else num_slots * dim)
+        self.out_dim = (dim if dense_out is None else dense_out) + (len(li) if op == "dot" else num_slots * dim)
 
     def construct(self, x, emb):
         if self.op == "dot":
@@ -165,9 +167,12 @@ class DLRM(nn.Cell):
                  top: Sequence[int], interaction_op: str = "dot", itself: bool = False, fp16: bool = False,
                  seed: int = 123, row_range: Optional[Tuple[int, int]] = None):
         super().__init__()
+        if interaction_op == "dot" and bottom[-1] != emb_dim:
+            raise ValueError(f"the dot interaction needs the bottom MLP to end with the embedding dimension: "
+                             f"bottom {list(bottom)} ends with {bottom[-1]}, emb_dim is {emb_dim}")
         self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, row_range)
         self.dense_arch = DenseArch(dense_dim, bottom, [seed, 1], fp16)
-        self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself)
+        self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself, bottom[-1])
         self.over_arch = OverArch(self.interaction.out_dim, top, [seed, 2], fp16)
 
     @property

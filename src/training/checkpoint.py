@@ -127,15 +127,22 @@ def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[i
 
 def _write(path, items):
     """Write through a hidden temporary file and a rename, holding the folder's lock; temporary files of
-    runs killed while writing are removed first (only a live writer holds the lock)."""
+    runs killed while writing (ours `.NAME.tmp-PID.safetensors`, MindSpore's own `.tmpXXXXXXXX`) are
+    removed first: only a live writer holds the lock."""
     folder = os.path.dirname(os.path.abspath(path))
     with folder_lock(folder):
-        for stale in glob.glob(os.path.join(folder, f".*.tmp-*{EXT}")):
-            os.remove(stale)
+        for stale in glob.glob(os.path.join(folder, f".*.tmp-*{EXT}")) + glob.glob(os.path.join(folder, ".tmp*")):
+            if os.path.isfile(stale):
+                os.remove(stale)
         tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}{EXT}")
         try:
             ms.save_checkpoint(items, tmp, format="safetensors")
             os.replace(tmp, path)
+        except Exception as exc:  # noqa: BLE001 - full disk, file-size limit, read-only folder; the writers raise
+            # OSError, RuntimeError or safetensors' own SafetensorError
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise CheckpointError(f"cannot write checkpoint '{path}': {first}; the earlier checkpoints are kept "
+                                  f"(free space and resume with --resume=True)") from None
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

@@ -206,8 +206,8 @@ class Trainer:
         evaluates = cfg.do_eval or cfg.eval_interval_steps
         if evaluates and min(shard_sizes(self.meta, "test", self.par.size) if self.par.distributed else
                              [self.meta["samples"].get("test", 0)]) == 0:
-            raise ValueError(f"the test split of {cfg.dataset_path} has {self.meta['samples'].get('test', 0)} samples "
-                             f"({'fewer than one per rank' if self.par.distributed else 'none'}), so the evaluation "
+            raise ValueError(f"the test split of {cfg.dataset_path} has {self.meta['samples'].get('test', 0)} samples"
+                             f"{' (fewer than one per rank)' if self.par.distributed else ''}, so the evaluation "
                              f"after training would fail: preprocess again with more lines, or set do_eval=False "
                              f"and eval_interval_steps=0")
 

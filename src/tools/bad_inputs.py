@@ -1,0 +1,216 @@
+"""Feeds the entry points deliberately bad input and prints what a user sees: the README's bad-input
+table comes from this script, and a test runs it with --check, so the table cannot drift from the code.
+
+    python -m src.tools.bad_inputs [--work DIR] [--check]
+
+Each case runs the real command in a fresh process on a scratch copy of the real Criteo sample
+(tests/data) and records its exit code and the last line it printed to stderr. --check exits 1 when a
+case's exit code or message is not the expected one, or when an output that must survive was changed.
+"""
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SAMPLE = os.path.join(ROOT, "tests", "data", "criteo_kaggle_train_head1999.tsv")
+
+
+@dataclass
+class Case:
+    what: str                       # the input, as a user would describe it
+    args: List[str]                 # the command (python scripts run with this interpreter)
+    code: int                       # expected exit code
+    expect: str                     # expected fragment of the message
+    survives: Optional[str] = None  # a file that must be unchanged afterwards
+
+
+def run(args: List[str]):
+    """(exit code, last line printed to stderr, else to stdout) of `python ARGS` run from the repository."""
+    r = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, GLOG_v="3"), timeout=600)
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("[")]
+    lines = lines or [line for line in r.stdout.splitlines() if line.strip()]
+    return r.returncode, lines[-1] if lines else ""
+
+
+def _digest(path: str) -> str:
+    """SHA-256 over a folder's files (names and contents), to tell whether a command changed it."""
+    import hashlib
+    h = hashlib.sha256()
+    for base, dirs, names in os.walk(path):
+        dirs.sort()
+        for n in sorted(names):
+            with open(os.path.join(base, n), "rb") as f:
+                h.update(os.path.relpath(os.path.join(base, n), path).encode() + f.read())
+    return h.hexdigest()
+
+
+def _data_dir(ws: str, name: str, text: bytes, gz: bool = False, with_good_dataset: bool = True) -> str:
+    """ws/name/train.txt[.gz] holding `text`; with a good dataset from an earlier run beside it."""
+    d = os.path.join(ws, name)
+    os.makedirs(d)
+    if with_good_dataset:
+        shutil.copytree(os.path.join(ws, "good", "mindrecord"), os.path.join(d, "mindrecord"))
+    path = os.path.join(d, "train.txt.gz" if gz else "train.txt")
+    with open(path, "wb") as f:
+        f.write(text)
+    return d
+
+
+def _dataset_copy(ws: str, name: str, change: Callable[[str], None]) -> str:
+    """A copy of the good dataset with `change(folder)` applied."""
+    d = os.path.join(ws, name)
+    shutil.copytree(os.path.join(ws, "good", "mindrecord"), d)
+    change(d)
+    return d
+
+
+def _edit_meta(key: str, value) -> Callable[[str], None]:
+    def change(d):
+        p = os.path.join(d, "metadata.json")
+        meta = json.load(open(p))
+        if key == "":
+            meta = value
+        else:
+            meta[key] = value
+        json.dump(meta, open(p, "w"))
+    return change
+
+
+def _truncate(name: str) -> Callable[[str], None]:
+    def change(d):
+        p = os.path.join(d, name)
+        with open(p, "r+b") as f:
+            f.truncate(os.path.getsize(p) // 2)
+    return change
+
+
+def prepare(ws: str) -> dict:
+    """A good dataset, a second one with another vocabulary, a trained checkpoint, batch files, a config."""
+    good = os.path.join(ws, "good")
+    os.makedirs(good)
+    shutil.copy(SAMPLE, os.path.join(good, "train.txt"))
+    for d, extra in ((good, []), (os.path.join(ws, "other"), ["--threshold=2"])):
+        if d != good:
+            os.makedirs(d)
+            shutil.copy(SAMPLE, os.path.join(d, "train.txt"))
+        code, msg = run(["src/preprocess_data.py", f"--data_path={d}", "--pack_size=100"] + extra)
+        assert code == 0, msg
+    ds = os.path.join(good, "mindrecord")
+    code, msg = run(["train.py", f"--dataset_path={ds}", f"--ckpt_path={ws}/ckpt", "--batch_size=256",
+                     "--do_eval=False", f"--loss_file_name={ws}/loss.log"])
+    assert code == 0, msg
+    ckpt = [f for f in os.listdir(f"{ws}/ckpt") if f.endswith(".safetensors")][0]
+    code, msg = run(["preprocess.py", f"--dataset_path={ds}", f"--infer_data_path={ws}/pre", "--test_batch_size=100"])
+    assert code == 0, msg
+    return {"ds": ds, "other": os.path.join(ws, "other", "mindrecord"), "ckpt": os.path.join(ws, "ckpt", ckpt)}
+
+
+def cases(ws: str, p: dict) -> List[Case]:
+    lines = open(SAMPLE, "rb").read().splitlines(keepends=True)
+    ds, ckpt = p["ds"], p["ckpt"]
+    out = []
+    d = _data_dir(ws, "binary", np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    out.append(Case("train.txt is a binary file", ["src/preprocess_data.py", f"--data_path={d}"], 2,
+                    "no good lines", os.path.join(d, "mindrecord")))
+    d = _data_dir(ws, "tabs", b"".join(l.rstrip(b"\n") + b"\t\n" for l in lines))
+    out.append(Case("a trailing tab on every line", ["src/preprocess_data.py", f"--data_path={d}"], 2,
+                    "field_count 1,999", os.path.join(d, "mindrecord")))
+    bad = [l if i % 20 else b"x" + l for i, l in enumerate(lines)]
+    d = _data_dir(ws, "some_bad", b"".join(bad))
+    out.append(Case("5% of the lines bad (max_bad_fraction 0.01)", ["src/preprocess_data.py", f"--data_path={d}"], 2,
+                    "more than max_bad_fraction=0.01: label 100", os.path.join(d, "mindrecord")))
+    d = _data_dir(ws, "truncgz", gzip.compress(b"".join(lines))[:-3000], gz=True)
+    out.append(Case("train.txt.gz truncated", ["src/preprocess_data.py", f"--data_path={d}"], 2,
+                    "not a whole gzip file", os.path.join(d, "mindrecord")))
+    d = _data_dir(ws, "notgz", b"".join(lines), gz=True)
+    out.append(Case("train.txt.gz is not gzip", ["src/preprocess_data.py", f"--data_path={d}"], 2,
+                    "not a whole gzip file (Not a gzipped file", os.path.join(d, "mindrecord")))
+    cfg = os.path.join(ws, "latin1.yaml")
+    open(cfg, "wb").write(open(os.path.join(ROOT, "cpu_config.yaml"), "rb").read() + "# caf\xe9\n".encode("latin-1"))
+    out.append(Case("config file not UTF-8", ["train.py", f"--config_path={cfg}"], 2, "not UTF-8 text"))
+    out.append(Case("config_path is a folder", ["train.py", f"--config_path={ws}"], 2, "is a folder; expected a YAML"))
+    out.append(Case("a misspelt option", ["train.py", "--bach_size=64"], 2, "did you mean 'batch_size'"))
+    out.append(Case("ckpt_file_name_prefix with a path", ["train.py", "--ckpt_file_name_prefix=../x"], 2,
+                    "must be a plain file name"))
+    out.append(Case("dataset_path missing", ["train.py", f"--dataset_path={ws}/nowhere"], 1, "not found"))
+    d = _dataset_copy(ws, "meta_list", _edit_meta("", [1, 2]))
+    out.append(Case("metadata.json of the wrong shape", ["train.py", f"--dataset_path={d}"], 1,
+                    "must hold a JSON object"))
+    d = _dataset_copy(ws, "meta_v1", _edit_meta("format_version", 1))
+    out.append(Case("metadata.json of an older format", ["train.py", f"--dataset_path={d}"], 1,
+                    "has format_version 1; this code reads format 2"))
+    d = _dataset_copy(ws, "trunc_mr", _truncate("train.mindrecord"))
+    out.append(Case("train.mindrecord truncated", ["train.py", f"--dataset_path={d}"], 1,
+                    "truncated or changed after preprocessing"))
+    d = _dataset_copy(ws, "no_test", _edit_meta("samples", {"train": 1714, "test": 0}))
+    out.append(Case("an empty test split", ["train.py", f"--dataset_path={d}", f"--ckpt_path={ws}/ck2"], 1,
+                    "the evaluation after training would fail"))
+    bad_ckpt = os.path.join(ws, "corrupt.safetensors")
+    shutil.copy(ckpt, bad_ckpt)
+    with open(bad_ckpt, "r+b") as f:
+        f.seek(os.path.getsize(bad_ckpt) - 100)
+        f.write(b"\x7f" * 8)
+    out.append(Case("a corrupted checkpoint", ["eval.py", f"--dataset_path={ds}", f"--checkpoint_path={bad_ckpt}"], 1,
+                    "fails its checksum"))
+    out.append(Case("a dataset with another vocabulary", ["eval.py", f"--dataset_path={p['other']}",
+                                                          f"--checkpoint_path={ckpt}"], 1,
+                    "trained on a dataset whose ids mean something else"))
+    user = os.path.join(ws, "user_folder")
+    os.makedirs(user)
+    open(os.path.join(user, "notes.txt"), "w").write("mine")
+    out.append(Case("infer_data_path is a folder of the user's", ["preprocess.py", f"--dataset_path={ds}",
+                                                                  f"--infer_data_path={user}"], 1,
+                    "with files this project did not write", user))
+    res = os.path.join(ws, "res_nan")
+    os.makedirs(res)
+    for name in sorted(os.listdir(f"{ws}/pre/label")):
+        n = os.path.getsize(f"{ws}/pre/label/{name}") // 4
+        np.full((n, 1), np.nan, np.float32).tofile(os.path.join(res, name[:-4] + "_0.bin"))
+    out.append(Case("NaN in inference results", ["postprocess.py", f"--result_path={res}",
+                                                 f"--label_path={ws}/pre/label"], 1, "not a probability in [0, 1]"))
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run every case; print the markdown table (and, with --check, fail on any unexpected outcome)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one, removed after)")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    ws = args.work or tempfile.mkdtemp(prefix="dlrm_bad_inputs_")
+    os.makedirs(ws, exist_ok=True)
+    failures = []
+    try:
+        todo = cases(ws, prepare(ws))
+        print("| input | command | exit | message |\n|---|---|---|---|")
+        for c in todo:
+            before = _digest(c.survives) if c.survives else None
+            code, msg = run(c.args)
+            shown = msg.replace(ws, "WS").replace(ROOT + "/", "")
+            cmd = " ".join(a.replace(ws, "WS") for a in c.args)
+            print(f"| {c.what} | `{cmd}` | {code} | {shown.replace('|', '/')} |", flush=True)
+            if code != c.code or c.expect not in msg:
+                failures.append(f"{c.what}: exit {code}, message {msg!r}; expected exit {c.code} and {c.expect!r}")
+            if before is not None and _digest(c.survives) != before:
+                failures.append(f"{c.what}: {c.survives} was changed")
+    finally:
+        if args.work is None:
+            shutil.rmtree(ws, ignore_errors=True)
+    for f in failures:
+        print(f"UNEXPECTED: {f}", file=sys.stderr)
+    if args.check and failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Faults: `kill -9` in the middle of each long-running command, then the same command again; and a write
+that fails for lack of space (a file-size limit). Each must leave the previous outputs as they were,
+and the rerun must end equal to an uninterrupted run."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, read_split
+from src.training import checkpoint
+
+PY = sys.executable
+
+
+def _env(**extra):
+    return dict(os.environ, GLOG_v="3", **extra)
+
+
+def kill_when(cmd, ready, timeout=300, **popen):
+    """Start cmd, poll `ready()` every 2 ms and kill -9 its whole process group once it is true.
+    Fails the test when the command ends before it could be killed."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=popen.pop("env", _env()), **popen)
+    deadline = time.time() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"{cmd} ended (code {proc.returncode}) before it could be killed: {proc.stderr.read()[-800:]}")
+        assert time.time() < deadline, f"{cmd}: the kill point never came"
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def ok(cmd, **kw):
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=kw.pop("env", _env()), timeout=600, **kw)
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    return r
+
+
+def _files(dataset):
+    return json.load(open(os.path.join(dataset, "metadata.json")))["files"]
+
+
+@pytest.fixture(scope="module")
+def big_text(tmp_path_factory):
+    """200k synthetic lines: preprocessing takes a few seconds, long enough to be killed in the middle."""
+    from src.data.synthetic import generate
+    d = tmp_path_factory.mktemp("big")
+    generate(str(d / "train.txt"), 200_000, seed=3, progress=False)
+    return str(d / "train.txt")
+
+
+def test_kill_during_preprocessing_then_rerun(big_text, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    for d in (ref, run):
+        d.mkdir()
+        os.symlink(big_text, d / "train.txt")
+    cmd = lambda d, *extra: [PY, "src/preprocess_data.py", f"--data_path={d}", *extra]   # noqa: E731
+    ok(cmd(ref))
+    ok(cmd(run, "--threshold=3"))                               # the user's previous dataset
+    before = _files(run / "mindrecord")
+    kill_when(cmd(run), lambda: glob.glob(str(run / ".mindrecord.tmp-*" / "train.mindrecord")))
+    assert _files(run / "mindrecord") == before                 # untouched, still readable
+    assert json.load(open(run / "mindrecord" / "metadata.json"))["threshold"] == 3
+    assert glob.glob(str(run / ".mindrecord.tmp-*"))            # the killed run's staging folder
+    ok(cmd(run))
+    assert not glob.glob(str(run / ".mindrecord.tmp-*"))        # removed by the rerun: its lock was free
+    assert _files(run / "mindrecord") == _files(ref / "mindrecord")   # byte for byte (sha256 of every file)
+
+
+def test_kill_during_training_then_resume(real_dataset, tmp_path):
+    ds = os.path.join(real_dataset[0], "mindrecord")
+    cmd = lambda ck: [PY, "train.py", f"--dataset_path={ds}", f"--ckpt_path={ck}", "--batch_size=32",  # noqa: E731
+                      "--train_epochs=2", "--save_checkpoint_steps=4", "--keep_checkpoint_max=3", "--resume=True",
+                      "--do_eval=False", "--loss_file_name="]
+    ok(cmd(tmp_path / "ref"))
+    run = tmp_path / "run"
+    kill_when(cmd(run), lambda: any(step >= 40 for step, _ in checkpoint.checkpoints_by_step(str(run), "dlrm")))
+    r = ok(cmd(run))
+    assert "resumed from" in r.stdout
+    want, _ = checkpoint.load(checkpoint.resolve(str(tmp_path / "ref"), "dlrm"))
+    got, pos = checkpoint.load(checkpoint.resolve(str(run), "dlrm"))
+    assert pos["global_step"] == 2 * (1714 // 32)
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=k)
+
+
+SAVE_BIG = """
+import sys
+import numpy as np
+from src.training import checkpoint
+value = float(sys.argv[2])
+checkpoint.save(sys.argv[1], [("w", np.full(100_000_000, value, np.float32))], {"global_step": int(value),
+                "epoch": 0, "step_in_epoch": int(value)})
+"""
+
+
+def test_kill_during_checkpoint_writing_keeps_the_previous_one(tmp_path):
+    path = str(tmp_path / "dlrm-1_5.safetensors")
+    save = lambda v: [PY, "-c", SAVE_BIG, path, str(v)]        # noqa: E731  (a 400 MB checkpoint)
+    ok(save(1))
+    kill_when(save(2), lambda: glob.glob(str(tmp_path / ".tmp*")))       # MindSpore's own temporary file
+    arrays, pos = checkpoint.load(path)                         # the previous one, whole (checksum checked)
+    assert pos["global_step"] == 1 and arrays["w"][0] == 1 and arrays["w"][-1] == 1
+    ok(save(2))
+    arrays, pos = checkpoint.load(path)
+    assert pos["global_step"] == 2 and np.all(arrays["w"] == 2)
+    assert not glob.glob(str(tmp_path / ".*tmp*"))              # the killed write's files are gone
+
+
+@pytest.fixture(scope="module")
+def trained_ckpt(real_dataset, tmp_path_factory):
+    ck = tmp_path_factory.mktemp("ck")
+    ok([PY, "train.py", f"--dataset_path={real_dataset[0]}/mindrecord", f"--ckpt_path={ck}", "--batch_size=256",
+        "--do_eval=False", "--loss_file_name="])
+    return str(ck)
+
+
+def _predict(mindir, ids, dense):
+    import mindspore as ms
+    from mindspore import Tensor, nn
+    return nn.GraphCell(ms.load(mindir))(Tensor(ids), Tensor(dense)).asnumpy()
+
+
+def test_kill_during_export_keeps_the_previous_export(real_dataset, trained_ckpt, tmp_path):
+    cmd = lambda out: [PY, "export.py", f"--checkpoint_path={trained_ckpt}", f"--file_name={out}/dlrm"]  # noqa: E731
+    ok(cmd(tmp_path / "ref"))
+    out = tmp_path / "out"
+    ok(cmd(out))
+    before = open(out / "dlrm.mindir", "rb").read()
+    kill_when(cmd(out), lambda: glob.glob(str(out / ".dlrm.tmp-*")))
+    assert open(out / "dlrm.mindir", "rb").read() == before
+    ok(cmd(out))
+    assert sorted(os.listdir(out)) == ["dlrm.mindir"]           # the killed run's staging folder is gone
+    ids, dense, _ = read_split(f"{real_dataset[0]}/mindrecord", "test")
+    np.testing.assert_array_equal(_predict(str(out / "dlrm.mindir"), ids, dense),
+                                  _predict(str(tmp_path / "ref" / "dlrm.mindir"), ids, dense))
+
+
+def test_kill_during_batch_inference_then_rerun(synth_dataset, tmp_path):
+    """run_infer_cpu.sh over 2,857 one-sample batches; killed while the runner writes its results."""
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    ck = tmp_path / "ck"
+    ok([PY, "train.py", f"--dataset_path={ds}", f"--ckpt_path={ck}", "--batch_size=1024", "--do_eval=False",
+        "--loss_file_name="])
+    ok([PY, "export.py", f"--checkpoint_path={ck}", f"--file_name={tmp_path}/dlrm"])
+    cmd = ["bash", "scripts/run_infer_cpu.sh", f"{tmp_path}/dlrm.mindir", ds, "y", "--test_batch_size=1"]
+    ok(cmd, env=_env(INFER_DIR=str(tmp_path / "ref")))
+    run = tmp_path / "run"
+    kill_when(cmd, lambda: len(glob.glob(str(run / ".result_Files.tmp-*" / "*_0.bin"))) > 100,
+              env=_env(INFER_DIR=str(run)))
+    assert not (run / "result_Files").exists()                  # no partial results where postprocess reads
+    ok(cmd[:-2] + ["n", "--test_batch_size=1"], env=_env(INFER_DIR=str(run)))
+    names = sorted(os.listdir(tmp_path / "ref" / "result_Files"))
+    assert len(names) == 2857 and sorted(os.listdir(run / "result_Files")) == names
+    for n in names[::97]:
+        assert open(run / "result_Files" / n, "rb").read() == open(tmp_path / "ref" / "result_Files" / n, "rb").read()
+    assert open(run / "acc.log").read() == open(tmp_path / "ref" / "acc.log").read()
+    assert not glob.glob(str(run / ".result_Files.tmp-*"))
+
+
+def _limited(cmd, kib):
+    """Run cmd with writes limited to `kib` KiB per file (ulimit -f; SIGXFSZ ignored so a write fails
+    with EFBIG, as on a full disk, instead of killing the process)."""
+    line = " ".join(f"'{a}'" for a in cmd)
+    return subprocess.run(["bash", "-c", f"trap '' XFSZ; ulimit -f {kib}; exec {line}"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(), timeout=600)
+
+
+def test_a_write_that_fails_for_space_is_a_clear_error_and_keeps_the_previous_outputs(fixture_file, tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    shutil.copy(fixture_file, d / "train.txt")
+    ok([PY, "src/preprocess_data.py", f"--data_path={d}", "--pack_size=100"])
+    before = _files(d / "mindrecord")
+    for kib in (100, 400):                       # fails in pass 1 (shuffle buckets), in pass 2 (MindRecord)
+        r = _limited([PY, "src/preprocess_data.py", f"--data_path={d}", "--pack_size=100", "--threshold=2"], kib)
+        assert r.returncode == 2, r.stderr[-1500:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"preprocess error: cannot write the dataset for {d}/mindrecord:") and \
+            "the previous dataset, if any, is kept" in last, last
+        assert _files(d / "mindrecord") == before
+    ck = tmp_path / "ck"
+    ok([PY, "train.py", f"--dataset_path={d}/mindrecord", f"--ckpt_path={ck}", "--batch_size=256",
+        "--do_eval=False", "--loss_file_name=", "--ckpt_file_name_prefix=first"])
+    first = open(glob.glob(str(ck / "first-*.safetensors"))[0], "rb").read()
+    r = _limited([PY, "train.py", f"--dataset_path={d}/mindrecord", f"--ckpt_path={ck}", "--batch_size=256",
+                  "--do_eval=False", "--loss_file_name="], 1000)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train error: cannot write checkpoint '{ck}/dlrm-") and "earlier checkpoints are kept" in last
+    assert open(glob.glob(str(ck / "first-*.safetensors"))[0], "rb").read() == first
+    assert not glob.glob(str(ck / "dlrm-*")) and not glob.glob(str(ck / ".*.tmp-*"))
