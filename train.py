@@ -41,12 +41,12 @@ def main():
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:
         sys.stderr.write(f"train error{f' (rank {par.rank})' if par.distributed else ''}: {exc}\n")
         sys.exit(1)
-    if not par.is_main:
-        return
-    print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
-          f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
-    if trainer.eval_results:
-        print(f"final eval: {format_eval(trainer.eval_results[-1])}")
+    if par.is_main:
+        print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
+              f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
+        if trainer.eval_results:
+            print(f"final eval: {format_eval(trainer.eval_results[-1])}", flush=True)
+    trainer.close()
 
 
 if __name__ == "__main__":

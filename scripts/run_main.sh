@@ -18,10 +18,13 @@ if [ -z "$DATA_DIR" ]; then
     echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
     "$PY" -m src.data.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
     echo "$LINES" > "$DATA_DIR/.lines"
-    rm -rf "$DATA_DIR/mindrecord"
   fi
 fi
-if [ ! -f "$DATA_DIR/mindrecord/metadata.json" ] || [ "$DATA_DIR/train.txt" -nt "$DATA_DIR/mindrecord/metadata.json" ]; then
+INPUT="$DATA_DIR/train.txt"; [ -f "$INPUT" ] || INPUT="$DATA_DIR/train.txt.gz"
+# preprocess when there is no usable dataset (missing, older than the input, or of an older format)
+if [ "$INPUT" -nt "$DATA_DIR/mindrecord/metadata.json" ] || ! "$PY" -c \
+    "import sys; from src.data.packed_format import load_metadata; load_metadata(sys.argv[1])" \
+    "$DATA_DIR/mindrecord" 2>/dev/null; then
   echo "== preprocessing $DATA_DIR"
   "$PY" src/preprocess_data.py --data_path="$DATA_DIR" --train_line_count=0
 fi

@@ -253,6 +253,15 @@ class Trainer:
         prog.finish()
         return self._finish(profiler)
 
+    def close(self) -> None:
+        """Distributed: every rank reaches this point, then communication is released, so that no rank
+        tears MindSpore down while another still talks to it (a rank crashing in its exit path was seen
+        under load)."""
+        if self.par.distributed:
+            from mindspore.communication import release
+            self.barrier().asnumpy()
+            release()
+
     def _save_if_new(self) -> None:
         if self.cfg.save_checkpoint and self.saved_at != self.position["global_step"]:
             self.save()
