@@ -44,7 +44,7 @@ MODEL_PATH="$(realpath "$MODEL_PATH")"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 RUN_DIR="${INFER_DIR:-$ROOT/output/infer_$(echo "$DEVICE_TYPE" | tr A-Z a-z)_$DEVICE_ID}"
-mkdir -p "$RUN_DIR"; cd "$RUN_DIR"
+mkdir -p "$RUN_DIR"; RUN_DIR="$(cd "$RUN_DIR" && pwd)"; cd "$RUN_DIR"
 DATA="$RUN_DIR/preprocess_Result"
 COMMON=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --dataset_path="$DATASET_PATH")
 
