@@ -109,19 +109,64 @@ class DenseArch(nn.Cell):
         return self.mlp(dense).astype(ms.float32)
 
 
+class CrossLayer(nn.Cell):
+    """One DCN-V2 cross layer (Wang et al. 2020): (x0, x) float32 [B, F] -> float32 [B, F],
+        x_next = x0 * (U (V^T x) + b) + x      (low rank r: V [F, r], U [r, F] here as row-major maps)
+        x_next = x0 * (W x + b) + x            (full rank, rank = 0: W [F, F])
+    Init as the reference implementations (DCN-V2's, torchrec's CrossNet / LowRankCrossNet): every
+    matrix Xavier/Glorot normal, N(0, sqrt(2 / (fan_in + fan_out))); the bias b zeros.
+    """
+
+    def __init__(self, dim: int, rank: int, rng: np.random.Generator):
+        super().__init__()
+        self.rank = rank
+        glorot = lambda a, b: Tensor(rng.normal(0.0, np.sqrt(2.0 / (a + b)), (a, b)).astype(np.float32))  # noqa: E731
+        if rank:
+            self.v = Parameter(glorot(dim, rank), name="v")
+            self.u = Parameter(glorot(rank, dim), name="u")
+        else:
+            self.w = Parameter(glorot(dim, dim), name="w")
+        self.b = Parameter(Tensor(np.zeros(dim, np.float32)), name="b")
+
+    def construct(self, x0, x):
+        t = ops.matmul(ops.matmul(x, self.v), self.u) if self.rank else ops.matmul(x, self.w)
+        return x0 * (t + self.b) + x
+
+
+class CrossNet(nn.Cell):
+    """DCN-V2's cross network: x0 float32 [B, F] -> x_L float32 [B, F] through `num_layers` CrossLayers.
+
+    Example (Criteo, D = 16, dcn over the bottom output and the 26 embeddings): F = 16 + 26*16 = 432;
+    3 full-rank layers hold 3 x (432*432 + 432) = 560,448 weights, rank 64 holds 3 x (2*432*64 + 432) = 167,184.
+    """
+
+    def __init__(self, dim: int, num_layers: int, rank: int, seed):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.layers = nn.CellList([CrossLayer(dim, rank, rng) for _ in range(num_layers)])
+
+    def construct(self, x0):
+        x = x0
+        for layer in self.layers:
+            x = layer(x0, x)
+        return x
+
+
 class InteractionArch(nn.Cell):
-    """x float32 [B, Dx], emb float32 [B, S, D] -> float32 [B, Dx + pairs] (dot, which needs Dx = D) or
-    [B, Dx + S*D] (cat). Dx is the bottom MLP's last width (`dense_out`, default D).
+    """x float32 [B, Dx], emb float32 [B, S, D] -> float32 [B, Dx + pairs] (dot, which needs Dx = D),
+    [B, Dx + S*D] (cat) or [B, Dx + S*D] (dcn). Dx is the bottom MLP's last width (`dense_out`, default D).
 
     dot: the S+1 vectors' pairwise dot products, strict lower triangle (S+1)S/2 values (351 for
     Criteo), or with the diagonal when `itself` ((S+1)(S+2)/2 values).
+    cat: the concatenation [x, emb_1, ..., emb_S].
+    dcn: the concatenation through DCN-V2's CrossNet (`dcn_layers` layers, rank `dcn_rank`, 0 = full).
 
     Example (Criteo, D = 16): x [128, 16], emb [128, 26, 16] -> dot [128, 16 + 351] = [128, 367];
-    cat [128, 16 + 416] = [128, 432]. `out_dim` holds the width.
+    cat and dcn [128, 16 + 416] = [128, 432]. `out_dim` holds the width.
     """
 
     def __init__(self, num_slots: int, dim: int, op: str = "dot", itself: bool = False,
-                 dense_out: Optional[int] = None):
+                 dense_out: Optional[int] = None, dcn_layers: int = 3, dcn_rank: int = 0, seed=0):
         super().__init__()
         self.op = op
         n = num_slots + 1
@@ -129,13 +174,18 @@ class InteractionArch(nn.Cell):
         self.flat_index = Tensor((li * n + lj).astype(np.int32))             # [pairs] int32
         self.n = n
         self.out_dim = (dim if dense_out is None else dense_out) + (len(li) if op == "dot" else num_slots * dim)
+        if op == "dcn":
+            self.cross = CrossNet(self.out_dim, dcn_layers, dcn_rank, seed)
 
     def construct(self, x, emb):
         if self.op == "dot":
             t = ops.concat((x.expand_dims(1), emb), 1)                          # [B, S+1, D]
             z = ops.bmm(t, t.transpose(0, 2, 1)).reshape(x.shape[0], self.n * self.n)
             return ops.concat((x, ops.gather(z, self.flat_index, 1)), 1)
-        return ops.concat((x, emb.reshape(x.shape[0], -1)), 1)
+        flat = ops.concat((x, emb.reshape(x.shape[0], -1)), 1)                  # [B, Dx + S*D]
+        if self.op == "dcn":
+            return self.cross(flat)
+        return flat
 
 
 class OverArch(nn.Cell):
@@ -165,14 +215,16 @@ class DLRM(nn.Cell):
 
     def __init__(self, table_sizes: Sequence[int], dense_dim: int, emb_dim: int, bottom: Sequence[int],
                  top: Sequence[int], interaction_op: str = "dot", itself: bool = False, fp16: bool = False,
-                 seed: int = 123, row_range: Optional[Tuple[int, int]] = None):
+                 seed: int = 123, row_range: Optional[Tuple[int, int]] = None, dcn_layers: int = 3,
+                 dcn_rank: int = 0):
         super().__init__()
         if interaction_op == "dot" and bottom[-1] != emb_dim:
             raise ValueError(f"the dot interaction needs the bottom MLP to end with the embedding dimension: "
                              f"bottom {list(bottom)} ends with {bottom[-1]}, emb_dim is {emb_dim}")
         self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, row_range)
         self.dense_arch = DenseArch(dense_dim, bottom, [seed, 1], fp16)
-        self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself, bottom[-1])
+        self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself, bottom[-1],
+                                           dcn_layers, dcn_rank, [seed, 3])
         self.over_arch = OverArch(self.interaction.out_dim, top, [seed, 2], fp16)
 
     @property
@@ -238,14 +290,15 @@ class DLRMProbability(nn.Cell):
 
 # The config keys that fix the network's shapes (with the table sizes); checkpoints record them.
 ARCH_KEYS = ("dense_dim", "slot_dim", "data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op",
-             "interaction_itself")
+             "interaction_itself", "dcn_num_layers", "dcn_low_rank_dim")
 
 
 def build_model(cfg, table_sizes: Sequence[int], row_range: Optional[Tuple[int, int]] = None) -> DLRM:
     """The DLRM of a config (ARCH_KEYS, convert_dtype, random_seed) over `table_sizes`; row_range for a
     hybrid-parallel rank."""
     return DLRM(table_sizes, cfg.dense_dim, cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args,
-                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range)
+                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range,
+                cfg.dcn_num_layers, cfg.dcn_low_rank_dim)
 
 
 def model_size(net: DLRM, cfg, batch_size: int) -> dict:
@@ -255,8 +308,8 @@ def model_size(net: DLRM, cfg, batch_size: int) -> dict:
     local_rows = net.row_range[1] - net.row_range[0]
     table = rows * cfg.data_emb_dim
     mlp = int(sum(int(np.prod(p.shape)) for p in net.mlp_params()))
-    opt_rows = rows if cfg.optimizer == "adagrad" else 0
-    opt_mlp = mlp if cfg.optimizer == "adagrad" else 0
+    opt_rows = rows if cfg.optimizer in ("adagrad", "adam") else 0          # row-wise accumulators
+    opt_mlp = {"adagrad": mlp, "adam": 2 * mlp}.get(cfg.optimizer, 0)      # Adagrad acc; Adam m and v
     state_bytes = 4 * (table + mlp + opt_rows + opt_mlp)
     widest = max(cfg.bottom_mlp_args + cfg.top_mlp_args + [net.interaction_dim])
     activ = 4 * batch_size * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * net.interaction_dim

@@ -73,7 +73,10 @@ SCHEMA: Dict[str, Key] = {
                "Bottom (dense) MLP widths; the last must equal data_emb_dim for the dot interaction"),
     "top_mlp_args": Key("list_int", "Top (over) MLP widths; the last must be 1 (the logit)"),
     "interaction_op": Key(str,
-               "dot: pairwise dot products of the 27 vectors; cat: concatenation", choices=("dot", "cat")),
+               "dot: pairwise dot products of the 27 vectors; cat: concatenation; dcn: the concatenation through "
+               "DCN-V2 cross layers", choices=("dot", "cat", "dcn")),
+    "dcn_num_layers": Key(int, "dcn only: number of cross layers", minimum=1),
+    "dcn_low_rank_dim": Key(int, "dcn only: rank r of each cross layer's U V^T (0 = full-rank W)", minimum=0),
     "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
     "convert_dtype": Key(bool, "Compute the MLPs in float16 (GPU/Ascend only), with loss_scale"),
     # --- training ---
@@ -85,8 +88,14 @@ SCHEMA: Dict[str, Key] = {
     "test_batch_size": Key(int, "Evaluation batch size", minimum=1),
     "optimizer": Key(str,
                "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
-               "Adagrad for the table", choices=("sgd", "adagrad")),
-    "learning_rate": Key(float, "Learning rate"),
+               "Adagrad for the table; adam: Adam for MLPs and interaction, row-wise sparse Adagrad for the table",
+               choices=("sgd", "adagrad", "adam")),
+    "learning_rate": Key(float, "Learning rate (the peak of the schedule)"),
+    "warmup_steps": Key(int, "Learning-rate schedule: linear warmup over this many steps (0 = none)", minimum=0),
+    "decay_start_step": Key(int, "Learning-rate schedule: the polynomial (power 2) decay starts at this step",
+                            minimum=0),
+    "decay_steps": Key(int, "Learning-rate schedule: the decay reaches its end after this many steps (0 = no decay)",
+                       minimum=0),
     "loss_scale": Key(float, "Static loss scale applied when convert_dtype is True"),
     "train_epochs": Key(int, "Epochs over the training split", minimum=1),
     "random_seed": Key(int, "Seed for parameter init and data order", minimum=0),
@@ -109,6 +118,10 @@ SCHEMA: Dict[str, Key] = {
     "file_name": Key(str, "export.py: output path without extension (.mindir / .onnx / .air is added)"),
     "file_format": Key(str,
                "export.py: MINDIR, ONNX, or AIR (AIR needs the Ascend backend)", choices=("MINDIR", "ONNX", "AIR")),
+    "export_table_dtype": Key(str,
+               "export.py: float32; float16 (half the table bytes); int8 (row-wise: one float32 scale and offset "
+               "per row, dequantised after the gather inside the exported graph)",
+               choices=("float32", "float16", "int8")),
     "export_batch_size": Key(int,
                "export.py: 0 = dynamic batch (MINDIR); N = fixed batch N. ONNX needs a fixed batch: 0 means "
                "test_batch_size there", minimum=0),
@@ -296,6 +309,9 @@ def check_consistency(cfg: "Config") -> None:
         raise ConfigError(f"loss_scale must be > 0, got {cfg.loss_scale}")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"learning_rate must be > 0, got {cfg.learning_rate}")
+    if cfg.decay_steps and cfg.decay_start_step < cfg.warmup_steps:
+        raise ConfigError(f"decay_start_step={cfg.decay_start_step} is inside the warmup (warmup_steps="
+                          f"{cfg.warmup_steps}); start the decay at or after the end of the warmup")
 
 
 def get_config(argv: Optional[List[str]] = None) -> "Config":

@@ -27,9 +27,3 @@ def lr_at(step: int, base: float, warmup_steps: int = 0, decay_start_step: int =
         return max(MIN_LR, base * ((decay_steps - k) / decay_steps) ** POWER)
     return base
 
-
-def check_schedule(warmup_steps: int, decay_start_step: int, decay_steps: int) -> None:
-    """The decay must not start inside the warmup (as the reference requires)."""
-    if decay_steps > 0 and decay_start_step < warmup_steps:
-        raise ValueError(f"decay_start_step={decay_start_step} is inside the warmup (warmup_steps={warmup_steps}); "
-                         f"start the decay at or after the end of the warmup")

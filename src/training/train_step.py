@@ -9,6 +9,12 @@ optimizer 'sgd':      table[r] -= lr * sum of the batch's gradients for row r (S
 optimizer 'adagrad':  MLPs: acc += g^2, w -= lr * g / (sqrt(acc) + eps).
                       Table: row-wise Adagrad (one accumulator per row): for a row r with summed
                       gradient G_r in the batch, acc[r] += mean(G_r^2); table[r] -= lr * G_r / (sqrt(acc[r]) + eps).
+optimizer 'adam':     MLPs and interaction (PyTorch's Adam, beta1 0.9, beta2 0.999, eps 1e-8): step t = 1, 2, ...
+                      m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+                      Table: row-wise Adagrad as above (no table-sized moment buffers).
+                      State: m, v per MLP weight, the step count t, the row accumulators: all checkpointed.
+The learning rate is a Parameter read by the graph: the trainer sets it before a step when the
+schedule (src/training/schedule.py) changes it.
 With convert_dtype (fp16 MLPs, GPU/Ascend) the loss is multiplied by loss_scale before the
 backward pass and the gradients divided by it.
 
@@ -25,9 +31,12 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
 EPS = 1e-10
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 _sgd = ops.MultitypeFuncGraph("sgd")
 _adagrad = ops.MultitypeFuncGraph("adagrad")
+_adam = ops.MultitypeFuncGraph("adam")
 
 
 _flat = ops.MultitypeFuncGraph("flat")
@@ -55,6 +64,13 @@ def _adagrad_update(lr, param, acc, grad):
     return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + EPS))
 
 
+@_adam.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adam_update(lr, bc1, bc2, eps, param, m, v, grad):
+    m_new = ops.assign(m, m * ADAM_BETAS[0] + grad * (1.0 - ADAM_BETAS[0]))
+    v_new = ops.assign(v, v * ADAM_BETAS[1] + grad * grad * (1.0 - ADAM_BETAS[1]))
+    return ops.assign_sub(param, lr * (m_new / bc1) / (ops.sqrt(v_new / bc2) + eps))
+
+
 class TrainStep(nn.Cell):
     """(ids int32 [B,S], dense float32 [B,Dn], label float32 [B,1]) -> mean loss float32 scalar;
     updates the parameters in place."""
@@ -77,7 +93,7 @@ class TrainStep(nn.Cell):
             self.exchange = RowShardExchange(net.row_range[0], self.table.shape[0], parallel,
                                              native_reduce_scatter)
         self.optimizer = optimizer
-        self.lr = Tensor(learning_rate, ms.float32)
+        self.lr = Parameter(Tensor(learning_rate, ms.float32), name="learning_rate", requires_grad=False)
         self.scale = Tensor(loss_scale, ms.float32)
         self.use_scale = loss_scale != 1.0
         self.weights = ms.ParameterTuple(net.mlp_params())
@@ -87,9 +103,21 @@ class TrainStep(nn.Cell):
         self.dim = self.table.shape[1]
         if optimizer == "adagrad":
             self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
+        if optimizer == "adam":
+            self.adam_m = self.weights.clone(prefix="adam_m", init="zeros")
+            self.adam_v = self.weights.clone(prefix="adam_v", init="zeros")
+            self.adam_step = Parameter(Tensor(0.0, ms.float32), name="adam_step", requires_grad=False)
+            self.betas = (Tensor(ADAM_BETAS[0], ms.float32), Tensor(ADAM_BETAS[1], ms.float32))
+            self.adam_eps = Tensor(ADAM_EPS, ms.float32)
+        self.rowwise = optimizer in ("adagrad", "adam")
+        if self.rowwise:
             self.row_acc = Parameter(initializer("zeros", (self.table.shape[0],), ms.float32),
                                      name="adagrad_acc.embedding.table")
             self.unique = ops.Unique()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """The rate of the next steps (the graph reads the Parameter; no recompilation)."""
+        self.lr.set_data(Tensor(lr, ms.float32))
 
     def _scaled_loss(self, dense, emb, label):
         loss = self.loss_fn(self.net.from_embeddings(dense, emb), label)
@@ -120,8 +148,16 @@ class TrainStep(nn.Cell):
                 local = keys
         if mask is not None:
             g_emb = g_emb * mask                                               # rows this rank does not own: 0
-        if self.optimizer == "adagrad":
+        if self.optimizer == "adam":
+            t = ops.assign_add(self.adam_step, ops.ones_like(self.adam_step))
+            bc1, bc2 = 1.0 - ops.pow(self.betas[0], t), 1.0 - ops.pow(self.betas[1], t)
+            self.hyper_map(ops.partial(_adam, self.lr, bc1, bc2, self.adam_eps), self.weights, self.adam_m,
+                           self.adam_v, g_w)
+        elif self.optimizer == "adagrad":
             self.hyper_map(ops.partial(_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
+        else:
+            self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
+        if self.rowwise:
             _, inverse = self.unique(keys)                                     # [K] int32, K = len(keys)
             n = keys.shape[0]
             summed = ops.unsorted_segment_sum(g_emb, inverse, n)               # [K, D] per unique row
@@ -135,7 +171,6 @@ class TrainStep(nn.Cell):
             acc = ops.gather(self.row_acc, local, 0)
             ops.scatter_add(self.table, local, -self.lr * g_emb / (ops.sqrt(acc) + EPS).expand_dims(1))
         else:
-            self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
             ops.scatter_add(self.table, local, -self.lr * g_emb)
         return loss
 
@@ -143,9 +178,11 @@ class TrainStep(nn.Cell):
         """Parameters of the optimizer (empty for SGD)."""
         if self.optimizer == "adagrad":
             return list(self.mlp_acc) + [self.row_acc]
+        if self.optimizer == "adam":
+            return list(self.adam_m) + list(self.adam_v) + [self.adam_step, self.row_acc]
         return []
 
     def row_sharded_state(self) -> List[Parameter]:
         """Optimizer parameters split by rows like the table (row-wise Adagrad's accumulator)."""
-        return [self.row_acc] if self.optimizer == "adagrad" else []
+        return [self.row_acc] if self.rowwise else []
 

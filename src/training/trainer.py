@@ -13,6 +13,7 @@ from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model, model_size
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
+from src.training.schedule import lr_at
 from src.training.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
 from src.training.train_step import TrainStep
 from src.utils.progress import Progress, background
@@ -49,6 +50,7 @@ class Trainer:
         self.last_checkpoint = None
         self.saved_at = 0
         self.steps_per_epoch = 0
+        self.current_lr = cfg.learning_rate
         self.eval_results = []
 
     def state_params(self) -> list:
@@ -181,6 +183,15 @@ class Trainer:
                              f"({batches.samples} samples)")
         return batches
 
+    def _schedule(self) -> None:
+        """Set the learning rate of the coming step (global_step, 0-based) when the schedule changes it."""
+        cfg = self.cfg
+        lr = lr_at(self.position["global_step"], cfg.learning_rate, cfg.warmup_steps, cfg.decay_start_step,
+                   cfg.decay_steps)
+        if lr != self.current_lr:
+            self.step.set_learning_rate(lr)
+            self.current_lr = lr
+
     def _after_step(self, loss: float, steps_per_epoch: int, window: list) -> None:
         """NaN stop, the loss.log line, periodic checkpoint and eval after one step."""
         cfg, pos = self.cfg, self.position
@@ -236,6 +247,7 @@ class Trainer:
             batches.epoch = pos["epoch"]
             batches.skip_batches = pos["step_in_epoch"]
             for ids, dense, label in background(iter(batches), depth=4):
+                self._schedule()
                 loss = float(self.step(Tensor(ids), Tensor(dense), Tensor(label)).asnumpy())
                 pos["global_step"] += 1
                 pos["step_in_epoch"] += 1
