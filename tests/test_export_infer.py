@@ -240,3 +240,25 @@ def test_cpp_path_on_converted_onnx_equals_eval(cpp_programs, trained, tmp_path)
     r = subprocess.run(["bash", "scripts/run_infer_310.sh", onnx, cfg.dataset_path, "n", "--test_batch_size=100"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(env, RUNNER="python"))
     assert r.returncode == 2 and "RUNNER=python runs a .mindir" in r.stderr
+
+
+@pytest.mark.parametrize("dtype,tol", [("float16", 1e-4), ("int8", 1e-3)])
+def test_compact_table_exports_match_float32_within_tolerance(trained, tmp_path, dtype, tol):
+    """float16 tables, and int8 row-wise quantised tables dequantised after the gather: MINDIR (MindSpore)
+    and ONNX (onnxruntime) probabilities within `tol` of the float32 network's on the real test split."""
+    ort = pytest.importorskip("onnxruntime")
+    cfg, ckpt = _own(trained, export_table_dtype=dtype)
+    net, _, _, _ = load_inference_net(cfg, ckpt)
+    ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
+    cfg.file_name = str(tmp_path / "m")
+    got = nn.GraphCell(ms.load(export_network(net, cfg, log=lambda *_: None)))(Tensor(ids), Tensor(dense)).asnumpy()
+    assert got.shape == want.shape and 0 < np.max(np.abs(got - want)) <= tol
+    cfg.file_format, cfg.export_batch_size, cfg.file_name = "ONNX", 285, str(tmp_path / "o")
+    sess = ort.InferenceSession(export_network(net, cfg, log=lambda *_: None), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert np.max(np.abs(sess.run(None, {names[0]: ids, names[1]: dense})[0] - want)) <= tol
+    # the file holds the compact table: R rows of 2 bytes x 16 (float16) or 16 + 4 + 4 bytes (int8), not 4 x 16
+    rows = sum(net.net.table_sizes)
+    cfg.export_table_dtype, cfg.file_name = "float32", str(tmp_path / "f")
+    saved = os.path.getsize(export_network(net, cfg, log=lambda *_: None)) - os.path.getsize(tmp_path / "o.onnx")
+    assert abs(saved - rows * (64 - (32 if dtype == "float16" else 24))) < 4096, saved

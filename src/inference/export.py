@@ -20,7 +20,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.data.packed_format import METADATA, load_metadata, table_sizes_for
-from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model
+from src.model.dlrm import ARCH_KEYS, CompactDLRMProbability, DLRMProbability, build_model
 from src.model_utils.config import Config
 from src.training import checkpoint
 from src.utils.staged_dir import LOCK, locked_tmpdir
@@ -53,6 +53,7 @@ def load_inference_net(cfg, checkpoint_path: str) -> Tuple[DLRMProbability, str,
         if cfg.categorical_feature_sizes and list(cfg.categorical_feature_sizes) != sizes:
             raise checkpoint.CheckpointError(f"categorical_feature_sizes in the config disagrees with the table sizes "
                                              f"recorded in '{path}'; set categorical_feature_sizes='[]'")
+        model = {k: model.get(k, cfg[k]) for k in ARCH_KEYS} | model   # keys added later keep their defaults
         clash = [k for k in ARCH_KEYS if k in cfg.cli_keys and cfg[k] != model[k]]
         if clash:
             raise checkpoint.CheckpointError(
@@ -86,8 +87,9 @@ def check_format(cfg, param_bytes: Optional[int] = None) -> None:
     if cfg.file_format == "ONNX" and param_bytes is not None and param_bytes > ONNX_LIMIT:
         raise ExportError(f"the model has {param_bytes / 2 ** 30:.2f} GB of parameters; an ONNX file is one protobuf "
                           f"message, limited to 2 GB. Export MINDIR instead (--file_format=MINDIR), which stores "
-                          f"large parameters in a <name>_variables/ folder, or make the tables smaller for the ONNX "
-                          f"/ C++ path: preprocess with --max_ind_range=M (hashing into M rows per table) or a "
+                          f"large parameters in a <name>_variables/ folder; or, for the ONNX / C++ path, export the "
+                          f"table in --export_table_dtype=float16 (half the bytes) or int8 (0.375x), or make the "
+                          f"tables smaller: preprocess with --max_ind_range=M (hashing into M rows per table) or a "
                           f"higher --threshold, and train again")
 
 
@@ -114,8 +116,12 @@ def _remove_export(path: str) -> None:
 
 
 def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
-    """Export `prob_net` to cfg.file_name + extension; returns the path of the model file."""
-    param_bytes = sum(int(np.prod(p.shape)) * 4 for p in prob_net.trainable_params())
+    """Export `prob_net` (a DLRMProbability) to cfg.file_name + extension, its table in
+    cfg.export_table_dtype; returns the path of the model file."""
+    if cfg.export_table_dtype != "float32":
+        prob_net = CompactDLRMProbability(prob_net.net, cfg.export_table_dtype)
+        prob_net.set_train(False)
+    param_bytes = sum(p.nbytes for p in prob_net.get_parameters())
     check_format(cfg, param_bytes)
     batch = export_batch(cfg)
     ids = Tensor(shape=[batch, cfg.slot_dim], dtype=ms.int32)
@@ -137,7 +143,7 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
     path = os.path.join(folder, main)
     log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "
         f"inputs ids int32 [B,{cfg.slot_dim}], dense float32 [B,{cfg.dense_dim}]; output float32 [B,1]; "
-        f"{param_bytes / 2 ** 20:.1f} MB of parameters"
+        f"{param_bytes / 2 ** 20:.1f} MB of parameters, table in {cfg.export_table_dtype}"
         + (f", stored in {os.path.join(folder, base + '_variables')}" if main.endswith("_graph" + ext) else "")
         + ")")
     return path
