@@ -3,6 +3,7 @@ peak RSS is its own.
 
     python -m src.tools.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
     python -m src.tools.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
+    python -m src.tools.benchmark quality [--seeds 3] [--lines N]   # recipes x batch sizes x seeds: AUC mean ± std
     python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
     python -m src.tools.benchmark infer_cpp [--work DIR]    # C++ program (MindSpore Lite) vs Python runner, same model
     python -m src.tools.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
@@ -10,6 +11,7 @@ peak RSS is its own.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,14 +74,15 @@ def child_train(dataset, batch, steps, device, config):
     return {"samples_per_s": steps * batch / dt, "steps": steps, "batch": batch}
 
 
-def child_train_epoch(dataset, device, config):
-    """One epoch at the config's batch size, then eval: AUC after one epoch."""
+def child_train_epoch(dataset, device, config, *extra):
+    """One epoch at the config's batch size (or the `extra` --key=value options), then eval: AUC after one epoch."""
     setup_context(device, None)
     from src.model_utils.config import parse_cli
     from src.training.trainer import Trainer
     from src.training.evaluation import evaluate
     cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
-                     "--save_checkpoint=False", "--do_eval=False", "--loss_file_name=", "--log_interval_steps=1000000"])
+                     "--save_checkpoint=False", "--do_eval=False", "--loss_file_name=", "--log_interval_steps=1000000",
+                     *extra])
     tr = Trainer(cfg, log=lambda *_: None)
     t = time.time()
     pos = tr.run()
@@ -161,13 +164,14 @@ def child_best(dataset, prob_file):
     return best_test_metrics(dataset, prob_file)
 
 
-def child_export(file_name, device):
-    """Export a Kaggle-sized DLRM (33,762,577 rows, random init) to MINDIR with a dynamic batch."""
+def child_export(file_name, device, dtype="float32"):
+    """Export a Kaggle-sized DLRM (33,762,577 rows, random init) to MINDIR with a dynamic batch, its table in `dtype`."""
     setup_context(device, None)
     from src.inference.export import export_network
     from src.model.dlrm import DLRM, DLRMProbability
     from src.model_utils.config import parse_cli
-    cfg = parse_cli([f"--file_name={file_name}", "--file_format=MINDIR", "--export_batch_size=0"])
+    cfg = parse_cli([f"--file_name={file_name}", "--file_format=MINDIR", "--export_batch_size=0",
+                     f"--export_table_dtype={dtype}"])
     net = DLRMProbability(DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
     net.set_train(False)
     t = time.time()
@@ -204,6 +208,30 @@ def child_infer(mindir, device):
         out[str(batch)] = {"mean_ms": float(lat.mean()), "p50_ms": float(np.median(lat)),
                            "p99_ms": float(np.percentile(lat, 99)), "samples_per_s": batch * 1000.0 / float(lat.mean()),
                            "reps": reps}
+    return out
+
+
+def child_compact_auc(dataset, device, config, folder):
+    """Train one epoch (the config's recipe), export the network with each table dtype and score every
+    exported MINDIR on the test split: the AUC a compact table costs."""
+    setup_context(device, None)
+    import mindspore as ms
+    from mindspore import nn
+    from src.inference.export import export_network
+    from src.model_utils.config import Config, parse_cli
+    from src.training.evaluation import evaluate
+    from src.training.trainer import Trainer
+    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                     "--save_checkpoint=False", "--do_eval=False", "--loss_file_name=", "--log_interval_steps=1000000"])
+    tr = Trainer(cfg, log=lambda *_: None)
+    tr.run()
+    tr.prob_net.set_train(False)
+    out = {}
+    for dtype in ("float32", "float16", "int8"):
+        path = export_network(tr.prob_net, Config(cfg, file_name=os.path.join(folder, dtype, "dlrm"),
+                                                   export_table_dtype=dtype), log=lambda *_: None)
+        r = evaluate(nn.GraphCell(ms.load(path)), dataset, "test", 16384)
+        out[dtype] = {"auc": r["auc"], "logloss": r["logloss"]}
     return out
 
 
@@ -293,7 +321,7 @@ def child_export_pair(folder, device):
 CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
             "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
-            "export_pair": child_export_pair}
+            "export_pair": child_export_pair, "compact_auc": child_compact_auc}
 
 
 def _typed(v):
@@ -324,10 +352,7 @@ def bench_preprocess(work):
 
 def bench_train(work, device, lines):
     config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
-    d = ensure_synthetic(work, lines)
-    dataset = os.path.join(d, "mindrecord")
-    if not os.path.isfile(os.path.join(dataset, "metadata.json")):
-        run_child("preprocess", d, str(lines))
+    d, dataset = _dataset(work, lines)
     print(f"== train ({device}, Kaggle architecture 13-512-256-64-16 / 367-512-256-1, dim 16, SGD; "
           f"{lines:,}-line synthetic dataset)")
     for batch, steps in ((128, 2000), (16384, 12)):
@@ -350,6 +375,69 @@ def bench_train(work, device, lines):
     best, _ = run_child("best", dataset, os.path.join(d, "train_prob.npy"))
     print(f"best achievable (generator's true probabilities): auc {best['auc']:.4f}, logloss {best['logloss']:.4f}")
     print(f"DLRM - logistic regression: {res['auc'] - lr['auc']:+.4f} AUC; best - DLRM: {best['auc'] - res['auc']:+.4f}")
+
+
+RECIPES = {   # name -> train.py options; the learning rates were picked on the same data at batch 1024 (README)
+    "dot + SGD": ["--optimizer=sgd", "--learning_rate=0.15"],
+    "dot + Adagrad": ["--optimizer=adagrad", "--learning_rate=0.01"],
+    "dcn + Adam": ["--interaction_op=dcn", "--dcn_num_layers=3", "--dcn_low_rank_dim=64", "--optimizer=adam",
+                   "--learning_rate=0.003"],
+}
+
+
+def _dataset(work, lines):
+    """The suites' synthetic dataset of `lines` lines (generated and preprocessed once)."""
+    d = ensure_synthetic(work, lines)
+    dataset = os.path.join(d, "mindrecord")
+    if not os.path.isfile(os.path.join(dataset, "metadata.json")):
+        run_child("preprocess", d, str(lines))
+    return d, dataset
+
+
+def bench_quality(work, device, lines, seeds):
+    """Mean and standard deviation over `seeds` seeds of test AUC and logloss after one epoch, per recipe and
+    batch size, next to logistic regression and the best achievable AUC."""
+    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    d, dataset = _dataset(work, lines)
+    print(f"== quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, 1 epoch, test split)")
+    best, _ = run_child("best", dataset, os.path.join(d, "train_prob.npy"))
+    lr, _ = run_child("logreg", dataset)
+    print(f"best achievable: auc {best['auc']:.4f}, logloss {best['logloss']:.4f}; logistic regression: auc "
+          f"{lr['auc']:.4f}, logloss {lr['logloss']:.4f}")
+    print("| recipe | batch | AUC mean ± std | logloss mean ± std | train time per run | options |")
+    print("|---|---|---|---|---|---|")
+    for batch in (128, 16384):
+        for name, opts in RECIPES.items():
+            runs = [run_child("train_epoch", dataset, device, config, f"--batch_size={batch}",
+                              f"--random_seed={seed}", *opts)[0] for seed in range(1, seeds + 1)]
+            auc = np.array([r["auc"] for r in runs])
+            ll = np.array([r["logloss"] for r in runs])
+            secs = np.mean([r["train_seconds"] for r in runs])
+            print(f"| {name} | {batch} | {auc.mean():.4f} ± {auc.std(ddof=1):.4f} | {ll.mean():.4f} ± "
+                  f"{ll.std(ddof=1):.4f} | {secs:.0f}s | `{' '.join(opts)}` |", flush=True)
+
+
+def bench_compact(work, device, lines):
+    """Kaggle-size exports with float32 / float16 / int8 tables: size, load, latency; and the AUC change of a
+    trained model on the synthetic test split."""
+    print(f"== compact tables ({device}; Kaggle architecture and table sizes, 33,762,577 rows, random init)")
+    sizes = {}
+    for dtype in ("float32", "float16", "int8"):
+        res, peak = run_child("export", os.path.join(work, "compact", dtype, "dlrm"), device, dtype)
+        sizes[dtype] = sum(res["files"].values())
+        inf, ipeak = run_child("infer", res["path"], device)
+        print(f"{dtype}: {sizes[dtype] / 2 ** 30:.2f} GB ({sizes[dtype] / sizes['float32']:.3f}x), export "
+              f"{res['seconds']:.1f}s (peak RSS {gb(peak)}), load {inf['load_seconds']:.1f}s (peak RSS {gb(ipeak)}); "
+              + "; ".join(f"batch {b}: {inf[b]['samples_per_s']:,.0f} samples/s, mean {inf[b]['mean_ms']:.3f} ms, "
+                          f"p99 {inf[b]['p99_ms']:.3f} ms" for b in ("1", "16384")), flush=True)
+        shutil.rmtree(os.path.join(work, "compact", dtype), ignore_errors=True)
+    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    _, dataset = _dataset(work, lines)
+    res, _ = run_child("compact_auc", dataset, device, config, os.path.join(work, "compact_auc"))
+    base = res["float32"]
+    for dtype, r in res.items():
+        print(f"trained model ({lines:,} synthetic lines, 1 epoch), {dtype} table: auc {r['auc']:.5f} "
+              f"({r['auc'] - base['auc']:+.5f}), logloss {r['logloss']:.5f} ({r['logloss'] - base['logloss']:+.5f})")
 
 
 def bench_infer(work, device):
@@ -509,7 +597,9 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "infer", "infer_cpp", "parallel", "collectives", "all"])
+    ap.add_argument("suite", choices=["preprocess", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
+                                      "collectives", "all"])
+    ap.add_argument("--seeds", type=int, default=3, help="quality: seeds per recipe and batch size")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -520,8 +610,12 @@ def main(argv=None):
         bench_preprocess(args.work)
     if args.suite in ("train", "all"):
         bench_train(args.work, args.device_target, args.lines)
+    if args.suite in ("quality", "all"):
+        bench_quality(args.work, args.device_target, args.lines, args.seeds)
     if args.suite in ("infer", "all"):
         bench_infer(args.work, args.device_target)
+    if args.suite in ("compact", "all"):
+        bench_compact(args.work, args.device_target, args.lines)
     if args.suite in ("infer", "infer_cpp", "all"):
         bench_infer_cpp(args.work, args.device_target)
     if args.suite == "collectives":
