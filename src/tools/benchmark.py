@@ -22,6 +22,7 @@ from src.data.synthetic import KAGGLE_SIZES as KAGGLE
 from src.utils.runtime import setup_context
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SGD = ("--optimizer=sgd", "--learning_rate=0.15")   # the train suite's recipe (its README figures), whatever the config
 
 
 def run_child(*args):
@@ -64,7 +65,7 @@ def child_train(dataset, batch, steps, device, config):
     from src.model_utils.config import parse_cli
     from src.training.trainer import Trainer
     cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
-                     f"--batch_size={batch}", "--save_checkpoint=False", "--do_eval=False",
+                     f"--batch_size={batch}", "--save_checkpoint=False", "--do_eval=False", *SGD,
                      "--loss_file_name=", "--log_interval_steps=1000000"])
     tr = Trainer(cfg, log=lambda *_: None)
     tr.run(max_steps=3)                       # compile
@@ -365,7 +366,7 @@ def bench_train(work, device, lines):
               f"(random ids, no data loading), init {res['init_seconds']:.1f}s, peak RSS {gb(peak)}, "
               f"checkpoint {gb(res['ckpt_bytes'])} in {res['ckpt_seconds']:.1f}s")
     print("== quality after one epoch")
-    res, peak = run_child("train_epoch", dataset, device, config)
+    res, peak = run_child("train_epoch", dataset, device, config, *SGD)
     print(f"eval batch 16384: {res['eval_samples_per_s']:,.0f} samples/s")
     print(f"DLRM 1 epoch (batch {res['batch']}, {res['steps']} steps, {res['train_seconds']:.0f}s): "
           f"auc {res['auc']:.4f}, logloss {res['logloss']:.4f}, accuracy {res['accuracy']:.4f}")
@@ -378,7 +379,7 @@ def bench_train(work, device, lines):
 
 
 RECIPES = {   # name -> train.py options; the learning rates were picked on the same data at batch 1024 (README)
-    "dot + SGD": ["--optimizer=sgd", "--learning_rate=0.15"],
+    "dot + SGD": list(SGD),
     "dot + Adagrad": ["--optimizer=adagrad", "--learning_rate=0.01"],
     "dcn + Adam": ["--interaction_op=dcn", "--dcn_num_layers=3", "--dcn_low_rank_dim=64", "--optimizer=adam",
                    "--learning_rate=0.003"],
