@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from conftest import ROOT
 from src.model.dlrm import DLRM, CrossNet

@@ -7,9 +7,12 @@
 `PackedBatches` is the same stream as a plain Python iterable of numpy arrays (the training loop
 uses it directly, with a prefetch thread).
 """
-from typing import Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, Optional, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
+    import mindspore
 
 from src.data.packed_format import COLUMNS, load_metadata, shard_block, split_file
 

@@ -15,7 +15,6 @@ import os
 import shutil
 from typing import Callable, List, Optional, Tuple
 
-import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 

@@ -9,9 +9,12 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
+    import mindspore
 
 from src.inference.batch_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
                              write_time)
