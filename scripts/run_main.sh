@@ -4,29 +4,56 @@
 # Python runner, or converter + C++ program -> postprocess.py), metrics printed side by side.
 #   bash scripts/run_main.sh                      # 1M synthetic lines in ./data/synthetic
 #   LINES=200000 bash scripts/run_main.sh         # a smaller synthetic set
-#   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz]
+#   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz] or day_0 .. day_N[.gz]
+#   DATASET=terabyte bash scripts/run_main.sh     # synthetic Terabyte layout: DAYS (5) day files of LINES
+#                                                 # (100000) lines with drift, hashed (MAX_IND_RANGE=100000),
+#                                                 # evaluated on the held-out last day
 # Extra arguments go to train.py and export.py (e.g. --train_epochs=2).
 set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-LINES="${LINES:-1000000}"
+DATASET="${DATASET:-kaggle}"
 OUT="${OUT:-./output/main}"
+PREPROCESS_ARGS=()
 mkdir -p "$OUT"
-if [ -z "$DATA_DIR" ]; then
-  DATA_DIR=./data/synthetic
-  if [ ! -f "$DATA_DIR/train.txt" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$LINES" ]; then
-    echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
-    "$PY" -m src.data.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
-    echo "$LINES" > "$DATA_DIR/.lines"
-  fi
-fi
-INPUT="$DATA_DIR/train.txt"; [ -f "$INPUT" ] || INPUT="$DATA_DIR/train.txt.gz"
-# preprocess when there is no usable dataset (missing, older than the input, or of an older format)
-if [ "$INPUT" -nt "$DATA_DIR/mindrecord/metadata.json" ] || ! "$PY" -c \
+case "$DATASET" in
+  kaggle)
+    LINES="${LINES:-1000000}"
+    if [ -z "$DATA_DIR" ]; then
+      DATA_DIR=./data/synthetic
+      if [ ! -f "$DATA_DIR/train.txt" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$LINES" ]; then
+        echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
+        "$PY" -m src.data.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
+        echo "$LINES" > "$DATA_DIR/.lines"
+      fi
+    fi ;;
+  terabyte)
+    LINES="${LINES:-100000}"; DAYS="${DAYS:-5}"
+    PREPROCESS_ARGS=(--max_ind_range="${MAX_IND_RANGE:-100000}")
+    if [ -z "$DATA_DIR" ]; then
+      DATA_DIR=./data/synthetic_days
+      if [ ! -f "$DATA_DIR/day_$((DAYS - 1))" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$DAYS x $LINES" ]; then
+        echo "== generating $DAYS synthetic day files of $LINES lines in $DATA_DIR"
+        mkdir -p "$DATA_DIR"
+        if [ -f "$DATA_DIR/.lines" ]; then
+          rm -f "$DATA_DIR"/day_*            # this script's own earlier synthetic days (its .lines marker)
+        elif ls "$DATA_DIR"/day_* >/dev/null 2>&1; then
+          echo "$DATA_DIR holds day files this script did not write; set DATA_DIR to use them" >&2; exit 2
+        fi
+        "$PY" -m src.data.synthetic --out_dir "$DATA_DIR" --days "$DAYS" --lines "$LINES"
+        echo "$DAYS x $LINES" > "$DATA_DIR/.lines"
+      fi
+    fi ;;
+  *) echo "DATASET must be kaggle or terabyte, got '$DATASET'" >&2; exit 2 ;;
+esac
+# preprocess when there is no usable dataset (missing, older than an input file, or of an older format)
+NEWER=$(find "$DATA_DIR" -maxdepth 1 \( -name 'train.txt*' -o -name 'day_*' \) -newer "$DATA_DIR/mindrecord/metadata.json" \
+        2>/dev/null | head -1)
+if [ ! -f "$DATA_DIR/mindrecord/metadata.json" ] || [ -n "$NEWER" ] || ! "$PY" -c \
     "import sys; from src.data.packed_format import load_metadata; load_metadata(sys.argv[1])" \
     "$DATA_DIR/mindrecord" 2>/dev/null; then
   echo "== preprocessing $DATA_DIR"
-  "$PY" src/preprocess_data.py --data_path="$DATA_DIR" --train_line_count=0
+  "$PY" src/preprocess_data.py --data_path="$DATA_DIR" --train_line_count=0 "${PREPROCESS_ARGS[@]}"
 fi
 echo "== training (logs in $OUT)"
 rm -f "$OUT/loss.log" "$OUT/eval.log"

@@ -59,20 +59,24 @@ def big_text(tmp_path_factory):
 
 
 def test_kill_during_preprocessing_then_rerun(big_text, tmp_path):
+    """Killed in phase B (after its first part file): the rerun keeps the finished pieces and parts and ends
+    byte-identical to an uninterrupted run (which used another worker count)."""
     ref, run = tmp_path / "ref", tmp_path / "run"
     for d in (ref, run):
         d.mkdir()
         os.symlink(big_text, d / "train.txt")
-    cmd = lambda d, *extra: [PY, "src/preprocess_data.py", f"--data_path={d}", *extra]   # noqa: E731
-    ok(cmd(ref))
+    cmd = lambda d, *extra: [PY, "src/preprocess_data.py", f"--data_path={d}",    # noqa: E731
+                             "--shuffle_bucket_lines=20000", *extra]
+    ok(cmd(ref, "--workers=2"))
     ok(cmd(run, "--threshold=3"))                               # the user's previous dataset
     before = _files(run / "mindrecord")
-    kill_when(cmd(run), lambda: glob.glob(str(run / ".mindrecord.tmp-*" / "train.mindrecord")))
+    kill_when(cmd(run, "--workers=1"), lambda: glob.glob(str(run / ".mindrecord.work" / "parts" / "*.done")))
     assert _files(run / "mindrecord") == before                 # untouched, still readable
     assert json.load(open(run / "mindrecord" / "metadata.json"))["threshold"] == 3
-    assert glob.glob(str(run / ".mindrecord.tmp-*"))            # the killed run's staging folder
-    ok(cmd(run))
-    assert not glob.glob(str(run / ".mindrecord.tmp-*"))        # removed by the rerun: its lock was free
+    assert glob.glob(str(run / ".mindrecord.work" / "pieces" / "*.npz"))     # the killed run's finished work
+    r = ok(cmd(run, "--workers=1"))
+    assert "finished pieces are kept and skipped" in r.stderr and "written by an earlier run" in r.stderr
+    assert not glob.glob(str(run / ".mindrecord.work"))         # removed once the dataset is in place
     assert _files(run / "mindrecord") == _files(ref / "mindrecord")   # byte for byte (sha256 of every file)
 
 

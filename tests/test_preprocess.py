@@ -120,51 +120,53 @@ def test_strict_stops_at_the_first_bad_line(tmp_path, fixture_file):
 
 
 def test_missing_empty_and_miscounted_input(tmp_path, fixture_file):
-    with pytest.raises(CriteoFormatError, match="no train.txt or train.txt.gz"):
+    with pytest.raises(CriteoFormatError, match="no train.txt, train.txt.gz or day_N"):
         preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     (tmp_path / "train.txt").write_text("")
     with pytest.raises(CriteoFormatError, match="is empty"):
         preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     os.remove(tmp_path / "train.txt")
     os.symlink(fixture_file, tmp_path / "train.txt")
-    with pytest.raises(CriteoFormatError, match="more than train_line_count=1000"):
-        preprocess(make_cfg(f"--data_path={tmp_path}", "--train_line_count=1000"), progress=False)
-    with pytest.raises(CriteoFormatError, match="has 1999 lines but train_line_count=2500"):
-        preprocess(make_cfg(f"--data_path={tmp_path}", "--train_line_count=2500"), progress=False)
+    for n in (1000, 2500):
+        with pytest.raises(CriteoFormatError, match=f"has 1999 lines but train_line_count={n}"):
+            preprocess(make_cfg(f"--data_path={tmp_path}", f"--train_line_count={n}"), progress=False)
     assert not os.path.exists(tmp_path / "mindrecord")
+    assert not os.path.exists(tmp_path / ".mindrecord.work")     # bad input: nothing kept to resume
 
 
-def test_interrupted_run_leaves_no_readable_dataset(tmp_path, fixture_file, monkeypatch):
+def test_interrupted_run_leaves_no_readable_dataset_and_resumes(tmp_path, fixture_file, monkeypatch):
     os.symlink(fixture_file, tmp_path / "train.txt")
     good = preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     before = read_split(good["dataset_path"], "test")
-    import src.data.preprocess as pp
+    import src.data.writer as writer
 
     class Boom(RuntimeError):
         pass
 
+    real_close = writer.PackedWriter.close
+
     def killed(self):
         raise Boom("interrupted while writing")
-    monkeypatch.setattr(pp.PackedWriter, "close", killed)
-    with pytest.raises(Boom):
-        preprocess(make_cfg(f"--data_path={tmp_path}", "--threshold=3"), progress=False)
-    # the earlier dataset is untouched and no partial one is visible
+    monkeypatch.setattr(writer.PackedWriter, "close", killed)
+    with pytest.raises(Boom):       # in this process (workers=1), where the patch applies
+        preprocess(make_cfg(f"--data_path={tmp_path}", "--threshold=3", "--workers=1"), progress=False)
+    # the earlier dataset is untouched and no partial one is visible; the finished pieces are kept
     meta = json.load(open(tmp_path / "mindrecord" / "metadata.json"))
     assert meta["threshold"] == 1
     after = read_split(good["dataset_path"], "test")
     np.testing.assert_array_equal(before[0], after[0])
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".mindrecord")]
+    assert os.listdir(tmp_path / ".mindrecord.work" / "pieces")
+    monkeypatch.setattr(writer.PackedWriter, "close", real_close)
+    resumed = preprocess(make_cfg(f"--data_path={tmp_path}", "--threshold=3"), progress=False)
+    assert resumed["threshold"] == 3 and not os.path.exists(tmp_path / ".mindrecord.work")
 
 
-def test_stale_temp_folder_of_a_killed_run_is_removed_but_not_a_live_ones(tmp_path, fixture_file):
-    """A staging folder is removed only when its lock can be taken: a killed run's goes, while one whose lock
-    another live process holds (another container: its pid means nothing here) is left alone."""
+def test_a_live_run_is_not_disturbed(tmp_path, fixture_file):
+    """The work folder is locked while its run lives: a second run is refused, naming it, whatever machine or
+    container the first one runs in (the lock, not a pid, decides); once the first is gone the second runs."""
+    from src.utils.staged_dir import OutputError
     os.symlink(fixture_file, tmp_path / "train.txt")
-    stale = tmp_path / ".mindrecord.tmp-killed"
-    stale.mkdir()
-    (stale / ".lock").write_text("")
-    (stale / "train.mindrecord").write_text("partial")
-    live = tmp_path / ".mindrecord.tmp-live"
+    live = tmp_path / ".mindrecord.work"
     live.mkdir()
     (live / ".lock").write_text("")
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]); "
@@ -172,8 +174,8 @@ def test_stale_temp_folder_of_a_killed_run_is_removed_but_not_a_live_ones(tmp_pa
                                str(live / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
-        assert not stale.exists()
+        with pytest.raises(OutputError, match="another run is writing .*mindrecord.work"):
+            preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
         assert (live / ".lock").exists()
     finally:
         holder.kill()

@@ -218,8 +218,9 @@ class BlockParser:
     """Parses blocks of Criteo lines; keeps the running BadLines tally."""
 
     def __init__(self, path: str, dense_dim: int = 13, slot_dim: int = 26, strict: bool = False,
-                 int_ids: bool = False):
+                 int_ids: bool = False, use_threads: bool = True):
         self.path = path
+        self.use_threads = use_threads
         self.dense_dim, self.slot_dim = dense_dim, slot_dim
         self.n_fields = 1 + dense_dim + slot_dim
         self.strict = strict
@@ -238,7 +239,7 @@ class BlockParser:
                                 f"first bad line; strict=0 skips and counts them)")
 
     def _read(self, block, types):
-        read_opts = pacsv.ReadOptions(column_names=self.names, use_threads=True, block_size=4 << 20)
+        read_opts = pacsv.ReadOptions(column_names=self.names, use_threads=self.use_threads, block_size=4 << 20)
         conv = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, null_values=[""],
                                     quoted_strings_can_be_null=False)
         return pacsv.read_csv(pa.py_buffer(block), read_options=read_opts, parse_options=self.parse_opts,

@@ -2,9 +2,11 @@
 preprocessing passes and the distributed shards all use.
 
 A dataset is a folder (DIR/mindrecord) holding:
-  train.mindrecord, test.mindrecord [, val.mindrecord]   packed rows, schema `ROW_SCHEMA` (+ MindRecord's .db)
-  metadata.json                                          `METADATA_KEYS`, format `FORMAT_VERSION`
-  vocab.npz, stats.json                                  vocabulary and feature statistics
+  {split}-{i:05d}.mindrecord     the parts of each split (train, test [, val]): packed rows, schema
+                                 `ROW_SCHEMA` (+ MindRecord's .db); metadata.json "parts" lists them in
+                                 order with their sample counts
+  metadata.json                  `METADATA_KEYS`, format `FORMAT_VERSION`
+  vocab.npz, stats.json          vocabulary and feature statistics
 metadata.json's "files" records every other file's size and SHA-256: readers check the sizes when they
 open the dataset (a stat per file), `python -m src.data.packed_format verify DIR` checks the checksums.
 "vocab_fingerprint" identifies the id assignment (mode, vocabulary or hash range, table sizes); a
@@ -16,7 +18,7 @@ Row schema: one MindRecord row holds P samples (P = pack_size; only a split's la
   label  float32 [P]              0/1 click labels
 One row per sample writes at ~14k rows/s with MindSpore 2.10; packing writes ~0.8M samples/s.
 
-Shards: shard k of N is the contiguous block of packed rows [k*R//N, (k+1)*R//N) of a split's R rows,
+Shards: shard k of N holds, of every part of R packed rows, the contiguous block [k*R//N, (k+1)*R//N),
 so every sample is in exactly one shard (MindDataset's own num_shards repeats rows to even them out).
 """
 import hashlib
@@ -25,7 +27,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-FORMAT_VERSION = 2          # 2: "files" holds sizes and checksums, "vocab_fingerprint" added
+FORMAT_VERSION = 3          # 2: "files" holds sizes and checksums, "vocab_fingerprint"; 3: splits are parts
 METADATA = "metadata.json"
 COLUMNS = ("ids", "dense", "label")
 ROW_SCHEMA = {"ids": {"type": "int32", "shape": [-1]},
@@ -36,17 +38,12 @@ SPLITS = ("train", "val", "test")
 METADATA_KEYS = {
     "format_version": int, "dense_dim": int, "slot_dim": int, "id_mode": str, "table_sizes": list,
     "total_rows": int, "pack_size": int, "lines": dict, "samples": dict, "files": dict, "bad_lines": dict,
-    "vocab_fingerprint": str,
+    "vocab_fingerprint": str, "parts": dict,
 }
 
 
 class DatasetError(ValueError):
     """A dataset folder is missing or inconsistent; the message names the file."""
-
-
-def split_file_name(split: str) -> str:
-    """The file of one split inside the dataset folder (`train` -> `train.mindrecord`)."""
-    return f"{split}.mindrecord"
 
 
 def validate_metadata(meta: dict, path: str) -> dict:
@@ -69,6 +66,12 @@ def validate_metadata(meta: dict, path: str) -> dict:
     for split, n in meta["samples"].items():
         if split not in SPLITS or not isinstance(n, int) or n < 0:
             raise DatasetError(f"'{path}': samples must map splits {SPLITS} to counts, found {split!r}: {n!r}")
+    for split, parts in meta["parts"].items():
+        ok = split in meta["samples"] and isinstance(parts, list) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int) for p in parts)
+        if not ok or sum(p[1] for p in parts) != meta["samples"][split]:
+            raise DatasetError(f"'{path}': parts must map each split to [[file, samples], ...] adding up to its "
+                               f"samples, found {split!r}: {str(parts)[:80]}")
     for name, info in meta["files"].items():
         if not (isinstance(info, dict) and isinstance(info.get("bytes"), int) and isinstance(info.get("sha256"), str)):
             raise DatasetError(f"'{path}': files must map file names to {{bytes, sha256}}, found {name!r}: {info!r}")
@@ -148,13 +151,11 @@ def table_sizes_for(cfg, meta: dict) -> List[int]:
     return sizes
 
 
-def split_file(dataset_path: str, split: str) -> str:
-    """Path of one split's MindRecord file; a missing split names the splits that exist."""
-    path = os.path.join(dataset_path, split_file_name(split))
-    if not os.path.isfile(path):
-        present = sorted(f[:-len(".mindrecord")] for f in os.listdir(dataset_path) if f.endswith(".mindrecord"))
-        raise DatasetError(f"'{path}' not found (splits present: {present})")
-    return path
+def split_parts(dataset_path: str, meta: dict, split: str) -> List[Tuple[str, int]]:
+    """(path, samples) of every part of a split, in order; a missing split names the splits that exist."""
+    if split not in meta["parts"]:
+        raise DatasetError(f"'{dataset_path}' has no {split} split (splits present: {sorted(meta['parts'])})")
+    return [(os.path.join(dataset_path, name), n) for name, n in meta["parts"][split]]
 
 
 def shard_block(samples: int, pack_size: int, num_shards: int = 1, shard_id: int = 0) -> Tuple[int, int, int]:
@@ -172,8 +173,9 @@ def shard_block(samples: int, pack_size: int, num_shards: int = 1, shard_id: int
 
 
 def shard_sizes(meta: dict, split: str, num_shards: int) -> List[int]:
-    """Samples of every shard of a split, from metadata.json alone (no data read)."""
-    return [shard_block(meta["samples"][split], meta["pack_size"], num_shards, k)[2] for k in range(num_shards)]
+    """Samples of every shard of a split (its block of every part), from metadata.json alone (no data read)."""
+    return [sum(shard_block(n, meta["pack_size"], num_shards, k)[2] for _, n in meta["parts"][split])
+            for k in range(num_shards)]
 
 
 def describe_splits(samples: Dict[str, int], order: Sequence[str] = SPLITS) -> str:

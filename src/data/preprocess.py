@@ -1,346 +1,347 @@
-"""Criteo text -> packed MindRecord, in two streaming passes with memory bounded by the vocabulary.
+"""Criteo text -> packed MindRecord parts, on N worker processes, resumable, in bounded memory.
 
-    python src/preprocess_data.py --data_path=DIR/ --dense_dim=13 --slot_dim=26 --train_line_count=N
+    python src/preprocess_data.py --data_path=DIR/ [--workers=N] [--max_ind_range=M] ...
 
-Reads DIR/train.txt (or DIR/train.txt.gz) and writes DIR/mindrecord/:
-  train.mindrecord   training lines (all but the last N // 7), in a seeded uniform random order
-  test.mindrecord    the last N // 7 lines in file order (with val_split: their second half)
-  val.mindrecord     with val_split only: the first half of the last N // 7 lines
-  vocab.npz          per slot C1..C26: `C{k}_keys` uint32 values in id order (id = position + 2)
-                     and `C{k}_counts` int64 training counts (plain numpy arrays, no pickle)
-  stats.json         per-feature statistics of the training lines
-  metadata.json      table sizes, row counts, split, threshold, id mode and the skipped-line summary
+DIR holds train.txt[.gz] (Kaggle) or day_A .. day_B[.gz] (Terabyte); see src/data/inputs.py for the
+splits. DIR/mindrecord/ gets:
+  {split}-{i:05d}.mindrecord   the parts of each split (train: a uniform random order of the training
+                               lines; val/test: the held-out lines in file order)
+  vocab.npz                    vocabulary mode: per slot C1..C26 `C{k}_keys` (uint32 values in id order,
+                               id = position + 2) and `C{k}_counts` (training counts)
+  stats.json                   per-feature statistics of the training lines
+  metadata.json                table sizes, parts and sample counts, split, id mode, bad lines, checksums
 
-Pass 1 parses the text once, counts categorical values over the training lines only, and scatters
-the parsed training lines into random buckets on disk (test lines go to one file in order).
-Pass 2 shuffles each bucket in memory, maps values to ids and writes packed MindRecord rows.
-Assigning lines to buckets uniformly at random and shuffling each bucket gives a uniform random
-permutation. Everything is written under a temporary folder that is renamed at the end, so an
-interrupted run never leaves a dataset that training would read.
+Phase 0 (Kaggle only) counts the lines of the file (the split is the last N // 7). Phase A parses every
+piece (src/data/pieces.py) into records and a summary. The summaries are merged: vocabulary (by value
+ranges, src/data/vocab.py), statistics, bad lines. Phase B writes the parts (src/data/parts.py).
+Pieces and parts are independent tasks: the dataset is the same for every number of workers, and all of
+it lives in the work folder DIR/.mindrecord.work until it is complete. A killed run's finished pieces
+and parts are kept there and the same command continues from them; DIR/mindrecord is replaced only at
+the end (or not at all).
 """
 import datetime
 import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from src.data.criteo import BlockParser, Chunk, CriteoFormatError, count_lines, iter_blocks, open_input
-from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record, split_file_name
-from src.data.vocab import SlotCounter, SlotMapper
-from src.data.writer import PackedWriter
-from src.utils.progress import Progress, background
-from src.utils.staged_dir import OutputError, has_file, staged_dir
-
-PIECE = 1 << 17  # lines mapped per step of pass 2 (small pieces let mapping overlap writing)
-
-
-def record_dtype(dense_dim: int, slot_dim: int) -> np.dtype:
-    """On-disk layout of a parsed line between the passes (label u1, dense f4[Dn], keys u4[S], missing ?[S])."""
-    return np.dtype([("label", "u1"), ("dense", "<f4", (dense_dim,)), ("keys", "<u4", (slot_dim,)),
-                     ("missing", "?", (slot_dim,))])
+from src.data.criteo import CriteoFormatError, MAX_EXAMPLES, count_lines
+from src.data.inputs import InputFile, Layout, count_piece_lines, find_layout, piece_count
+from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
+from src.data.parts import PartJob, PartTask, Segment, write_part
+from src.data.pieces import FINE_BUCKETS, PieceJob, run_file
+from src.data.vocab import SlotMapper, merge_counts
+from src.utils.progress import Progress
+from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir
+from src.utils.workers import Workers, default_workers
 
 
 @dataclass
 class Plan:
-    """What the two passes agree on: the input, the split, the id mode and the staging folder."""
-    path: str                 # the input file
-    tmp: str                  # staging folder, renamed to DIR/mindrecord when both passes succeed
+    """What every phase agrees on: input layout, work folder, split and id settings."""
+    layout: Layout
+    work: WorkDir
     mode: str                 # "vocab" | "hash" | "ids" (see src/data/vocab.py)
-    total: int                # lines in the input
-    n_train: int              # the first n_train lines are the training split
-    n_val: int                # the next n_val lines are validation (val_split), the rest test
     dense_dim: int
     slot_dim: int
-    n_buckets: int            # shuffle buckets of the training lines
     threshold: int
     max_ind_range: int
     pack_size: int
-    chunk_bytes: int
+    piece_bytes: int
+    part_lines: int           # lines per part (training: per shuffle bucket run)
     strict: bool
     max_bad_fraction: float
+    val_split: bool
     seed: int
-    rng: np.random.Generator = field(repr=False, default=None)
+    workers: Workers          # the process pool every phase uses
+    progress: bool
+    train_line_count: int
 
-    @property
-    def dtype(self) -> np.dtype:
-        """The record layout of parsed lines between the passes."""
-        return record_dtype(self.dense_dim, self.slot_dim)
-
-    @property
-    def splits(self) -> Tuple[str, ...]:
-        """The splits written, in order."""
-        return ("train", "val", "test") if self.n_val else ("train", "test")
-
-    def bucket_path(self, b: int) -> str:
-        """Staging file of training shuffle bucket b."""
-        return os.path.join(self.tmp, f"bucket{b:04d}.bin")
-
-    def held_out_path(self, split: str) -> str:
-        """Staging file of a held-out split (val or test) in file order."""
-        return os.path.join(self.tmp, f"{split}.bin")
-
-
-def make_plan(cfg, path: str, tmp: str) -> Plan:
-    """The plan for `cfg` over input `path` (counts the lines when train_line_count is 0)."""
-    mode = "hash" if cfg.max_ind_range else ("ids" if cfg.skip_id_convert else "vocab")
-    if mode == "hash" and cfg.max_ind_range < 2:
-        raise CriteoFormatError(f"max_ind_range must be 0 (off) or >= 2, got {cfg.max_ind_range}")
-    total = cfg.train_line_count or count_lines(path)
-    n_test_lines = total // 7
-    if n_test_lines == 0:
-        raise CriteoFormatError(f"{path}: {total} lines is too few: the test split is the last N // 7 lines")
-    n_train = total - n_test_lines
-    return Plan(path=path, tmp=tmp, mode=mode, total=total, n_train=n_train,
-                n_val=n_test_lines // 2 if cfg.val_split else 0, dense_dim=cfg.dense_dim, slot_dim=cfg.slot_dim,
-                n_buckets=max(1, -(-n_train // cfg.shuffle_bucket_lines)), threshold=cfg.threshold,
-                max_ind_range=cfg.max_ind_range, pack_size=cfg.pack_size, chunk_bytes=cfg.chunk_bytes,
-                strict=bool(cfg.strict), max_bad_fraction=cfg.max_bad_fraction, seed=cfg.random_seed, rng=np.random.default_rng([cfg.random_seed, 7]))
-
-
-def _append(rec: np.ndarray, f) -> None:
-    """rec.tofile(f), naming the file when the write fails (a full disk or a file-size limit)."""
-    try:
-        rec.tofile(f)
-    except OSError as exc:
-        raise OSError(f"cannot write '{f.name}' ({exc})") from None
-
-
-def _to_records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    rec = np.empty(len(sel), dtype)
-    rec["label"] = chunk.label[sel]
-    rec["dense"] = chunk.dense[:, sel].T
-    rec["keys"] = chunk.keys[:, sel].T
-    rec["missing"] = chunk.missing[:, sel].T
-    return rec
-
-
-class _Stats:
-    """Running per-feature statistics of the training lines (after the log transform)."""
-
-    def __init__(self, dense_dim: int, slot_dim: int):
-        self.n = 0
-        self.pos = 0
-        self.sum = np.zeros(dense_dim)
-        self.sumsq = np.zeros(dense_dim)
-        self.max = np.zeros(dense_dim)
-        self.cat_missing = np.zeros(slot_dim, np.int64)
-
-    def add(self, chunk: Chunk, sel: np.ndarray) -> None:
-        """Add the chunk's lines `sel` (indices)."""
-        d = chunk.dense[:, sel].astype(np.float64)
-        self.n += len(sel)
-        self.pos += int(chunk.label[sel].sum())
-        self.sum += d.sum(1)
-        self.sumsq += (d * d).sum(1)
-        if d.shape[1]:
-            self.max = np.maximum(self.max, d.max(1))
-        self.cat_missing += chunk.missing[:, sel].sum(1)
-
-    def as_dict(self) -> dict:
-        """stats.json: sample count, click rate, per-dense-feature mean/std/max, per-slot missing rate."""
-        n = max(self.n, 1)
-        mean = self.sum / n
-        return {"train_samples": self.n, "positive_rate": self.pos / n,
-                "dense_log1p_mean": mean.round(6).tolist(),
-                "dense_log1p_std": np.sqrt(np.maximum(self.sumsq / n - mean ** 2, 0)).round(6).tolist(),
-                "dense_log1p_max": self.max.round(6).tolist(),
-                "categorical_missing_rate": (self.cat_missing / n).round(6).tolist()}
+    def path(self, *names: str) -> str:
+        """A path inside the work folder."""
+        return os.path.join(self.work.path, *names)
 
 
 @dataclass
-class Scattered:
-    """What pass 1 learned: value counts (vocab mode), largest ids (ids mode), statistics, bad lines."""
-    counters: Optional[List[SlotCounter]]
-    max_ids: np.ndarray
-    stats: _Stats
-    bad_lines: dict
+class Piece:
+    """A finished piece, as the merge sees it."""
+    file: InputFile
+    k: int
+    stem: str
+    offset: int               # lines of its file before it
+    lines: int
+    n_train: int
+    n_held_out: int
 
 
-class _Scatter:
-    """Pass 1's sinks: shuffle buckets for training lines, one file per held-out split in file order."""
-
-    def __init__(self, plan: Plan):
-        self.plan = plan
-        self.buckets = [open(plan.bucket_path(b), "wb") for b in range(plan.n_buckets)]
-        self.held_out = {s: open(plan.held_out_path(s), "wb") for s in plan.splits if s != "train"}
-        self.counters = [SlotCounter() for _ in range(plan.slot_dim)] if plan.mode == "vocab" else None
-        self.max_ids = np.zeros(plan.slot_dim, np.int64)
-        self.stats = _Stats(plan.dense_dim, plan.slot_dim)
-        self.held_out_lines = {s: 0 for s in self.held_out}
-
-    def close(self) -> None:
-        """Close every staging file."""
-        for f in self.buckets + list(self.held_out.values()):
-            f.close()
-
-    def _note_ids(self, chunk: Chunk, sel: np.ndarray, count: bool) -> None:
-        for s in range(self.plan.slot_dim):
-            vals = chunk.keys[s, sel]
-            if count and self.counters is not None:
-                self.counters[s].add(vals[~chunk.missing[s, sel]])
-            elif self.plan.mode == "ids" and len(vals):
-                self.max_ids[s] = max(self.max_ids[s], int(vals.max()))
-
-    def add(self, chunk: Chunk) -> None:
-        """Route a parsed chunk: training lines to random buckets (and the counters), held-out lines in order."""
-        plan = self.plan
-        is_train = chunk.line <= plan.n_train
-        tr = np.flatnonzero(is_train)
-        if len(tr):
-            self.stats.add(chunk, tr)
-            self._note_ids(chunk, tr, count=True)
-            rec = _to_records(chunk, tr, plan.dtype)
-            bucket = plan.rng.integers(0, plan.n_buckets, len(rec))
-            order = np.argsort(bucket, kind="stable")
-            bounds = np.searchsorted(bucket[order], np.arange(plan.n_buckets + 1))
-            for b in range(plan.n_buckets):
-                if bounds[b + 1] > bounds[b]:
-                    _append(rec[order[bounds[b]:bounds[b + 1]]], self.buckets[b])
-        te = np.flatnonzero(~is_train)
-        if len(te):
-            self._note_ids(chunk, te, count=False)
-            rec = _to_records(chunk, te, plan.dtype)
-            if plan.n_val:
-                in_val = chunk.line[te] <= plan.n_train + plan.n_val
-                _append(rec[in_val], self.held_out["val"])
-                self.held_out_lines["val"] += int(in_val.sum())
-                rec = rec[~in_val]
-            _append(rec, self.held_out["test"])
-            self.held_out_lines["test"] += len(rec)
+def id_mode(cfg) -> str:
+    """"hash" (max_ind_range > 0), "ids" (skip_id_convert) or "vocab"."""
+    if cfg.max_ind_range and cfg.max_ind_range < 2:
+        raise CriteoFormatError(f"max_ind_range must be 0 (off) or >= 2, got {cfg.max_ind_range}")
+    return "hash" if cfg.max_ind_range else ("ids" if cfg.skip_id_convert else "vocab")
 
 
-def scatter_pass(plan: Plan, progress: bool = True) -> Scattered:
-    """Pass 1: parse the text once, count categorical values over the training lines, scatter the
-    training lines into random buckets on disk and the held-out lines into their split files."""
-    parser = BlockParser(plan.path, plan.dense_dim, plan.slot_dim, strict=plan.strict, int_ids=plan.mode == "ids")
-    prog = Progress("preprocess pass 1/2 (parse, count, scatter)", plan.total, "lines", enabled=progress)
+def fingerprint(cfg, layout: Layout) -> dict:
+    """What the dataset depends on (inputs and settings; not the worker count): a work folder with
+    another fingerprint is not resumed."""
+    files = [[f.name, os.path.getsize(f.path), os.stat(f.path).st_mtime_ns] for f in layout.files]
+    keys = ("dense_dim", "slot_dim", "threshold", "max_ind_range", "skip_id_convert", "pack_size", "chunk_bytes",
+            "shuffle_bucket_lines", "strict", "val_split", "random_seed", "train_line_count")
+    return {"format_version": FORMAT_VERSION, "layout": layout.kind, "files": files,
+            **{k: getattr(cfg, k) for k in keys}}
 
-    def parsed():
-        for first, block, n_lines in iter_blocks(plan.path, plan.chunk_bytes):
-            if first + n_lines - 1 > plan.total:
-                raise CriteoFormatError(f"{plan.path}: has more than train_line_count={plan.total} lines (line "
-                                        f"{plan.total + 1} exists); set train_line_count to the file's line "
-                                        f"count, or 0 to count it")
-            yield first + n_lines - 1, n_lines, parser.parse(first, block, n_lines)
 
-    sink, last_line = _Scatter(plan), 0
-    try:
-        for last_line, n_lines, chunk in background(parsed()):
-            prog.update(n_lines)
-            if chunk is not None:
-                sink.add(chunk)
-    finally:
-        sink.close()
+def kaggle_split(plan: Plan) -> Tuple[Optional[tuple], int, int, int]:
+    """Kaggle layout: (lines before every piece (plain file; None for gzip), total, n_train, n_val)."""
+    file = plan.layout.files[0]
+    offsets = None
+    if file.gzip:
+        total = plan.train_line_count or count_lines(file.path)
+    else:
+        n = piece_count(file.path, plan.piece_bytes)
+        prog = Progress("preprocess: counting lines", n, "pieces", enabled=plan.progress)
+        counts = plan.workers.run(_count_task, (file.path, plan.piece_bytes), list(range(n)), prog)
+        prog.finish()
+        offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        total = int(sum(counts))
+        if plan.train_line_count and plan.train_line_count != total:
+            raise CriteoFormatError(f"{file.path}: has {total} lines but train_line_count={plan.train_line_count}; "
+                                    f"set it to the file's line count, or 0 to count it")
+    n_test = total // 7
+    if n_test == 0:
+        raise CriteoFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
+    return offsets, total, total - n_test, n_test // 2 if plan.val_split else 0
+
+
+def _count_task(shared: Tuple[str, int], k: int) -> int:
+    return count_piece_lines(shared[0], k, shared[1])
+
+
+def _piece_task(job: PieceJob, task: Tuple[InputFile, Optional[int]]) -> List[int]:
+    return run_file(job, task[0], task[1])
+
+
+def parse_phase(plan: Plan, job: PieceJob) -> None:
+    """Phase A: every piece not yet done, on plan.workers processes (a gzip file is one task)."""
+    tasks, weights = [], []
+    for f in plan.layout.files:
+        if f.gzip:
+            tasks.append((f, None))
+            weights.append(os.path.getsize(f.path))
+        else:
+            n = piece_count(f.path, plan.piece_bytes)
+            todo = [k for k in range(n) if not job.done(f, k)]
+            tasks += [(f, k) for k in todo]
+            weights += [min(plan.piece_bytes, os.path.getsize(f.path) - k * plan.piece_bytes) for k in todo]
+    finished = sum(1 for name in os.listdir(job.folder) if name.endswith(".npz"))
+    if finished:
+        print(f"preprocess: resuming in {plan.work.path}: {finished:,} finished pieces are kept and skipped",
+              file=sys.stderr)
+    prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=plan.progress)
+    plan.workers.run(_piece_task, job, tasks, prog, weights)
     prog.finish()
-    if last_line != plan.total:
-        raise CriteoFormatError(f"{plan.path}: has {last_line} lines but train_line_count={plan.total}; set it to "
-                                f"the file's line count, or 0 to count it")
-    check_enough_good_lines(plan, parser.bad.as_dict(), sink.stats.n, sink.held_out_lines)
-    return Scattered(sink.counters, sink.max_ids, sink.stats, parser.bad.as_dict())
 
 
-def check_enough_good_lines(plan: Plan, bad: dict, n_train: int, n_held_out: Dict[str, int]) -> None:
-    """After pass 1: no split may be empty, and at most plan.max_bad_fraction of the lines may be bad.
+def list_pieces(plan: Plan, job: PieceJob) -> List[Piece]:
+    """Every finished piece in input order, with its line offset in its file."""
+    pieces = []
+    for f in plan.layout.files:
+        k, offset = 0, 0
+        n = None if f.gzip else piece_count(f.path, plan.piece_bytes)
+        while (k < n) if n is not None else job.done(f, k):
+            stem = job.stem(f, k)
+            with np.load(stem + ".npz") as z:
+                lines, n_train, n_held = int(z["lines"]), int(z["n_train"]), int(z["n_held_out"])
+            pieces.append(Piece(f, k, stem, offset, lines, n_train, n_held))
+            offset += lines
+            k += 1
+    return pieces
+
+
+def merge_bad_lines(plan: Plan, pieces: List[Piece]) -> dict:
+    """The bad-line summary over all pieces, with line numbers in their files (day layout: 'day_3:120')."""
+    counts, first = {}, {}
+    for p in pieces:
+        with np.load(p.stem + ".npz") as z:
+            bad = json.loads(bytes(z["bad"]).decode())
+        for reason, n in bad["counts"].items():
+            counts[reason] = counts.get(reason, 0) + n
+            got = first.setdefault(reason, [])
+            for line in bad["first_lines"][reason][:MAX_EXAMPLES - len(got)]:
+                got.append(p.offset + line if plan.layout.kind == "kaggle" else f"{p.file.name}:{p.offset + line}")
+    return {"total": sum(counts.values()), "counts": counts, "first_lines": first}
+
+
+def merge_stats(pieces: List[Piece], dense_dim: int, slot_dim: int) -> dict:
+    """stats.json over the training lines: sample count, click rate, dense log1p mean/std/max, missing rates."""
+    n, pos = 0, 0
+    s, sq, mx, miss = np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(slot_dim, np.int64)
+    for p in pieces:
+        with np.load(p.stem + ".npz") as z:
+            n += int(z["stat_n"])
+            pos += int(z["stat_pos"])
+            s, sq, mx = s + z["stat_sum"], sq + z["stat_sumsq"], np.maximum(mx, z["stat_max"])
+            miss += z["stat_cat_missing"]
+    d = max(n, 1)
+    mean = s / d
+    return {"train_samples": n, "positive_rate": pos / d, "dense_log1p_mean": mean.round(6).tolist(),
+            "dense_log1p_std": np.sqrt(np.maximum(sq / d - mean ** 2, 0)).round(6).tolist(),
+            "dense_log1p_max": mx.round(6).tolist(), "categorical_missing_rate": (miss / d).round(6).tolist()}
+
+
+def check_enough_good_lines(path: str, total: int, max_bad_fraction: float, bad: dict,
+                            split_lines: Dict[str, int]) -> None:
+    """After phase A: no split may be empty, and at most max_bad_fraction of the lines may be bad.
     The error gives the counts by reason and the first bad lines (the previous dataset stays)."""
     reasons = "; ".join(f"{reason} {n:,} (first at lines {bad['first_lines'][reason]})"
                         for reason, n in bad["counts"].items() if n)
-    frac = bad["total"] / plan.total
-    empty = [s for s, n in [("train", n_train)] + sorted(n_held_out.items()) if n == 0]
+    frac = bad["total"] / max(total, 1)
+    empty = [s for s, n in split_lines.items() if n == 0]
     if empty:
-        raise CriteoFormatError(f"{plan.path}: no good lines in the {' and '.join(empty)} split(s): {bad['total']:,} "
-                                f"of {plan.total:,} lines are bad ({reasons or 'none'}); the previous dataset, if "
+        raise CriteoFormatError(f"{path}: no good lines in the {' and '.join(empty)} split(s): {bad['total']:,} "
+                                f"of {total:,} lines are bad ({reasons or 'none'}); the previous dataset, if "
                                 f"any, is kept")
-    if frac > plan.max_bad_fraction:
-        raise CriteoFormatError(f"{plan.path}: {bad['total']:,} of {plan.total:,} lines ({frac:.2%}) are bad, more "
-                                f"than max_bad_fraction={plan.max_bad_fraction:g}: {reasons}. Fix the input, or "
+    if frac > max_bad_fraction:
+        raise CriteoFormatError(f"{path}: {bad['total']:,} of {total:,} lines ({frac:.2%}) are bad, more "
+                                f"than max_bad_fraction={max_bad_fraction:g}: {reasons}. Fix the input, or "
                                 f"raise max_bad_fraction to keep the good lines; the previous dataset, if any, is kept")
 
 
-def build_mappers(plan: Plan, scattered: Scattered) -> Tuple[List[SlotMapper], Dict[str, np.ndarray]]:
-    """Per-slot id mappers and, in vocab mode, the vocabulary arrays for vocab.npz."""
-    mappers, vocab_arrays = [], {}
-    for s in range(plan.slot_dim):
-        if plan.mode == "vocab":
-            keys, counts = scattered.counters[s].frequent(plan.threshold)
-            scattered.counters[s] = None
-            vocab_arrays[f"C{s + 1}_keys"] = keys
-            vocab_arrays[f"C{s + 1}_counts"] = counts
-            mappers.append(SlotMapper("vocab", vocab_keys=keys))
-        elif plan.mode == "hash":
-            mappers.append(SlotMapper("hash", max_ind_range=plan.max_ind_range))
-        else:
-            if scattered.max_ids[s] >= 2 ** 31 - 1:
-                raise CriteoFormatError(f"{plan.path}: slot C{s + 1} holds id {scattered.max_ids[s]}, above the "
-                                        f"int32 range")
-            mappers.append(SlotMapper("ids", max_id=scattered.max_ids[s]))
-    return mappers, vocab_arrays
+def _merge_slot(shared: Tuple[List[str], int], s: int) -> Tuple[np.ndarray, np.ndarray]:
+    stems, threshold = shared
+    parts = []
+    for stem in stems:
+        with np.load(stem + ".npz") as z:
+            parts.append((z[f"k{s}"], z[f"c{s}"]))
+    return merge_counts(parts, threshold)
 
 
-def _mapped_split(plan: Plan, split: str, mappers: List[SlotMapper]) -> Iterator[Tuple[np.ndarray, ...]]:
-    """(ids int32 [n, S], dense float32 [n, Dn], label uint8 [n]) pieces of one split: the training
-    buckets each shuffled in memory, the held-out splits in file order. Consumed files are removed."""
-    def map_ids(rec):
-        ids = np.empty((len(rec), plan.slot_dim), np.int32)
-        for s in range(plan.slot_dim):
-            ids[:, s] = mappers[s](np.ascontiguousarray(rec["keys"][:, s]), rec["missing"][:, s])
-        return ids
-
-    dtype = plan.dtype
-    if split == "train":
-        for b in range(plan.n_buckets):
-            rec = np.fromfile(plan.bucket_path(b), dtype)
-            os.remove(plan.bucket_path(b))
-            rec = rec[plan.rng.permutation(len(rec))]
-            for lo in range(0, len(rec), PIECE):
-                piece = rec[lo:lo + PIECE]
-                yield map_ids(piece), piece["dense"], piece["label"]
-        return
-    path = plan.held_out_path(split)
-    for lo in range(0, os.path.getsize(path) // dtype.itemsize, PIECE):
-        rec = np.fromfile(path, dtype, count=PIECE, offset=lo * dtype.itemsize)
-        yield map_ids(rec), rec["dense"], rec["label"]
-    os.remove(path)
-
-
-def write_pass(plan: Plan, mappers: List[SlotMapper], progress: bool = True) -> Dict[str, int]:
-    """Pass 2: shuffle each bucket, map values to ids, write packed MindRecord rows per split.
-    Returns samples per split."""
-    prog = Progress("preprocess pass 2/2 (shuffle, map, write)", plan.total, "lines", enabled=progress)
-    counts = {}
-    for split in plan.splits:
-        writer = PackedWriter(os.path.join(plan.tmp, split_file_name(split)), plan.pack_size)
-        for ids, dense, label in background(_mapped_split(plan, split, mappers)):  # mapping overlaps writing
-            writer.write(ids, dense, label)
-            prog.update(len(label))
-        counts[split] = writer.close()
+def build_vocab(plan: Plan, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray], List[int], Optional[tuple]]:
+    """(vocab.npz arrays, table sizes, largest ids (id mode)) from the piece summaries."""
+    if plan.mode == "hash":
+        return {}, [plan.max_ind_range] * plan.slot_dim, None
+    if plan.mode == "ids":
+        max_ids = np.zeros(plan.slot_dim, np.int64)
+        for p in pieces:
+            with np.load(p.stem + ".npz") as z:
+                max_ids = np.maximum(max_ids, z["max_ids"])
+        bad = np.flatnonzero(max_ids >= 2 ** 31 - 1)
+        if len(bad):
+            raise CriteoFormatError(f"{plan.layout.describe()}: slot C{bad[0] + 1} holds id {max_ids[bad[0]]}, above "
+                                    f"the int32 range")
+        return {}, [int(m) + 1 for m in max_ids], tuple(int(m) for m in max_ids)
+    stems = [p.stem for p in pieces if p.n_train]
+    prog = Progress("preprocess: merging value counts", plan.slot_dim, "slots", enabled=plan.progress)
+    merged = plan.workers.run(_merge_slot, (stems, plan.threshold), list(range(plan.slot_dim)), prog)
     prog.finish()
-    return counts
+    arrays = {}
+    for s, (keys, counts) in enumerate(merged):
+        arrays[f"C{s + 1}_keys"], arrays[f"C{s + 1}_counts"] = keys, counts
+    return arrays, [len(k) + 2 for k, _ in merged], None
 
 
-def vocab_fingerprint(plan: Plan, table_sizes: List[int], vocab_arrays: Dict[str, np.ndarray]) -> str:
+def train_parts(plan: Plan, pieces: List[Piece]) -> List[PartTask]:
+    """Training parts: runs of the FINE_BUCKETS shuffle buckets of about part_lines lines each. Writes the
+    bucket table the part workers read: `cuts.npy` [training pieces, parts + 1] (record offsets of the
+    part boundaries in each piece) and `pieces.json` (their record files)."""
+    train = [p for p in pieces if p.n_train]
+    n_train = sum(p.n_train for p in train)
+    n_parts = min(FINE_BUCKETS, max(1, -(-n_train // plan.part_lines)))
+    cuts = [i * FINE_BUCKETS // n_parts for i in range(n_parts + 1)]
+    table = np.lib.format.open_memmap(plan.path("parts", "cuts.npy.tmp"), "w+", np.uint32, (len(train), n_parts + 1))
+    samples = np.zeros(n_parts, np.int64)
+    for r, p in enumerate(train):
+        with np.load(p.stem + ".npz") as z:
+            table[r] = z["bounds"][cuts]
+        samples += np.diff(table[r].astype(np.int64))
+    table.flush()
+    del table
+    os.replace(plan.path("parts", "cuts.npy.tmp"), plan.path("parts", "cuts.npy"))
+    _write_json(plan.path("parts", "pieces.json"), [p.stem + ".rec" for p in train])
+    return [PartTask("train", i, int(n)) for i, n in enumerate(samples)]
+
+
+def held_out_parts(plan: Plan, pieces: List[Piece], val_end: int) -> Dict[str, List[PartTask]]:
+    """val/test parts: held-out lines in file order; a line is validation when its line number in its
+    file is at most val_end. Parts are whole piece segments of about part_lines lines."""
+    segs = {"val": [], "test": []}
+    for p in pieces:
+        if not p.n_held_out:
+            continue
+        rec = np.memmap(p.stem + ".rec", mode="r", dtype=_dtype(plan))[p.n_train:]
+        n_val = int(np.searchsorted(rec["line"].astype(np.int64) + p.offset, val_end, side="right"))
+        segs["val"].append(Segment(p.stem + ".rec", p.n_train, p.n_train + n_val))
+        segs["test"].append(Segment(p.stem + ".rec", p.n_train + n_val, p.n_train + p.n_held_out))
+    out = {}
+    for split, seg in segs.items():
+        parts, cur = [], []
+        for sg in seg:
+            if sg.end > sg.start:
+                cur.append(sg)
+            if sum(x.end - x.start for x in cur) >= plan.part_lines:
+                parts.append(cur)
+                cur = []
+        if cur:
+            parts.append(cur)
+        if parts or split == "test" or plan.val_split:
+            out[split] = [PartTask(split, i, sum(x.end - x.start for x in c), tuple(c)) for i, c in enumerate(parts)]
+    return out
+
+
+def _dtype(plan: Plan) -> np.dtype:
+    from src.data.pieces import record_dtype
+    return record_dtype(plan.dense_dim, plan.slot_dim)
+
+
+def _part_task(job: PartJob, task: PartTask) -> dict:
+    return write_part(job, task)
+
+
+def write_phase(plan: Plan, job: PartJob, parts: Dict[str, List[PartTask]]) -> Tuple[dict, dict]:
+    """Phase B: every part not yet written; returns (per split the [file name, samples] of its parts,
+    {file name: {bytes, sha256}} of the files written)."""
+    tasks = [t for split in ("train", "val", "test") for t in parts.get(split, [])]
+    done = sum(1 for t in tasks if job.done(t) is not None)
+    if done:
+        print(f"preprocess: {done:,} of {len(tasks):,} parts were written by an earlier run; skipping them",
+              file=sys.stderr)
+    prog = Progress("preprocess phase B (shuffle, map, write)", sum(t.samples for t in tasks), "lines",
+                    enabled=plan.progress)
+    results = plan.workers.run(_part_task, job, tasks, prog, [t.samples for t in tasks])
+    prog.finish()
+    out, files = {}, {}
+    for t, r in zip(tasks, results):
+        out.setdefault(t.split, []).append([t.name, r["samples"]])
+        files.update(r["files"])
+    return out, files
+
+
+def vocab_fingerprint(mode: str, threshold: int, max_ind_range: int, table_sizes: List[int],
+                      vocab_arrays: Dict[str, np.ndarray]) -> str:
     """SHA-256 (hex) of what an id means: the id mode, its parameter, the table sizes and, in vocab mode,
     every slot's values in id order. Equal fingerprints = interchangeable ids."""
-    h = hashlib.sha256(json.dumps({"mode": plan.mode, "threshold": plan.threshold if plan.mode == "vocab" else None,
-                                   "max_ind_range": plan.max_ind_range, "table_sizes": table_sizes}).encode())
-    for s in range(plan.slot_dim):
+    h = hashlib.sha256(json.dumps({"mode": mode, "threshold": threshold if mode == "vocab" else None,
+                                   "max_ind_range": max_ind_range, "table_sizes": table_sizes}).encode())
+    for s in range(len(table_sizes)):
         keys = vocab_arrays.get(f"C{s + 1}_keys")
         if keys is not None:
             h.update(np.ascontiguousarray(keys, "<u4").tobytes())
     return h.hexdigest()
 
 
-def build_metadata(plan: Plan, table_sizes: List[int], counts: Dict[str, int], bad_lines: dict,
-                   fingerprint: str) -> dict:
+def build_metadata(plan: Plan, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
+                   split_text: str, bad_lines: dict, fingerprint_hex: str) -> dict:
     """The metadata.json dict without "files" (see src/data/packed_format.py for the keys every reader checks)."""
-    n_held_out = plan.total - plan.n_train
+    layout = plan.layout
     return {
         "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "input": os.path.abspath(plan.path),
+        "input": layout.files[0].path if layout.kind == "kaggle" else layout.folder,
+        "input_files": [f.name for f in layout.files],
         "dense_dim": plan.dense_dim,
         "slot_dim": plan.slot_dim,
         "id_mode": plan.mode,
@@ -350,48 +351,97 @@ def build_metadata(plan: Plan, table_sizes: List[int], counts: Dict[str, int], b
         "total_rows": int(sum(table_sizes)),
         "pack_size": plan.pack_size,
         "random_seed": plan.seed,
-        "lines": {"total": plan.total, "train": plan.n_train, "test": n_held_out - plan.n_val, "val": plan.n_val},
-        "split": f"last {n_held_out} lines (N // 7) are held out" +
-                 (f"; the first {plan.n_val} of them are validation" if plan.n_val else ""),
-        "samples": counts,
-        "vocab_fingerprint": fingerprint,
+        "lines": lines,
+        "split": split_text,
+        "samples": {split: sum(n for _, n in p) for split, p in parts.items()},
+        "parts": parts,
+        "vocab_fingerprint": fingerprint_hex,
         "bad_lines": bad_lines,
     }
 
 
-def _write_json(path: str, obj: dict) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+def _write_json(path: str, obj: object) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
-def run_passes(plan: Plan, progress: bool = True) -> dict:
-    """Both passes into plan.tmp (vocab.npz, stats.json, the split files, metadata.json); returns the metadata."""
-    scattered = scatter_pass(plan, progress)
-    mappers, vocab_arrays = build_mappers(plan, scattered)
-    counts = write_pass(plan, mappers, progress)
-    np.savez(os.path.join(plan.tmp, "vocab.npz"), **vocab_arrays)
-    _write_json(os.path.join(plan.tmp, "stats.json"), scattered.stats.as_dict())
-    sizes = [m.size for m in mappers]
-    meta = build_metadata(plan, sizes, counts, scattered.bad_lines, vocab_fingerprint(plan, sizes, vocab_arrays))
-    meta["files"] = {name: file_record(os.path.join(plan.tmp, name)) for name in sorted(os.listdir(plan.tmp))
-                     if name not in (METADATA, ".lock")}
-    _write_json(os.path.join(plan.tmp, METADATA), meta)
+def split_lines(plan: Plan, pieces: List[Piece], kaggle: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
+    """(metadata "lines", the last line number of validation in the held-out file, the split in words)."""
+    if kaggle is not None:
+        total, n_train, n_val = kaggle
+        found = sum(p.lines for p in pieces)
+        if found != total:
+            raise CriteoFormatError(f"{plan.layout.files[0].path}: has {found} lines but train_line_count={total}; "
+                                    f"set it to the file's line count, or 0 to count it")
+        n_held = total - n_train
+        text = f"last {n_held} lines (N // 7) are held out" + (
+            f"; the first {n_val} of them are validation" if n_val else "")
+        return {"total": total, "train": n_train, "test": n_held - n_val, "val": n_val}, n_train + n_val, text
+    last = plan.layout.files[-1]
+    held = sum(p.lines for p in pieces if p.file == last)
+    total = sum(p.lines for p in pieces)
+    n_val = -(-held // 2) if plan.val_split else 0
+    text = f"{last.name} (the last day) is held out" + (
+        f"; its first {n_val} lines (ceil(n/2), the half MLPerf's reference evaluates on) are validation, the "
+        f"other {held - n_val} test" if n_val else ", all of it test")
+    return {"total": total, "train": total - held, "test": held - n_val, "val": n_val}, n_val, text
+
+
+def run_phases(plan: Plan) -> dict:
+    """All phases into the work folder; returns the metadata written to the staged dataset."""
+    kaggle, offsets = None, None
+    if plan.layout.kind == "kaggle":
+        offsets, total, n_train, n_val = kaggle_split(plan)
+        kaggle = (total, n_train, n_val)
+    elif plan.train_line_count:
+        raise CriteoFormatError(f"train_line_count={plan.train_line_count} applies to train.txt; day files are "
+                                f"counted as they are read: set it to 0")
+    os.makedirs(plan.path("pieces"), exist_ok=True)
+    os.makedirs(plan.path("parts"), exist_ok=True)
+    job = PieceJob(plan.path("pieces"), plan.dense_dim, plan.slot_dim, plan.piece_bytes, plan.mode, plan.strict,
+                   plan.seed, kaggle[1] if kaggle else 0, offsets)
+    parse_phase(plan, job)
+    pieces = list_pieces(plan, job)
+    lines, val_end, split_text = split_lines(plan, pieces, kaggle)
+    bad = merge_bad_lines(plan, pieces)
+    parts = {"train": train_parts(plan, pieces), **held_out_parts(plan, pieces, val_end)}
+    check_enough_good_lines(plan.layout.describe(), lines["total"], plan.max_bad_fraction, bad,
+                            {s: sum(t.samples for t in p) for s, p in parts.items()})
+    arrays, sizes, max_ids = build_vocab(plan, pieces)
+    out = plan.work.staged()
+    np.savez(os.path.join(out, "vocab.npz"), **arrays)
+    _write_json(os.path.join(out, "stats.json"), merge_stats(pieces, plan.dense_dim, plan.slot_dim))
+    part_job = PartJob(out, plan.path("parts"), plan.dense_dim, plan.slot_dim, plan.pack_size, plan.seed, plan.mode,
+                       os.path.join(out, "vocab.npz"), plan.max_ind_range, max_ids, plan.path("parts"))
+    written, files = write_phase(plan, part_job, parts)
+    meta = build_metadata(plan, sizes, written, lines, split_text, bad,
+                          vocab_fingerprint(plan.mode, plan.threshold, plan.max_ind_range, sizes, arrays))
+    files.update({name: file_record(os.path.join(out, name)) for name in ("vocab.npz", "stats.json")})
+    meta["files"] = dict(sorted(files.items()))
+    _write_json(os.path.join(out, METADATA), meta)
     return meta
 
 
 def preprocess(cfg, progress: bool = True) -> dict:
-    """Preprocess cfg.data_path into DIR/mindrecord (appearing whole or not at all); returns the
-    metadata dict plus "dataset_path". Raises CriteoFormatError on bad input."""
-    path = open_input(cfg.data_path)
-    data_dir = os.path.dirname(os.path.abspath(path))
-    out_dir = os.path.join(data_dir, "mindrecord")
+    """Preprocess cfg.data_path into DIR/mindrecord (appearing whole or not at all; a killed run resumes
+    from its finished pieces and parts); returns the metadata dict plus "dataset_path".
+    Raises CriteoFormatError on bad input, OutputError when the output cannot be written."""
+    layout = find_layout(cfg.data_path)
+    out_dir = os.path.join(layout.folder, "mindrecord")
     try:
-        with staged_dir(out_dir, has_file(METADATA), "the dataset") as tmp:
-            meta = run_passes(make_plan(cfg, path, tmp), progress)
+        with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
+                Workers(default_workers(cfg.workers)) as workers:
+            plan = Plan(layout, work, id_mode(cfg), cfg.dense_dim, cfg.slot_dim, cfg.threshold, cfg.max_ind_range,
+                        cfg.pack_size, cfg.chunk_bytes, cfg.shuffle_bucket_lines, bool(cfg.strict),
+                        cfg.max_bad_fraction, bool(cfg.val_split), cfg.random_seed, workers,
+                        progress, cfg.train_line_count)
+            meta = run_phases(plan)
     except OSError as exc:      # a full disk, a file-size limit, a read-only folder
         raise OutputError(f"cannot write the dataset for {out_dir}: {exc}. Free space (the dataset needs about "
-                          f"2.5x the input's uncompressed size while it is written) and run again; the previous "
-                          f"dataset, if any, is kept") from None
+                          f"2.5x the input's uncompressed size while it is written) and run again: finished pieces "
+                          f"are kept in {os.path.join(layout.folder, '.mindrecord.work')}; the previous dataset, if "
+                          f"any, is kept") from None
     meta["dataset_path"] = out_dir
     return meta
 
@@ -406,12 +456,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.stderr.write(f"preprocess error: {exc}\n")
         sys.exit(2)
     bad = meta["bad_lines"]
-    print(f"wrote {meta['dataset_path']}: {describe_splits(meta['samples'])} samples, {meta['total_rows']:,} "
-          f"embedding rows, {bad['total']:,} skipped lines")
-    if bad["total"]:
-        for reason, n in bad["counts"].items():
-            if n:
-                print(f"  skipped {n:,} lines: {reason} (first at lines {bad['first_lines'][reason]})")
+    print(f"wrote {meta['dataset_path']}: {describe_splits(meta['samples'])} samples in "
+          f"{sum(len(p) for p in meta['parts'].values())} parts, {meta['total_rows']:,} embedding rows, "
+          f"{bad['total']:,} skipped lines")
+    for reason, n in bad["counts"].items():
+        if n:
+            print(f"  skipped {n:,} lines: {reason} (first at lines {bad['first_lines'][reason]})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
     import mindspore
 
-from src.data.packed_format import COLUMNS, load_metadata, shard_block, split_file
+from src.data.packed_format import COLUMNS, load_metadata, shard_block, split_parts
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense float32 [B, Dn], label float32 [B, 1]
 
@@ -22,28 +22,29 @@ Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense fl
 class PackedBatches:
     """Iterable of (ids int32 [B,S], dense float32 [B,D], label float32 [B,1]) numpy batches.
 
-    shuffle: samples are mixed within windows of `shuffle_buffer_records` packed rows with a
-    generator seeded by (seed, epoch); the stored training order is already a uniform permutation.
+    The split's parts are streamed one at a time (never loaded whole). shuffle: every epoch reads the
+    parts in a new order and mixes samples within windows of `shuffle_buffer_records` packed rows, with
+    generators seeded by (seed, epoch); the stored training order is already a uniform permutation.
     Each call of `iter(...)` is one epoch; `epoch` counts them. `skip_batches` drops the first
     batches of the first epoch (resuming mid-epoch); `max_batches` ends every epoch after that many
     (distributed ranks must all run the same number of steps).
-    Sharding gives shard k its block of packed rows (`packed_format.shard_block`): every sample is in
-    exactly one shard.
+    Sharding gives shard k its block of packed rows of every part (`packed_format.shard_block`): every
+    sample is in exactly one shard.
     """
 
     def __init__(self, dataset_path: str, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                  epoch: int = 0, num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = False,
                  shuffle_buffer_records: int = 64, skip_batches: int = 0, max_batches: Optional[int] = None):
         self.meta = load_metadata(dataset_path)
-        self.file = split_file(dataset_path, split)
+        self.parts = split_parts(dataset_path, self.meta, split)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch, self.num_shards, self.shard_id = epoch, num_shards, shard_id
         self.drop_remainder = drop_remainder
         self.window = shuffle_buffer_records
         self.skip_batches, self.max_batches = skip_batches, max_batches
         self.slot_dim, self.dense_dim = self.meta["slot_dim"], self.meta["dense_dim"]
-        self.row_lo, self.row_hi, self.samples = shard_block(self.meta["samples"][split], self.meta["pack_size"],
-                                                             num_shards, shard_id)
+        self.blocks = [shard_block(n, self.meta["pack_size"], num_shards, shard_id) for _, n in self.parts]
+        self.samples = sum(b[2] for b in self.blocks)
 
     def full_batches(self) -> int:
         """Batches of exactly batch_size samples in this shard."""
@@ -53,18 +54,21 @@ class PackedBatches:
         n = self.full_batches() if self.drop_remainder else -(-self.samples // self.batch_size)
         return n if self.max_batches is None else min(n, self.max_batches)
 
-    def _rows(self):
+    def _rows(self, order):
         import mindspore.dataset as ds
-        if self.row_hi <= self.row_lo:
-            return
-        sampler = ds.SequentialSampler(start_index=self.row_lo, num_samples=self.row_hi - self.row_lo)
-        data = ds.MindDataset(self.file, columns_list=list(COLUMNS), sampler=sampler)
-        for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
-            yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
+        for i in order:
+            lo, hi, _ = self.blocks[i]
+            if hi <= lo:
+                continue
+            sampler = ds.SequentialSampler(start_index=lo, num_samples=hi - lo)
+            data = ds.MindDataset(self.parts[i][0], columns_list=list(COLUMNS), sampler=sampler)
+            for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
+                yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
 
     def _windows(self, rng):
         buf = []
-        for row in self._rows():
+        order = rng.permutation(len(self.parts)) if rng is not None else range(len(self.parts))
+        for row in self._rows(order):
             buf.append(row)
             if len(buf) >= self.window:
                 yield self._mix(buf, rng)

@@ -14,6 +14,9 @@ with the real file's structure (facts in the README, section "Data"):
 be compared with the best achievable one on the same lines.
 
     python -m src.data.synthetic --out DIR/train.txt --lines 1000000 [--prob_file DIR/train_prob.npy]
+    python -m src.data.synthetic --out_dir DIR --days 24 --lines 200000 [--gzip]    # day_0 .. day_23
+Day files (the Terabyte layout) drift from day to day: values change popularity, new values appear
+and the click rate follows a weekly cycle, so that a held-out last day behaves like the real one.
 """
 import argparse
 import os
@@ -96,9 +99,28 @@ def _hex8(keys):
     return HEX[nib].view("S8").reshape(-1)
 
 
-def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int) -> Tuple["pa.Table", np.ndarray]:
-    """Returns (pyarrow Table of the 40 columns, true probabilities float32 [n])."""
-    rng = np.random.default_rng([seed, 1, chunk_index])
+DRIFT_STEP = 32            # day files: a slot's popular values move this many ranks a day
+NEW_VALUE_RATE = 0.05      # day files: this fraction of values are new on their day (never seen before it)
+
+
+def drift(model: PlantedModel, rng: np.random.Generator, ranks: np.ndarray, day: int) -> np.ndarray:
+    """Day-file drift of value identities: int64 ranks [n, 26] -> int64 values [n, 26].
+
+    On day d the value at rank r is r + d * DRIFT_STEP (mod the slot's vocabulary) for slots of more than
+    1000 values, so popularity moves from day to day while a value keeps its effect on clicks; a
+    NEW_VALUE_RATE share of those slots' values are drawn from a range used by day d only (new values)."""
+    big = model.card > 1000
+    vals = np.where(big[None, :], (ranks + day * DRIFT_STEP) % model.card[None, :], ranks)
+    new = (rng.random(ranks.shape) < NEW_VALUE_RATE) & big[None, :]
+    fresh = model.card[None, :] + day * 1_000_000 + rng.integers(0, 100_000, ranks.shape)
+    return np.where(new, fresh, vals)
+
+
+def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int,
+                   day: Optional[int] = None) -> Tuple["pa.Table", np.ndarray]:
+    """Returns (pyarrow Table of the 40 columns, true probabilities float32 [n]). `day` (day files) adds
+    the day-to-day drift: values move (`drift`) and the click rate follows a weekly cycle."""
+    rng = np.random.default_rng([seed, 1, chunk_index] if day is None else [seed, 2, day, chunk_index])
     dense_missing = np.zeros((n, N_DENSE), bool)
     for cols, p in DENSE_BLOCKS:
         m = rng.random(n) < p
@@ -118,7 +140,10 @@ def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int) -> 
     counts[:, 4] = np.maximum(counts[:, 4], 0)
     dense_log = np.log1p(np.maximum(np.where(dense_missing, 0, counts), 0)).astype(np.float32)
     ranks = model.sample_ranks(rng, n)
-    prob = 1.0 / (1.0 + np.exp(-model.logit(dense_log, dense_missing, ranks, cat_missing)))
+    logit = model.logit(dense_log, dense_missing, ranks, cat_missing) if day is None else \
+        model.logit(dense_log, dense_missing, (ranks := drift(model, rng, ranks, day)), cat_missing) + \
+        0.25 * np.sin(2 * np.pi * day / 7)
+    prob = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(n) < prob).astype(np.int64)
     keys = model.keys(ranks)
     cols, names = [pa.array(label)], ["label"]
@@ -131,39 +156,65 @@ def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int) -> 
     return pa.table(cols, names=names), prob.astype(np.float32)
 
 
-def generate(out_path: str, lines: int, seed: int = 2024, vocab_scale: Optional[float] = None,
-             prob_file: Optional[str] = None, chunk: int = 200_000, progress: bool = True) -> str:
-    """Write `lines` synthetic lines to out_path (atomically); optional true probabilities to prob_file."""
-    if lines <= 0:
-        raise ValueError(f"--lines must be > 0, got {lines}")
+def _default_scale(lines: int) -> float:
     # Vocabularies grow with the data as in the real logs: ~1/4 of the Kaggle size at 45.8M lines.
-    if vocab_scale is None:
-        vocab_scale = min(1.0, max(1e-3, lines / 45_840_617 * 0.25)) ** 0.5
-    model = PlantedModel(seed, vocab_scale)
+    return min(1.0, max(1e-3, lines / 45_840_617 * 0.25)) ** 0.5
+
+
+def _write_text(out_path: str, model: PlantedModel, seed: int, lines: int, chunk: int, day: Optional[int],
+                progress: bool) -> List[np.ndarray]:
+    """Write one file atomically (gzip when out_path ends with .gz); returns the true probabilities."""
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.tmp-{os.getpid()}"
     probs = []
     opts = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     start = time.time()
     try:
-        with pa.OSFile(tmp, "wb") as sink:
+        with pa.OSFile(tmp, "wb") as raw:
+            sink = pa.CompressedOutputStream(raw, "gzip") if out_path.endswith(".gz") else raw
             done = 0
             for ci, lo in enumerate(range(0, lines, chunk)):
                 n = min(chunk, lines - lo)
-                table, prob = generate_chunk(model, seed, ci, n)
+                table, prob = generate_chunk(model, seed, ci, n, day)
                 pacsv.write_csv(table, sink, opts)
                 probs.append(prob)
                 done += n
                 if progress:
                     rate = done / max(time.time() - start, 1e-9)
-                    sys.stderr.write(f"\rsynthetic: {done:,}/{lines:,} lines, {rate:,.0f} lines/s, "
-                                     f"ETA {(lines - done) / rate:,.0f}s ")
+                    sys.stderr.write(f"\rsynthetic {os.path.basename(out_path)}: {done:,}/{lines:,} lines, "
+                                     f"{rate:,.0f} lines/s, ETA {(lines - done) / rate:,.0f}s ")
+            if sink is not raw:
+                sink.close()
         if progress:
             sys.stderr.write("\n")
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return probs
+
+
+def generate_days(out_dir: str, days: int, lines_per_day: int, seed: int = 2024, vocab_scale: Optional[float] = None,
+                  gzip: bool = False, chunk: int = 200_000, progress: bool = True) -> List[str]:
+    """Write day_0 .. day_{days-1} (.gz with gzip) of lines_per_day lines each, with day-to-day drift
+    (`drift`, a weekly click-rate cycle); returns their paths. The vocabulary scale follows the total."""
+    if days < 2 or lines_per_day <= 0:
+        raise ValueError(f"--days must be >= 2 and --lines > 0, got {days} and {lines_per_day}")
+    model = PlantedModel(seed, _default_scale(days * lines_per_day) if vocab_scale is None else vocab_scale)
+    paths = []
+    for d in range(days):
+        paths.append(os.path.join(out_dir, f"day_{d}" + (".gz" if gzip else "")))
+        _write_text(paths[-1], model, seed, lines_per_day, chunk, d, progress)
+    return paths
+
+
+def generate(out_path: str, lines: int, seed: int = 2024, vocab_scale: Optional[float] = None,
+             prob_file: Optional[str] = None, chunk: int = 200_000, progress: bool = True) -> str:
+    """Write `lines` synthetic lines to out_path (atomically); optional true probabilities to prob_file."""
+    if lines <= 0:
+        raise ValueError(f"--lines must be > 0, got {lines}")
+    model = PlantedModel(seed, _default_scale(lines) if vocab_scale is None else vocab_scale)
+    probs = _write_text(out_path, model, seed, lines, chunk, None, progress)
     if prob_file:
         p = np.concatenate(probs)
         ptmp = f"{prob_file}.tmp-{os.getpid()}.npy"
@@ -174,15 +225,25 @@ def generate(out_path: str, lines: int, seed: int = 2024, vocab_scale: Optional[
 
 def main(argv: Optional[List[str]] = None) -> None:
     """`python -m src.data.synthetic --out DIR/train.txt --lines N [--prob_file ...]`"""
-    ap = argparse.ArgumentParser(description="Write a synthetic Criteo-format train.txt")
-    ap.add_argument("--out", required=True, help="output file, e.g. data/synthetic/train.txt")
-    ap.add_argument("--lines", type=int, required=True)
+    ap = argparse.ArgumentParser(description="Write a synthetic Criteo-format train.txt, or day files")
+    ap.add_argument("--out", help="output file, e.g. data/synthetic/train.txt")
+    ap.add_argument("--out_dir", help="with --days: the folder for day_0 .. day_{D-1}")
+    ap.add_argument("--days", type=int, default=0, help="write this many day files (Terabyte layout)")
+    ap.add_argument("--gzip", action="store_true", help="with --days: write day_N.gz")
+    ap.add_argument("--lines", type=int, required=True, help="lines (with --days: per day)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--vocab_scale", type=float, default=None,
                     help="fraction of the Kaggle vocabulary sizes (default grows with --lines)")
     ap.add_argument("--prob_file", default=None, help="also write true click probabilities (.npy)")
     args = ap.parse_args(argv)
-    generate(args.out, args.lines, args.seed, args.vocab_scale, args.prob_file)
+    if args.days:
+        if not args.out_dir:
+            ap.error("--days needs --out_dir")
+        generate_days(args.out_dir, args.days, args.lines, args.seed, args.vocab_scale, args.gzip)
+    elif args.out:
+        generate(args.out, args.lines, args.seed, args.vocab_scale, args.prob_file)
+    else:
+        ap.error("give --out FILE, or --days D --out_dir DIR")
 
 
 if __name__ == "__main__":

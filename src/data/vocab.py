@@ -7,7 +7,7 @@ Id layout of every slot in vocabulary mode:
 Hashing mode (`max_ind_range` = M): 0 = missing, 1 + value % (M - 1) otherwise; M rows, no counting.
 Id mode (`skip_id_convert` = 1): the field already holds an id; missing -> 0; rows = max id + 1.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -78,3 +78,38 @@ class SlotMapper:
             ids = values.astype(np.int32)
         ids[missing] = 0
         return ids
+
+
+MERGE_ENTRIES = 1 << 24     # (value, count) pairs merged at once: bounds the merge's memory (~0.4 GB)
+
+
+def merge_counts(parts: List[Tuple[np.ndarray, np.ndarray]], threshold: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Merge per-piece value counts of one slot into the vocabulary: (keys uint32, counts int64) of the
+    values seen >= threshold times, in id order (count desc, value asc).
+
+    parts: per piece (keys uint32 [m] sorted ascending, counts int64 [m]); they may be memory-mapped. The
+    value range is cut into partitions of at most about MERGE_ENTRIES pairs, merged one at a time, so the
+    memory is bounded whatever the number of pieces or distinct values.
+    """
+    entries = sum(len(k) for k, _ in parts)
+    n_part = max(1, -(-entries // MERGE_ENTRIES))
+    cuts = [p * (1 << 32) // n_part for p in range(n_part + 1)]
+    kept_keys, kept_counts = [], []
+    for p in range(n_part):
+        ks, cs = [], []
+        for keys, counts in parts:
+            lo, hi = np.searchsorted(keys, [cuts[p], cuts[p + 1]])
+            ks.append(np.asarray(keys[lo:hi]))
+            cs.append(np.asarray(counts[lo:hi]))
+        keys, counts = np.concatenate(ks), np.concatenate(cs)
+        if not len(keys):
+            continue
+        codes, uniq = pd.factorize(keys, sort=False)
+        total = np.bincount(codes, weights=counts, minlength=len(uniq)).astype(np.int64)
+        keep = total >= threshold
+        kept_keys.append(np.asarray(uniq, np.uint32)[keep])
+        kept_counts.append(total[keep])
+    keys = np.concatenate(kept_keys) if kept_keys else np.zeros(0, np.uint32)
+    counts = np.concatenate(kept_counts) if kept_counts else np.zeros(0, np.int64)
+    order = np.lexsort((keys, -counts))
+    return keys[order], counts[order]

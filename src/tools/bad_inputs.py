@@ -86,6 +86,14 @@ def _edit_meta(key: str, value) -> Callable[[str], None]:
     return change
 
 
+def _empty_test(d: str) -> None:
+    """The dataset's metadata says its test split has no samples."""
+    p = os.path.join(d, "metadata.json")
+    meta = json.load(open(p))
+    meta["samples"]["test"], meta["parts"]["test"] = 0, []
+    json.dump(meta, open(p, "w"))
+
+
 def _truncate(name: str) -> Callable[[str], None]:
     def change(d):
         p = os.path.join(d, name)
@@ -148,11 +156,11 @@ def cases(ws: str, p: dict) -> List[Case]:
                     "must hold a JSON object"))
     d = _dataset_copy(ws, "meta_v1", _edit_meta("format_version", 1))
     out.append(Case("metadata.json of an older format", ["train.py", f"--dataset_path={d}"], 1,
-                    "has format_version 1; this code reads format 2"))
-    d = _dataset_copy(ws, "trunc_mr", _truncate("train.mindrecord"))
-    out.append(Case("train.mindrecord truncated", ["train.py", f"--dataset_path={d}"], 1,
+                    "has format_version 1; this code reads format 3"))
+    d = _dataset_copy(ws, "trunc_mr", _truncate("train-00000.mindrecord"))
+    out.append(Case("a training part truncated", ["train.py", f"--dataset_path={d}"], 1,
                     "truncated or changed after preprocessing"))
-    d = _dataset_copy(ws, "no_test", _edit_meta("samples", {"train": 1714, "test": 0}))
+    d = _dataset_copy(ws, "no_test", _empty_test)
     out.append(Case("an empty test split", ["train.py", f"--dataset_path={d}", f"--ckpt_path={ws}/ck2"], 1,
                     "the evaluation after training would fail"))
     bad_ckpt = os.path.join(ws, "corrupt.safetensors")

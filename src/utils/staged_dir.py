@@ -12,6 +12,7 @@ normally it is swapped into place. Rules:
     (process-id namespace) that process runs in.
 """
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -119,3 +120,79 @@ def staged_dir(out_dir: str, owned: Optional[Callable[[str], bool]] = None, what
         os.replace(tmp, out_dir)
         if old:
             shutil.rmtree(old, ignore_errors=True)
+
+
+class WorkDir:
+    """A resumable work folder `.NAME.work` beside out_dir (see `work_dir`)."""
+
+    def __init__(self, path: str, out_dir: str, resumed: bool):
+        self.path, self.out_dir, self.resumed = path, out_dir, resumed
+
+    def staged(self) -> str:
+        """The folder inside the work folder that becomes out_dir (created on first use)."""
+        path = os.path.join(self.path, "out")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+
+def _swap_in(tmp: str, out_dir: str) -> None:
+    """Replace out_dir with tmp (same file system): the old one is moved aside, then removed."""
+    parent, base = os.path.dirname(out_dir), os.path.basename(out_dir)
+    old = None
+    if os.path.lexists(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+        os.replace(out_dir, os.path.join(old, base))
+    os.replace(tmp, out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def work_dir(out_dir: str, fingerprint: dict, owned: Optional[Callable[[str], bool]] = None,
+             what: str = "the output") -> Iterator[WorkDir]:
+    """A work folder `.NAME.work` beside out_dir that survives a kill, for work done in resumable units.
+
+    The folder records `fingerprint` (what the output depends on: inputs and settings). A later run with
+    the same fingerprint resumes in it (`.resumed` is True): units whose outputs are complete there are
+    kept. Another fingerprint discards it. An flock on its `.lock` keeps two live runs apart (the second
+    one is refused, naming the folder). When the block ends normally, `WorkDir.staged()` replaces out_dir
+    (the rules of `staged_dir`) and the work folder is removed. After a ValueError (bad input or settings)
+    it is removed too; after anything else (a full disk, a kill) it stays for the next run.
+    """
+    out_dir = os.path.abspath(out_dir)
+    parent, base = os.path.dirname(out_dir), os.path.basename(out_dir)
+    check_replaceable(out_dir, owned, what)
+    path = os.path.join(parent, f".{base}.work")
+    os.makedirs(path, exist_ok=True)
+    fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"another run is writing '{path}' ({what} for {out_dir}); wait for it to end") from None
+        plan_file = os.path.join(path, "fingerprint.json")
+        resumed = False
+        if os.path.isfile(plan_file):
+            with open(plan_file, encoding="utf-8") as f:
+                try:
+                    resumed = json.load(f) == json.loads(json.dumps(fingerprint))
+                except json.JSONDecodeError:
+                    resumed = False
+        if not resumed:
+            for entry in os.scandir(path):
+                if entry.name != LOCK:
+                    (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.remove)(entry.path)
+            with open(plan_file + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(fingerprint, f, indent=1)
+            os.replace(plan_file + ".tmp", plan_file)
+        work = WorkDir(path, out_dir, resumed)
+        try:
+            yield work
+        except ValueError:
+            shutil.rmtree(path, ignore_errors=True)   # bad input or settings: nothing there is worth keeping
+            raise
+        check_replaceable(out_dir, owned, what)       # nothing of the user's appeared meanwhile
+        _swap_in(work.staged(), out_dir)
+        shutil.rmtree(path, ignore_errors=True)       # our fd keeps the lock until the folder is gone
+    finally:
+        os.close(fd)

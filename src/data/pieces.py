@@ -1,0 +1,172 @@
+"""Preprocessing phase A: one piece of text -> parsed records and a summary, in the work folder.
+
+For piece k of input file i (see src/data/inputs.py) a worker writes
+  f{i:04d}-p{k:06d}.rec   records (`record_dtype`): first the training lines, sorted by their shuffle
+                          bucket, then the held-out lines in file order
+  f{i:04d}-p{k:06d}.npz   the summary (`PieceSummary`), written last: its presence marks the piece done
+Each training line draws a shuffle bucket in [0, FINE_BUCKETS) from a generator seeded by (seed, i, k),
+so the buckets, and the whole dataset, are the same whichever worker takes the piece.
+The summary holds the line count, the bucket boundaries, the feature-statistic sums, the per-slot value
+counts (vocabulary mode) or largest ids (id mode), and the bad lines (line numbers local to the piece).
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from src.data.criteo import BlockParser, Chunk, CriteoFormatError
+from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, stream_pieces
+
+FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
+
+
+def record_dtype(dense_dim: int, slot_dim: int) -> np.dtype:
+    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4[S],
+    missing ?[S], line u4 (1-based line number within its piece)."""
+    return np.dtype([("label", "u1"), ("dense", "<f4", (dense_dim,)), ("keys", "<u4", (slot_dim,)),
+                     ("missing", "?", (slot_dim,)), ("line", "<u4")])
+
+
+@dataclass(frozen=True)
+class PieceJob:
+    """What a worker needs to process pieces (picklable)."""
+    folder: str             # the work folder's pieces/ directory
+    dense_dim: int
+    slot_dim: int
+    piece_bytes: int
+    mode: str               # "vocab" | "hash" | "ids"
+    strict: bool
+    seed: int
+    n_train: int            # Kaggle layout: lines 1..n_train of the file are training; 0 for day files
+    offsets: Optional[tuple] = None   # Kaggle plain file: lines before every piece
+
+    def stem(self, file: InputFile, k: int) -> str:
+        """The path without extension of piece k of `file`."""
+        return os.path.join(self.folder, f"f{file.index:04d}-p{k:06d}")
+
+    def done(self, file: InputFile, k: int) -> bool:
+        """True when the piece's summary exists (its records were written before it)."""
+        return os.path.isfile(self.stem(file, k) + ".npz")
+
+
+def _sums(chunk: Chunk, sel: np.ndarray) -> Dict[str, np.ndarray]:
+    d = chunk.dense[:, sel].astype(np.float64)
+    return {"n": np.int64(len(sel)), "pos": np.int64(chunk.label[sel].sum()), "sum": d.sum(1), "sumsq": (d * d).sum(1),
+            "max": d.max(1) if len(sel) else np.zeros(d.shape[0]), "cat_missing": chunk.missing[:, sel].sum(1)}
+
+
+def _records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    rec = np.empty(len(sel), dtype)
+    rec["label"] = chunk.label[sel]
+    rec["dense"] = chunk.dense[:, sel].T
+    rec["keys"] = chunk.keys[:, sel].T
+    rec["missing"] = chunk.missing[:, sel].T
+    rec["line"] = chunk.line[sel]
+    return rec
+
+
+def _value_counts(chunk: Chunk, sel: np.ndarray, slot_dim: int) -> Dict[str, np.ndarray]:
+    """Per slot: the distinct values of the selected lines (sorted) and how often each occurs."""
+    out = {}
+    for s in range(slot_dim):
+        vals = chunk.keys[s, sel][~chunk.missing[s, sel]]
+        keys, counts = np.unique(vals, return_counts=True)
+        out[f"k{s}"], out[f"c{s}"] = keys.astype(np.uint32), counts.astype(np.int64)
+    return out
+
+
+def _parse(job: PieceJob, file: InputFile, k: int, text: bytes, parser: BlockParser,
+           offset: Optional[int], n: int) -> Optional[Chunk]:
+    """Parse the n lines with piece-local line numbers; a strict-mode error is re-raised with the file's
+    line number (`offset`: lines before the piece, counted here when unknown)."""
+    if n == 0:
+        return None
+    try:
+        return parser.parse(1, text, n)
+    except CriteoFormatError:
+        if not job.strict:
+            raise
+        if offset is None:
+            with open(file.path, "rb") as f:
+                offset = lines_before(file.path, line_start_at_or_after(f, k * job.piece_bytes))
+        return parser.parse(offset + 1, text, n)      # raises again, naming the line in the file
+
+
+def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: Optional[int] = None) -> int:
+    """Parse piece k of `file` (its text; `offset` lines come before it, None when not known) and write
+    its records and summary; returns its line count."""
+    parser = BlockParser(file.path, job.dense_dim, job.slot_dim, strict=job.strict, int_ids=job.mode == "ids",
+                         use_threads=False)
+    n_lines = text.count(b"\n")
+    chunk = _parse(job, file, k, text, parser, offset, n_lines)
+    dtype = record_dtype(job.dense_dim, job.slot_dim)
+    if chunk is None:
+        chunk = Chunk(np.zeros(0, np.uint8), np.zeros((job.dense_dim, 0), np.float32),
+                      np.zeros((job.slot_dim, 0), np.uint32), np.zeros((job.slot_dim, 0), bool), np.zeros(0, np.int64))
+    if file.held_out:
+        is_train = np.zeros(len(chunk.label), bool)
+    elif job.n_train:
+        is_train = offset + chunk.line <= job.n_train
+    else:
+        is_train = np.ones(len(chunk.label), bool)
+    tr, ho = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    bucket = np.random.default_rng([job.seed, 11, file.index, k]).integers(0, FINE_BUCKETS, len(tr))
+    order = np.argsort(bucket, kind="stable")
+    summary = {"lines": np.int64(n_lines), "n_train": np.int64(len(tr)), "n_held_out": np.int64(len(ho)),
+               "bounds": np.searchsorted(bucket[order], np.arange(FINE_BUCKETS + 1)).astype(np.uint32),
+               "bad": np.frombuffer(json.dumps(parser.bad.as_dict()).encode(), np.uint8)}
+    summary.update({f"stat_{key}": v for key, v in _sums(chunk, tr).items()})
+    if job.mode == "vocab":
+        summary.update(_value_counts(chunk, tr, job.slot_dim))
+    elif job.mode == "ids":
+        summary["max_ids"] = chunk.keys.max(1).astype(np.int64) if len(chunk.label) else np.zeros(job.slot_dim, np.int64)
+    stem = job.stem(file, k)
+    _write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
+                                                           _records(chunk, ho, dtype)]).tofile(f))
+    _write_atomic(stem + ".npz", lambda f: np.savez(f, **summary))
+    return n_lines
+
+
+def _write_atomic(path: str, write) -> None:
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+    except OSError as exc:
+        raise OSError(f"cannot write '{tmp}' ({exc})") from None
+    os.replace(tmp, path)
+
+
+def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[int]:
+    """A task: piece k of a plain file, or every piece of a gzip file (k None) in order; pieces already
+    done are skipped. Returns the piece numbers it processed."""
+    if k is not None:
+        if job.done(file, k):
+            return []
+        offset = job.offsets[k] if job.offsets else None
+        process_piece(job, file, k, read_piece(file.path, k, job.piece_bytes), offset)
+        return [k]
+    done, offset = [], 0
+    for i, text in stream_pieces(file.path, job.piece_bytes):
+        if not job.done(file, i):
+            process_piece(job, file, i, text, offset)
+            done.append(i)
+        offset += text.count(b"\n")
+    return done
+
+
+@dataclass
+class PieceSummary:
+    """A finished piece's summary, loaded lazily (np.load of the .npz)."""
+    path: str
+
+    def load(self) -> "np.lib.npyio.NpzFile":
+        """The summary arrays (see module docstring)."""
+        return np.load(self.path + ".npz")
+
+    @property
+    def records(self) -> str:
+        """The piece's record file."""
+        return self.path + ".rec"
