@@ -15,6 +15,23 @@ from src.model_utils.moxing_adapter import moxing_wrapper
 config = get_config()
 
 
+def plan_only() -> None:
+    """--plan_only=True: print the plan for rank_size ranks and whether it fits memory_budget_gb; no training."""
+    from src.data.packed_format import DatasetError
+    from src.training.memory_plan import MemoryBudgetError, budget_bytes, check_budget, plan, plan_table_sizes
+    try:
+        sizes = plan_table_sizes(config)
+        print("\n".join(plan(config, sizes, config.rank_size).lines()))
+        check_budget(config, sizes, config.rank_size, budget_bytes(config))
+    except MemoryBudgetError as exc:
+        print(f"does not fit: {exc}")
+        sys.exit(1)
+    except (DatasetError, ValueError) as exc:
+        sys.stderr.write(f"train error: {exc}\n")
+        sys.exit(1)
+    print(f"fits: memory_budget_gb allows {budget_bytes(config) / 2 ** 30:.2f} GB per rank")
+
+
 @moxing_wrapper(config)
 def main():
     from src.training.checkpoint import CheckpointError
@@ -33,9 +50,14 @@ def main():
     if par.distributed:
         print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:
+        from src.data.packed_format import load_metadata, table_sizes_for
+        from src.training.memory_plan import budget_bytes, check_budget
+        sizes = table_sizes_for(config, load_metadata(config.dataset_path))
+        rank_plan = check_budget(config, sizes, par.size, budget_bytes(config))     # before allocating
         trainer = Trainer(config, parallel=par)
         if par.is_main:
             print(trainer.describe(), flush=True)
+            print("\n".join(rank_plan.lines()), flush=True)
         start = time.time()
         pos = trainer.run()
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:
@@ -51,4 +73,7 @@ def main():
 
 if __name__ == "__main__":
     os.environ.setdefault("GLOG_v", "3")
-    main()
+    if config.plan_only:
+        plan_only()
+    else:
+        main()

@@ -3,6 +3,11 @@
 #   bash scripts/run_distribute_train.sh DEVICE_TARGET NUM DATASET_PATH [RANK_TABLE_FILE] [train.py options]
 #     CPU, GPU  msrun starts NUM processes (CPU: MindSpore's mccl on 127.0.0.1; GPU: NCCL).
 #               MASTER_PORT picks the port (default: a free one).
+#               Several machines: run this on each with NUM = its worker count and NODE_NUM (machines),
+#               NODE_RANK (0 .. NODE_NUM-1), MASTER_ADDR (node 0's address) and MASTER_PORT (the same on
+#               all); node k's ranks are k*NUM .. k*NUM+NUM-1. This uses MindSpore's own cluster start
+#               (node 0 runs its scheduler: MS_ROLE=MS_SCHED; every rank is MS_ROLE=MS_WORKER with
+#               MS_NODE_ID=its rank), as msrun does; checkpoints need a --ckpt_path all nodes share.
 #     Ascend    RANK_TABLE_FILE (an HCCL rank table) is required; rank i runs on device i with
 #               DEVICE_ID=RANK_ID=i, RANK_SIZE=NUM, in RUN_DIR/log<i>/train.log.
 # batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: table rows split across ranks) or
@@ -27,6 +32,17 @@ if [ "$TARGET" = Ascend ]; then
   [ -f "$RANK_TABLE_FILE" ] || { echo "RANK_TABLE_FILE '$RANK_TABLE_FILE' does not exist" >&2; exit 2; }
   export RANK_TABLE_FILE="$(realpath "$RANK_TABLE_FILE")"
 fi
+NODE_NUM="${NODE_NUM:-1}"; NODE_RANK="${NODE_RANK:-0}"
+need_count NODE_NUM "$NODE_NUM" 1
+need_count NODE_RANK "$NODE_RANK" 0
+[ "$NODE_RANK" -lt "$NODE_NUM" ] || { echo "NODE_RANK must be in [0, NODE_NUM=$NODE_NUM), got $NODE_RANK" >&2; exit 2; }
+if [ "$NODE_NUM" -gt 1 ]; then
+  [ "$TARGET" != Ascend ] || { echo "Ascend: several servers come from one rank table; NODE_NUM is for CPU/GPU" >&2; exit 2; }
+  [ -n "$MASTER_ADDR" ] && [ -n "$MASTER_PORT" ] || {
+    echo "NODE_NUM=$NODE_NUM needs MASTER_ADDR (node 0's address) and MASTER_PORT, the same on every node" >&2; exit 2; }
+  need_count MASTER_PORT "$MASTER_PORT" 1
+fi
+export DLRM_LOCAL_RANKS=$NUM                 # memory_budget_gb=0 shares this machine's memory among them
 need_dataset "$DATASET_PATH"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/setup_env.sh"          # the venv's bin on PATH: msrun starts plain `python`
@@ -41,10 +57,33 @@ TRAIN_ARGS=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --parallel_m
 # log_tail FILE: the last lines of a rank's log without MindSpore's INFO/WARNING lines.
 log_tail() { grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "$1" | grep -v -E '^\s*$' | tail -15 | sed 's/^/  /' >&2; }
 
+# watch_ranks REPORT: wait for the processes in PIDS (their ranks in RANK_OF). When one fails, call
+# `REPORT RANK EXIT_CODE`, stop the others (and EXTRA_PIDS) and exit 1.
+watch_ranks() {
+  local LEFT=${#PIDS[@]} DONE RC
+  set +e
+  while [ $LEFT -gt 0 ]; do
+    wait -n -p DONE "${PIDS[@]}"; RC=$?
+    LEFT=$((LEFT - 1))
+    if [ $RC -ne 0 ]; then
+      "$1" "${RANK_OF[$DONE]}" "$RC"
+      kill "${PIDS[@]}" $EXTRA_PIDS 2>/dev/null
+      wait 2>/dev/null
+      exit 1
+    fi
+  done
+  set -e
+}
+PIDS=(); EXTRA_PIDS=""; declare -A RANK_OF
+
+report_rank_table() {
+  echo "==== rank $1 failed (exit code $2); stopping the other ranks. $RUN_DIR/log$1/train.log ends with:" >&2
+  log_tail "log$1/train.log"
+}
+
 launch_rank_table() {
   export RANK_SIZE=$NUM
-  declare -A RANK_OF
-  local PIDS=() i
+  local i
   for ((i = 0; i < NUM; i++)); do
     mkdir -p "log$i"
     ( cd "log$i" && DEVICE_ID=$i RANK_ID=$i exec "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > train.log 2>&1 ) &
@@ -52,20 +91,7 @@ launch_rank_table() {
   done
   echo "started $NUM ranks, logs in $RUN_DIR/log<i>/train.log"
   trap 'kill "${PIDS[@]}" 2>/dev/null' INT TERM
-  local LEFT=$NUM DONE RC r
-  set +e
-  while [ $LEFT -gt 0 ]; do
-    wait -n -p DONE "${PIDS[@]}"; RC=$?
-    LEFT=$((LEFT - 1))
-    if [ $RC -ne 0 ]; then
-      r=${RANK_OF[$DONE]}
-      echo "==== rank $r failed (exit code $RC); stopping the other ranks. $RUN_DIR/log$r/train.log ends with:" >&2
-      log_tail "log$r/train.log"
-      kill "${PIDS[@]}" 2>/dev/null
-      wait 2>/dev/null
-      exit 1
-    fi
-  done
+  watch_ranks report_rank_table
   grep -v -E '^\[(INFO|WARNING|DEBUG)\]' log0/train.log | tail -5
 }
 
@@ -114,4 +140,49 @@ launch_msrun() {
   fi
 }
 
-if [ "$TARGET" = Ascend ]; then launch_rank_table; else launch_msrun; fi
+# report_node_failure RANK CODE: a rank of this node failed; name the rank(s) MindSpore's scheduler lost
+# when that is why (a rank or node that died elsewhere), and show this rank's log.
+report_node_failure() {
+  local LOST; LOST=$(lost_ranks)
+  if [ -n "$LOST" ] && [[ " $LOST " != *" $1 "* ]]; then
+    echo "==== distributed training FAILED: rank(s) ${LOST}stopped answering (MindSpore's scheduler: 'The" \
+         "node: ${LOST% } is timed out'; see that node's log); rank $1 here stopped with it (exit code $2)" >&2
+  else
+    echo "==== rank $1 (node $NODE_RANK) failed (exit code $2); stopping this node's ranks." >&2
+  fi
+  echo "---- rank $1 ($RUN_DIR/log/worker_$1.log):" >&2
+  log_tail "log/worker_$1.log"
+}
+
+# launch_nodes: one node of a multi-node CPU/GPU job, by MindSpore's environment-variable cluster start.
+launch_nodes() {
+  local TOTAL=$((NUM * NODE_NUM)) i r
+  mkdir -p log
+  rm -f log/worker_*.log log/scheduler.log
+  export MS_WORKER_NUM=$TOTAL MS_SCHED_HOST="$MASTER_ADDR" MS_SCHED_PORT="$MASTER_PORT"
+  if [ "$NODE_RANK" = 0 ]; then
+    MS_ROLE=MS_SCHED "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > log/scheduler.log 2>&1 &
+    EXTRA_PIDS=$!
+  fi
+  for ((i = 0; i < NUM; i++)); do
+    r=$((NODE_RANK * NUM + i))
+    MS_ROLE=MS_WORKER MS_NODE_ID=$r "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > "log/worker_$r.log" 2>&1 &
+    PIDS+=($!); RANK_OF[$!]=$r
+  done
+  echo "node $NODE_RANK of $NODE_NUM: ranks $((NODE_RANK * NUM))..$((NODE_RANK * NUM + NUM - 1)) of $TOTAL" \
+       "($TARGET, ${PARALLEL_MODE:-hybrid_parallel}), scheduler $MASTER_ADDR:$MASTER_PORT, logs in $RUN_DIR/log"
+  trap 'kill "${PIDS[@]}" $EXTRA_PIDS 2>/dev/null' INT TERM
+  watch_ranks report_node_failure
+  [ -z "$EXTRA_PIDS" ] || wait $EXTRA_PIDS
+  grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "log/worker_$((NODE_RANK * NUM)).log" | tail -5
+}
+
+# lost_ranks: the ranks MindSpore's scheduler lost (no heartbeat: a rank or node that died elsewhere),
+# from its log on node 0 ("The node: 1 is timed out"); node ids are global ranks here.
+lost_ranks() {
+  grep -h -o -E "The node: [0-9]+ is timed out" log/scheduler.log 2>/dev/null | grep -o -E "[0-9]+" | sort -un | tr '\n' ' '
+}
+
+if [ "$TARGET" = Ascend ]; then launch_rank_table
+elif [ "$NODE_NUM" -gt 1 ]; then launch_nodes
+else launch_msrun; fi

@@ -168,3 +168,51 @@ def test_bytes_per_step_formula():
     assert cpu["vectors_allreduce"] == 2 * two["vectors_reducescatter"]
     dp = bytes_per_step("data_parallel", 8, 16384, 26, 16, mlp)
     assert "vectors_reducescatter" not in dp and dp["total"] < 8 * 16384 * 26 * 17 * 4
+
+
+def _free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _start_node(ds, run_dir, rank, port, ckpt, *args):
+    env = dict(os.environ, RUN_DIR=str(run_dir), NODE_NUM="2", NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), PARALLEL_MODE="hybrid_parallel")
+    return subprocess.Popen(["bash", "scripts/run_distribute_train_cpu.sh", "1", ds, f"--batch_size={B}",
+                             f"--ckpt_path={ckpt}", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_nodes_end_equal_to_one_process_and_a_lost_node_fails_the_job(real_dataset, tmp_path):
+    """Two launcher invocations (NODE_NUM=2, one worker each; MindSpore's scheduler on node 0) train like one
+    process over the same global batches (SGD, 1e-5). Then node 1's rank is killed mid-run: node 0's
+    launcher fails, naming rank 1 (MindSpore's scheduler reports it after its heartbeat timeout, ~30 s)."""
+    ds = os.path.join(real_dataset[0], "mindrecord")
+    port, ckpt = _free_port(), tmp_path / "ckpt"
+    nodes = [_start_node(ds, tmp_path / f"node{k}", k, port, ckpt, f"--train_epochs={EPOCHS}", "--do_eval=False",
+                         "--optimizer=sgd", f"--learning_rate={LR['sgd']}") for k in range(2)]
+    outs = [n.communicate(timeout=300) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outs
+    assert "node 1 of 2: ranks 1..1 of 2" in outs[1][0]
+    _, _, state = _reference(ds, "sgd")
+    arrays, position = checkpoint.load(checkpoint.list_checkpoints(str(ckpt), "dlrm")[-1])
+    assert position["global_step"] == 100
+    _assert_same(arrays, state, TOL["sgd"])
+    port = _free_port()
+    nodes = [_start_node(ds, tmp_path / f"kill{k}", k, port, tmp_path / "ck2", "--train_epochs=10000",
+                         "--do_eval=False", "--save_checkpoint=False", "--log_interval_steps=10") for k in range(2)]
+    log0 = tmp_path / "kill0" / "log" / "worker_0.log"
+    deadline = time.time() + 120
+    while not (log0.exists() and "train: " in log0.read_text()) and time.time() < deadline:
+        time.sleep(0.5)
+    victim = next(p for p in psutil.process_iter(["cmdline", "environ"])
+                  if "train.py" in " ".join(p.info["cmdline"] or []) and (p.info["environ"] or {}).get("MS_NODE_ID") == "1")
+    victim.kill()
+    out0 = nodes[0].communicate(timeout=180)
+    nodes[1].communicate(timeout=60)
+    assert nodes[0].returncode == 1 and nodes[1].returncode == 1
+    assert "rank(s) 1 stopped answering" in out0[1], out0[1][-2000:]

@@ -42,29 +42,33 @@ class Key:
 SCHEMA: Dict[str, Key] = {
     # --- data ---
     "data_path": Key(str,
-               "Folder holding train.txt or train.txt.gz (Criteo Kaggle format); preprocessing writes "
-               "DIR/mindrecord/"),
+               "Folder holding train.txt[.gz] (Criteo Kaggle) or day_0 .. day_23[.gz] (Criteo Terabyte, any "
+               "contiguous run of days; the last is held out); preprocessing writes DIR/mindrecord/"),
     "dataset_path": Key(str,
-               "MindRecord folder made by preprocessing (train.mindrecord, test.mindrecord, metadata.json)"),
+               "MindRecord folder made by preprocessing (train-*.mindrecord, test-*.mindrecord parts, metadata.json)"),
     "dense_dim": Key(int, "Number of integer (dense) features per line (Criteo: 13)", minimum=1),
     "slot_dim": Key(int, "Number of categorical slots per line (Criteo: 26)", minimum=1),
     "threshold": Key(int,
                "A categorical value needs at least this many occurrences in the training lines to get its own id", minimum=1),
     "train_line_count": Key(int,
-               "Lines in train.txt; the last N//7 are the test split. 0 = count the file", minimum=0),
+               "Lines in train.txt (the last N//7 are held out); checked against the file. 0 = count the file. Day files: 0", minimum=0),
     "skip_id_convert": Key(int,
                "1: categorical fields are already non-negative decimal ids, used as they are", choices=(0, 1)),
     "max_ind_range": Key(int,
                "0 = build a vocabulary; M > 0 = hash: id = 1 + int(hex) % (M-1), id 0 = missing, no counting", minimum=0),
-    "val_split": Key(bool, "Split the test lines in half: first half validation (val.mindrecord), second half test"),
+    "val_split": Key(bool, "Split the held-out lines in half: first half validation (val parts), second half test"),
     "strict": Key(int,
                "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason", choices=(0, 1)),
     "max_bad_fraction": Key(float,
                "Preprocessing fails (keeping the previous dataset) when more than this fraction of the lines "
                "are bad and skipped", minimum=0),
     "pack_size": Key(int, "Samples packed into one MindRecord row", minimum=1),
-    "chunk_bytes": Key(int, "Bytes of text parsed per chunk (bounds the parser's memory)", minimum=1),
-    "shuffle_bucket_lines": Key(int, "Training lines per shuffle bucket (bounds the shuffler's memory)", minimum=1),
+    "chunk_bytes": Key(int, "Bytes of text per preprocessing piece: the unit of parallel work and of resume "
+               "(bounds each worker's memory: about 5x this)", minimum=1 << 10),
+    "shuffle_bucket_lines": Key(int, "Lines per dataset part file (training: one shuffle bucket, shuffled in "
+               "memory: bounds the writer's memory)", minimum=1),
+    "workers": Key(int, "Preprocessing worker processes (0 = the CPUs available); the dataset is the same for "
+               "every value", minimum=0),
     # --- model ---
     "categorical_feature_sizes": Key("list_int",
                "Per-slot table sizes. [] = read from the dataset's metadata.json; a list must equal it"),
@@ -84,6 +88,11 @@ SCHEMA: Dict[str, Key] = {
     "parallel_mode": Key(str,
                "stand_alone; data_parallel (all tables on every rank, gradients averaged); hybrid_parallel "
                "(table rows split across ranks, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
+    "plan_only": Key(bool, "train.py: print each rank's table, optimizer-state and runtime memory and its bytes per "
+               "step for parallel_mode over rank_size ranks, then exit without training (no ranks are launched)"),
+    "rank_size": Key(int, "plan_only: the number of ranks to plan for", minimum=1),
+    "memory_budget_gb": Key(float, "train.py stops before allocating when a rank would need more than this many GB "
+               "(0 = this machine's available memory shared by its ranks)", minimum=0),
     "batch_size": Key(int, "Training batch size (per rank)", minimum=1),
     "test_batch_size": Key(int, "Evaluation batch size", minimum=1),
     "optimizer": Key(str,

@@ -7,6 +7,9 @@ peak RSS is its own.
     python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
     python -m src.tools.benchmark infer_cpp [--work DIR]    # C++ program (MindSpore Lite) vs Python runner, same model
     python -m src.tools.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
+    python -m src.tools.benchmark terabyte [--work DIR]     # day files: workers 1 vs 2, Kaggle size, 24 days + training
+    python -m src.tools.benchmark memory_flat [--work DIR]  # preprocessing memory for 1M and 4M lines of day files
+    python -m src.tools.benchmark plan                      # cost model: memory, bytes and step time for N = 8..512
 """
 import argparse
 import json
@@ -319,7 +322,31 @@ def child_export_pair(folder, device):
     return out
 
 
-CHILDREN = {"preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
+MLPERF_TB_SIZES = [39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10, 2208,
+                   11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36]
+ARCHS = {   # name -> (train.py options, table sizes)
+    "Kaggle (dim 16, 13-512-256-64-16, top 512-256-1)": ([], KAGGLE),
+    "MLPerf Terabyte (dim 128, 13-512-256-128, top 1024-1024-512-256-1)":
+        (["--data_emb_dim=128", "--bottom_mlp_args=[512,256,128]", "--top_mlp_args=[1024,1024,512,256,1]"],
+         MLPERF_TB_SIZES),
+}
+
+
+def child_compute(arch, batch, steps, device):
+    """Seconds per sample of one process's train step for an architecture, over small tables (1000 rows per
+    slot: the step's cost does not grow with the table, README "Training"), random ids, SGD."""
+    setup_context(device, None)
+    from src.model_utils.config import parse_cli
+    from src.model.dlrm import build_model
+    from src.training.train_step import TrainStep
+    cfg = parse_cli(ARCHS[arch][0])
+    sizes = [1000] * 26
+    step = TrainStep(build_model(cfg, sizes), "sgd", 0.1)
+    dt = time_steps(step, sizes, batch, steps, np.random.default_rng(0), 2)
+    return {"seconds_per_sample": dt / (steps * batch)}
+
+
+CHILDREN = {"compute": child_compute, "preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
             "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
             "export_pair": child_export_pair, "compact_auc": child_compact_auc}
@@ -334,10 +361,148 @@ def _typed(v):
     return v
 
 
+def _tree_memory(root: int):
+    """(sum of PSS, largest RSS) in bytes over process `root` and its descendants (Linux /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                pass
+    todo, pss, rss = [root], 0, 0
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                fields = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split(":")[0] in ("Rss", "Pss")}
+            pss, rss = pss + fields.get("Pss", 0), max(rss, fields.get("Rss", 0))
+        except OSError:
+            pass
+    return pss, rss
+
+
+def run_sampled(cmd, every=0.25):
+    """Run cmd (from the repo root); returns (wall seconds, peak total PSS of its process tree, peak single
+    RSS). PSS counts pages shared by the worker processes once."""
+    import tempfile
+    t = time.time()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                env=dict(os.environ, GLOG_v="3"))
+        peak_pss = peak_rss = 0
+        while proc.poll() is None:
+            pss, rss = _tree_memory(proc.pid)
+            peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+            time.sleep(every)
+        wall = time.time() - t
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err.read()[-1500:]}")
+    return wall, peak_pss, peak_rss
+
+
+def _days(work, days, lines, gz=False):
+    """`days` synthetic day files of `lines` lines each (made once)."""
+    d = os.path.join(work, f"days_{days}x{lines}" + ("_gz" if gz else ""))
+    if not os.path.isfile(os.path.join(d, f"day_{days - 1}" + (".gz" if gz else ""))):
+        from src.data.synthetic import generate_days
+        generate_days(d, days, lines, gzip=gz)
+    return d
+
+
+def _preprocess_cmd(data_dir, *extra):
+    return [sys.executable, "src/preprocess_data.py", f"--data_path={data_dir}", *extra]
+
+
+def bench_plan(device):
+    """The cost model: per-rank memory and bytes per step from the planner (what --plan_only prints) and a
+    modelled step time, for N = 8, 64, 512 at batch 16384 per rank, Kaggle and MLPerf Terabyte."""
+    from src.model_utils.config import parse_cli
+    from src.training.memory_plan import plan
+    links = {"25 Gb/s Ethernet": 25e9 / 8, "100 Gb/s InfiniBand": 100e9 / 8}
+    print("== cost model (hybrid_parallel, batch 16384 per rank, SGD; step = batch x compute per sample measured "
+          "here on 2 CPU cores + bytes sent / link bandwidth, no overlap)")
+    print("| configuration | N | per-rank memory | bytes/rank/step: this exchange (AllGather) | all-to-all (modelled) "
+          "| step, " + " | step, ".join(links) + " (AllGather / all-to-all) |")
+    print("|---|---|---|---|---|" + "---|" * len(links))
+    for arch, (opts, sizes) in ARCHS.items():
+        res, _ = run_child("compute", arch, "4096", "6", device)
+        cfg = parse_cli(opts + ["--parallel_mode=hybrid_parallel", "--batch_size=16384"])
+        for n in (8, 64, 512):
+            p = plan(cfg, sizes, n)
+            steps = [f"{p.step_seconds(res['seconds_per_sample'], bw):.2f} s / "
+                     f"{p.step_seconds(res['seconds_per_sample'], bw, alltoall=True):.2f} s" for bw in links.values()]
+            print(f"| {arch}, compute {res['seconds_per_sample'] * 1e6:.1f} us/sample | {n} | {gb(p.total)} | "
+                  f"{p.exchange['total'] / 2 ** 30:.2f} GB | {p.alltoall['total'] / 2 ** 20:.0f} MB | " + " | ".join(steps)
+                  + " |")
+
+
+def bench_terabyte(work, device):
+    """Day files: workers 1 vs 2, memory flat in the lines, the full Kaggle size, 24 days then one epoch."""
+    print("== terabyte layout (day files; command wall time including process start, peak memory = PSS of all "
+          "processes)")
+    mlperf = "--max_ind_range=40000000"
+    small, big = _days(work, 8, 125_000), _days(work, 8, 500_000)
+    rates = {}
+    for mode, extra in (("hash (MLPerf max_ind_range=40M)", [mlperf]), ("vocabulary (threshold 1)", [])):
+        for w in (1, 2):
+            wall, pss, rss = run_sampled(_preprocess_cmd(big, f"--workers={w}", *extra))
+            rates[(mode, w)] = 4_000_000 / wall
+            print(f"day files 8 x 500,000 lines, {mode}, workers={w}: {4_000_000 / wall:,.0f} lines/s ({wall:.1f}s), "
+                  f"peak memory {gb(pss)} (largest process {gb(rss)})")
+        print(f"  workers=2 / workers=1: {rates[(mode, 2)] / rates[(mode, 1)]:.2f}x")
+    bench_memory_flat(small, big, mlperf)
+    bench_kaggle_size(work)
+    bench_24_days(work, device)
+
+
+def bench_memory_flat(small, big, *extra):
+    """Peak memory for 1M and 4M lines with the same settings (16 MiB pieces and 100k-line parts, so that
+    both sets are made of full pieces and parts: memory is per piece and per part, not per line)."""
+    mem = {}
+    for d, n in ((small, 1_000_000), (big, 4_000_000)):
+        wall, pss, rss = run_sampled(_preprocess_cmd(d, "--workers=2", "--chunk_bytes=16777216",
+                                                     "--shuffle_bucket_lines=100000", *extra))
+        mem[n] = pss
+        print(f"memory vs lines: {n:,} lines, workers=2, hash, chunk_bytes 16 MiB, 100k-line parts: peak memory "
+              f"{gb(pss)} (largest process {gb(rss)})")
+    print(f"  peak memory 4M / 1M lines: {mem[4_000_000] / mem[1_000_000]:.2f}x")
+
+
+def bench_kaggle_size(work):
+    """45,840,617 synthetic lines with Kaggle-size vocabularies, vocabulary mode, 2 workers."""
+    lines = 45_840_617
+    d = os.path.join(work, "kaggle_full")
+    if not os.path.isfile(os.path.join(d, "train.txt")):
+        from src.data.synthetic import generate
+        generate(os.path.join(d, "train.txt"), lines, vocab_scale=1.0)
+    wall, pss, rss = run_sampled(_preprocess_cmd(d, "--workers=2", f"--train_line_count={lines}"))
+    meta = json.load(open(os.path.join(d, "mindrecord", "metadata.json")))
+    print(f"Kaggle size: {lines:,} lines, {meta['total_rows']:,} embedding rows (threshold 1), workers=2: "
+          f"{wall / 60:.1f} min ({lines / wall:,.0f} lines/s), peak memory {gb(pss)} (largest process {gb(rss)})")
+
+
+def bench_24_days(work, device):
+    """24 synthetic days of 200,000 lines: preprocess (max_ind_range 1M), one epoch at batch 16384, eval."""
+    d = _days(work, 24, 200_000)
+    wall, pss, rss = run_sampled(_preprocess_cmd(d, "--workers=2", "--max_ind_range=1000000"))
+    print(f"24 days x 200,000 lines, max_ind_range=1,000,000, workers=2: preprocess {wall:.0f}s "
+          f"({4_800_000 / wall:,.0f} lines/s), peak memory {gb(pss)}")
+    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    res, peak = run_child("train_epoch", os.path.join(d, "mindrecord"), device, config, *SGD, "--batch_size=16384")
+    samples = res["steps"] * res["batch"]
+    print(f"  train one epoch, batch 16384, {res['steps']} steps over {samples:,} samples (26 x 1M rows x dim 16): "
+          f"{samples / res['train_seconds']:,.0f} samples/s, peak RSS {gb(peak)}; held-out day_23: "
+          f"auc {res['auc']:.4f}, logloss {res['logloss']:.4f}")
+
+
 # ---------------------------------------------------------------- suites
 def bench_preprocess(work):
-    print("== preprocess (synthetic Criteo text -> packed MindRecord; 2 passes: parse+count+scatter, "
-          "shuffle+map+write)")
+    print("== preprocess (synthetic Criteo text -> packed MindRecord, default workers: count lines, parse pieces, "
+          "merge counts, write parts)")
     rss = {}
     for lines in (1_000_000, 4_000_000):
         d = ensure_synthetic(work, lines)
@@ -555,6 +720,19 @@ def bench_collectives(device):
             print(f"{k}: {v:.2f} ms ({float(k.split()[1]) / v * 1000:,.0f} MB/s)")
 
 
+def _plan_vs_measured(per_rank, single_peak, hybrid_ranks, dp_ranks):
+    """--plan_only's per-rank memory next to the measured peaks of the same runs."""
+    from src.model_utils.config import parse_cli
+    from src.training.memory_plan import plan
+    rows = []
+    for mode, n, batch, measured in (("stand_alone", 1, 2 * per_rank, single_peak),
+                                     ("hybrid_parallel", 2, per_rank, max(r["peak_rss"] for r in hybrid_ranks)),
+                                     ("data_parallel", 2, per_rank, max(r["peak_rss"] for r in dp_ranks))):
+        p = plan(parse_cli([f"--parallel_mode={mode}", f"--batch_size={batch}"]), KAGGLE, n, False)
+        rows.append(f"{mode} x{n}: plan {gb(p.total)}, measured {gb(measured)} ({p.total / measured - 1:+.0%})")
+    print("  --plan_only memory vs measured peak: " + "; ".join(rows))
+
+
 def bench_parallel(device):
     from src.training.parallel import bytes_per_step
     bench_collectives(device)
@@ -579,6 +757,7 @@ def bench_parallel(device):
         rate = min(r["samples_per_s"] for r in dp)
         print(f"  2 ranks data_parallel, batch {per_rank} per rank: {rate:,.0f} samples/s ({rate / one:.2f}x), "
               f"per-rank peak RSS " + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])}" for r in dp))
+        _plan_vs_measured(per_rank, peak, ranks, dp)
     mlp = 475_985
     print("bytes sent per rank per step at batch 16384 per rank (ring algorithms; hybrid vectors by ReduceScatter "
           "on GPU/Ascend, AllReduce on CPU):")
@@ -599,7 +778,7 @@ def main(argv=None):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", choices=["preprocess", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
-                                      "collectives", "all"])
+                                      "collectives", "terabyte", "memory_flat", "plan", "all"])
     ap.add_argument("--seeds", type=int, default=3, help="quality: seeds per recipe and batch size")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
@@ -623,6 +802,12 @@ def main(argv=None):
         bench_collectives(args.device_target)
     if args.suite in ("parallel", "all"):
         bench_parallel(args.device_target)
+    if args.suite in ("terabyte", "all"):
+        bench_terabyte(args.work, args.device_target)
+    if args.suite in ("plan", "all"):
+        bench_plan(args.device_target)
+    if args.suite == "memory_flat":
+        bench_memory_flat(_days(args.work, 8, 125_000), _days(args.work, 8, 500_000), "--max_ind_range=40000000")
 
 
 if __name__ == "__main__":

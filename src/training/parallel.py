@@ -95,6 +95,20 @@ def bytes_per_step(mode: str, n: int, batch: int, slots: int, dim: int, mlp_para
     return out
 
 
+def alltoall_bytes_per_step(n: int, batch: int, slots: int, dim: int, mlp_params: int) -> Dict[str, float]:
+    """Bytes each rank would send per step with an all-to-all exchange (DLRM's model parallelism in the
+    paper, TorchRec and NVIDIA's code; not built here, see the README): each of the M = B*S ids goes to
+    its owner ((N-1)/N of them leave the rank), each looked-up vector comes back, each gradient goes to
+    the owner, and the MLP gradients are all-reduced. Flat in N."""
+    if n <= 1:
+        return {"total": 0}
+    m, away = batch * slots, (n - 1) / n
+    out = {"mlp_and_loss_allreduce": 2 * away * (mlp_params + 1) * 4, "ids_alltoall": away * m * 4,
+           "vectors_alltoall": away * m * dim * 4, "grads_alltoall": away * m * dim * 4}
+    out["total"] = sum(out.values())
+    return out
+
+
 class Barrier(nn.Cell):
     """All ranks meet here (an AllReduce of one number)."""
 
