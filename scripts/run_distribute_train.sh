@@ -8,8 +8,10 @@
 #               all); node k's ranks are k*NUM .. k*NUM+NUM-1. This uses MindSpore's own cluster start
 #               (node 0 runs its scheduler: MS_ROLE=MS_SCHED; every rank is MS_ROLE=MS_WORKER with
 #               MS_NODE_ID=its rank), as msrun does; checkpoints need a --ckpt_path all nodes share.
-#     Ascend    RANK_TABLE_FILE (an HCCL rank table) is required; rank i runs on device i with
-#               DEVICE_ID=RANK_ID=i, RANK_SIZE=NUM, in RUN_DIR/log<i>/train.log.
+#     Ascend    RANK_TABLE_FILE (an HCCL rank table) is required. This server's NUM devices start with the
+#               device and global rank ids the table gives them (RANK_SIZE = all devices of all servers),
+#               in RUN_DIR/log<rank>/train.log. Several servers: run this on each with the same table;
+#               a server is found by its address, or by SERVER_ID (its server_id in the table).
 # batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: table rows split across ranks) or
 # data_parallel; a --parallel_mode=... option wins. RUN_DIR defaults to output/train_distribute_<target>/.
 # loss.log, eval.log and the merged checkpoint (ckpt/) come from rank 0, shards in ckpt/rank_<k>/.
@@ -82,17 +84,19 @@ report_rank_table() {
 }
 
 launch_rank_table() {
-  export RANK_SIZE=$NUM
-  local i
-  for ((i = 0; i < NUM; i++)); do
-    mkdir -p "log$i"
-    ( cd "log$i" && DEVICE_ID=$i RANK_ID=$i exec "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > train.log 2>&1 ) &
-    PIDS+=($!); RANK_OF[$!]=$i
-  done
-  echo "started $NUM ranks, logs in $RUN_DIR/log<i>/train.log"
+  local PLACEMENT d r FIRST=""
+  PLACEMENT=$(cd "$ROOT" && "$PY" -m src.utils.rank_table "$RANK_TABLE_FILE" "$NUM" ${SERVER_ID:+"$SERVER_ID"}) || exit 2
+  export RANK_SIZE=$(echo "$PLACEMENT" | head -1)
+  while read -r d r; do
+    mkdir -p "log$r"
+    ( cd "log$r" && DEVICE_ID=$d RANK_ID=$r exec "$PY" "$ROOT/train.py" "${TRAIN_ARGS[@]}" > train.log 2>&1 ) &
+    PIDS+=($!); RANK_OF[$!]=$r; FIRST=${FIRST:-$r}
+  done < <(echo "$PLACEMENT" | tail -n +2)
+  echo "started ranks $(echo "$PLACEMENT" | tail -n +2 | awk '{printf "%s%s (device %s)", s, $2, $1; s=", "}')" \
+       "of $RANK_SIZE, logs in $RUN_DIR/log<rank>/train.log"
   trap 'kill "${PIDS[@]}" 2>/dev/null' INT TERM
   watch_ranks report_rank_table
-  grep -v -E '^\[(INFO|WARNING|DEBUG)\]' log0/train.log | tail -5
+  grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "log$FIRST/train.log" | tail -5
 }
 
 # report_msrun_failure: name the rank(s) that died (msrun logs "Worker process PID exit with exception.

@@ -3,6 +3,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import ROOT
 from src.data.reader import PackedBatches, create_dataset
@@ -72,3 +73,35 @@ def test_launch_scripts_train_and_eval_on_cpu(real_dataset):
     assert r.returncode == 2 and "DEVICE_ID must be a non-negative integer" in r.stderr
     r = _sh("scripts/run_standalone_train_ascend.sh", "0", "Ascend", "/nonexistent")
     assert r.returncode == 2 and "has no metadata.json" in r.stderr
+
+
+RANK_TABLE = {"version": "1.0", "server_count": "2", "status": "completed", "server_list": [
+    {"server_id": "10.0.0.1", "device": [{"device_id": "0", "device_ip": "192.1.1.1", "rank_id": "0"},
+                                         {"device_id": "1", "device_ip": "192.1.1.2", "rank_id": "1"}]},
+    {"server_id": "10.0.0.2", "device": [{"device_id": "0", "device_ip": "192.1.2.1", "rank_id": "2"},
+                                         {"device_id": "1", "device_ip": "192.1.2.2", "rank_id": "3"}]}]}
+
+
+def test_rank_table_places_this_servers_devices_with_global_ranks(tmp_path):
+    import json
+    from src.utils.rank_table import RankTableError, placement
+    assert placement(RANK_TABLE, "t.json", 2, "10.0.0.2") == (4, [(0, 2), (1, 3)])
+    assert placement({}, "t.json", 3) == (3, [(0, 0), (1, 1), (2, 2)])        # a placeholder table
+    with pytest.raises(RankTableError, match="this server has 2 devices in the table, but DEVICE_NUM is 8"):
+        placement(RANK_TABLE, "t.json", 8, "10.0.0.1")
+    with pytest.raises(RankTableError, match="match this machine's addresses .* set SERVER_ID"):
+        placement(RANK_TABLE, "t.json", 2)
+    table = tmp_path / "rank_table_2x2.json"
+    table.write_text(json.dumps(RANK_TABLE))
+    env = dict(os.environ, SERVER_ID="10.0.0.2", RUN_DIR=str(tmp_path / "run"))
+    r = subprocess.run(["bash", "scripts/run_distribute_train_ascend.sh", "2", str(tmp_path / "nowhere"), str(table)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert r.returncode == 2 and "has no metadata.json" in r.stderr           # checked before anything starts
+    fake = tmp_path / "ds"                                                    # any folder with a metadata.json
+    fake.mkdir()
+    (fake / "metadata.json").write_text("{}")
+    r = subprocess.run(["bash", "scripts/run_distribute_train_ascend.sh", "2", str(fake), str(table)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    # no Ascend here: both ranks fail, but they were started as global ranks 2 and 3 on devices 0 and 1
+    assert "started ranks 2 (device 0), 3 (device 1) of 4" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+    assert sorted(os.listdir(tmp_path / "run")) == ["log2", "log3"]
