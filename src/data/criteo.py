@@ -2,15 +2,15 @@
 
 A line is `label \\t I1..I{dense_dim} \\t C1..C{slot_dim}`; dense values are integers (may be empty,
 may be negative), categorical values are hexadecimal strings of at most 8 digits (may be empty).
-The file is read in blocks of whole lines (`iter_blocks`); each block is tokenised by pyarrow's
-multithreaded CSV reader (`parse_block`). Checks are vectorised: field counts by counting tabs,
+Preprocessing hands it pieces of whole lines (src/data/inputs.py); `BlockParser.parse` tokenises each
+with pyarrow's CSV reader (one thread in the preprocessing workers). Checks are vectorised: field counts by counting tabs,
 labels in {0,1}, dense values that parse as integers, categorical values that parse as hex.
 """
 import gzip
 import os
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -126,28 +126,6 @@ def count_lines(path: str, block: int = 16 << 20) -> int:
             n += buf.count(b"\n")
             last = buf[-1:]
     return n + (0 if last == b"\n" else 1)
-
-
-def iter_blocks(path: str, chunk_bytes: int) -> Iterator[Tuple[int, bytes, int]]:
-    """Yield (first_line_number, bytes, line_count) blocks of whole lines, each ending with a newline."""
-    line_no = 1
-    rest = b""
-    with _raw_open(path) as f:
-        while True:
-            buf = _read(f, chunk_bytes, path, line_no - 1)
-            if not buf:
-                break
-            buf = rest + buf
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                rest = buf
-                continue
-            block, rest = buf[:cut + 1], buf[cut + 1:]
-            n = block.count(b"\n")
-            yield line_no, block, n
-            line_no += n
-    if rest:
-        yield line_no, rest + b"\n", 1
 
 
 def _split_field_counts(arr, n_fields):

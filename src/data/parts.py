@@ -16,6 +16,7 @@ import numpy as np
 from src.data.packed_format import file_record
 from src.data.pieces import record_dtype
 from src.data.vocab import SlotMapper
+from src.utils.staged_dir import write_json_atomic
 
 PIECE_ROWS = 1 << 17    # samples mapped and written per step
 
@@ -134,8 +135,5 @@ def write_part(job: PartJob, task: PartTask) -> dict:
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))
                                                    for name in (task.name, task.name + ".db")}}
-    marker = job.marker(task)
-    with open(marker + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    os.replace(marker + ".tmp", marker)
+    write_json_atomic(job.marker(task), result)
     return result

@@ -3,7 +3,7 @@
 For piece k of input file i (see src/data/inputs.py) a worker writes
   f{i:04d}-p{k:06d}.rec   records (`record_dtype`): first the training lines, sorted by their shuffle
                           bucket, then the held-out lines in file order
-  f{i:04d}-p{k:06d}.npz   the summary (`PieceSummary`), written last: its presence marks the piece done
+  f{i:04d}-p{k:06d}.npz   the summary, written last: its presence marks the piece done
 Each training line draws a shuffle bucket in [0, FINE_BUCKETS) from a generator seeded by (seed, i, k),
 so the buckets, and the whole dataset, are the same whichever worker takes the piece.
 The summary holds the line count, the bucket boundaries, the feature-statistic sums, the per-slot value
@@ -18,6 +18,7 @@ import numpy as np
 
 from src.data.criteo import BlockParser, Chunk, CriteoFormatError
 from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, stream_pieces
+from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
 
@@ -123,20 +124,10 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
     elif job.mode == "ids":
         summary["max_ids"] = chunk.keys.max(1).astype(np.int64) if len(chunk.label) else np.zeros(job.slot_dim, np.int64)
     stem = job.stem(file, k)
-    _write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
+    write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
                                                            _records(chunk, ho, dtype)]).tofile(f))
-    _write_atomic(stem + ".npz", lambda f: np.savez(f, **summary))
+    write_atomic(stem + ".npz", lambda f: np.savez(f, **summary))
     return n_lines
-
-
-def _write_atomic(path: str, write) -> None:
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-    except OSError as exc:
-        raise OSError(f"cannot write '{tmp}' ({exc})") from None
-    os.replace(tmp, path)
 
 
 def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[int]:
@@ -150,23 +141,9 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
         return [k]
     done, offset = [], 0
     for i, text in stream_pieces(file.path, job.piece_bytes):
-        if not job.done(file, i):
-            process_piece(job, file, i, text, offset)
+        if job.done(file, i):
+            offset += text.count(b"\n")
+        else:
+            offset += process_piece(job, file, i, text, offset)
             done.append(i)
-        offset += text.count(b"\n")
     return done
-
-
-@dataclass
-class PieceSummary:
-    """A finished piece's summary, loaded lazily (np.load of the .npz)."""
-    path: str
-
-    def load(self) -> "np.lib.npyio.NpzFile":
-        """The summary arrays (see module docstring)."""
-        return np.load(self.path + ".npz")
-
-    @property
-    def records(self) -> str:
-        """The piece's record file."""
-        return self.path + ".rec"

@@ -33,10 +33,10 @@ from src.data.criteo import CriteoFormatError, MAX_EXAMPLES, count_lines
 from src.data.inputs import InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
 from src.data.parts import PartJob, PartTask, Segment, write_part
-from src.data.pieces import FINE_BUCKETS, PieceJob, run_file
-from src.data.vocab import SlotMapper, merge_counts
+from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
+from src.data.vocab import merge_counts
 from src.utils.progress import Progress
-from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir
+from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
 from src.utils.workers import Workers, default_workers
 
 
@@ -261,7 +261,7 @@ def train_parts(plan: Plan, pieces: List[Piece]) -> List[PartTask]:
     table.flush()
     del table
     os.replace(plan.path("parts", "cuts.npy.tmp"), plan.path("parts", "cuts.npy"))
-    _write_json(plan.path("parts", "pieces.json"), [p.stem + ".rec" for p in train])
+    write_json_atomic(plan.path("parts", "pieces.json"), [p.stem + ".rec" for p in train])
     return [PartTask("train", i, int(n)) for i, n in enumerate(samples)]
 
 
@@ -278,13 +278,14 @@ def held_out_parts(plan: Plan, pieces: List[Piece], val_end: int) -> Dict[str, L
         segs["test"].append(Segment(p.stem + ".rec", p.n_train + n_val, p.n_train + p.n_held_out))
     out = {}
     for split, seg in segs.items():
-        parts, cur = [], []
+        parts, cur, n_cur = [], [], 0
         for sg in seg:
             if sg.end > sg.start:
                 cur.append(sg)
-            if sum(x.end - x.start for x in cur) >= plan.part_lines:
+                n_cur += sg.end - sg.start
+            if n_cur >= plan.part_lines:
                 parts.append(cur)
-                cur = []
+                cur, n_cur = [], 0
         if cur:
             parts.append(cur)
         if parts or split == "test" or plan.val_split:
@@ -293,7 +294,6 @@ def held_out_parts(plan: Plan, pieces: List[Piece], val_end: int) -> Dict[str, L
 
 
 def _dtype(plan: Plan) -> np.dtype:
-    from src.data.pieces import record_dtype
     return record_dtype(plan.dense_dim, plan.slot_dim)
 
 
@@ -360,12 +360,6 @@ def build_metadata(plan: Plan, table_sizes: List[int], parts: Dict[str, List[Tup
     }
 
 
-def _write_json(path: str, obj: object) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
 def split_lines(plan: Plan, pieces: List[Piece], kaggle: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
     """(metadata "lines", the last line number of validation in the held-out file, the split in words)."""
     if kaggle is not None:
@@ -411,7 +405,7 @@ def run_phases(plan: Plan) -> dict:
     arrays, sizes, max_ids = build_vocab(plan, pieces)
     out = plan.work.staged()
     np.savez(os.path.join(out, "vocab.npz"), **arrays)
-    _write_json(os.path.join(out, "stats.json"), merge_stats(pieces, plan.dense_dim, plan.slot_dim))
+    write_json_atomic(os.path.join(out, "stats.json"), merge_stats(pieces, plan.dense_dim, plan.slot_dim))
     part_job = PartJob(out, plan.path("parts"), plan.dense_dim, plan.slot_dim, plan.pack_size, plan.seed, plan.mode,
                        os.path.join(out, "vocab.npz"), plan.max_ind_range, max_ids, plan.path("parts"))
     written, files = write_phase(plan, part_job, parts)
@@ -419,7 +413,7 @@ def run_phases(plan: Plan) -> dict:
                           vocab_fingerprint(plan.mode, plan.threshold, plan.max_ind_range, sizes, arrays))
     files.update({name: file_record(os.path.join(out, name)) for name in ("vocab.npz", "stats.json")})
     meta["files"] = dict(sorted(files.items()))
-    _write_json(os.path.join(out, METADATA), meta)
+    write_json_atomic(os.path.join(out, METADATA), meta)
     return meta
 
 

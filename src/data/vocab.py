@@ -13,44 +13,6 @@ import numpy as np
 import pandas as pd
 
 
-class SlotCounter:
-    """Counts 32-bit values of one slot; memory is O(distinct values), merges amortised O(1) per value."""
-
-    def __init__(self):
-        self.keys = np.zeros(0, np.uint32)
-        self.counts = np.zeros(0, np.int64)
-        self._parts = []
-        self._pending = 0
-
-    def add(self, values: np.ndarray) -> None:
-        """Count values uint32 [n] (missing values already removed)."""
-        if len(values) == 0:
-            return
-        codes, uniq = pd.factorize(values, sort=False)
-        self._parts.append((np.asarray(uniq, np.uint32), np.bincount(codes, minlength=len(uniq))))
-        self._pending += len(uniq)
-        if self._pending > max(len(self.keys), 1 << 20):
-            self._merge()
-
-    def _merge(self):
-        if not self._parts:
-            return
-        keys = np.concatenate([self.keys] + [k for k, _ in self._parts])
-        counts = np.concatenate([self.counts] + [c for _, c in self._parts])
-        codes, uniq = pd.factorize(keys, sort=False)
-        self.counts = np.bincount(codes, weights=counts, minlength=len(uniq)).astype(np.int64)
-        self.keys = np.asarray(uniq, np.uint32)
-        self._parts, self._pending = [], 0
-
-    def frequent(self, threshold: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(keys, counts) of values seen >= threshold times, in id order (count desc, value asc)."""
-        self._merge()
-        keep = self.counts >= threshold
-        keys, counts = self.keys[keep], self.counts[keep]
-        order = np.lexsort((keys, -counts))
-        return keys[order], counts[order]
-
-
 class SlotMapper:
     """Maps one slot's raw values (uint32) + missing flags to int32 ids."""
 

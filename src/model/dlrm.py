@@ -357,21 +357,14 @@ def build_model(cfg, table_sizes: Sequence[int], row_range: Optional[Tuple[int, 
                 cfg.dcn_num_layers, cfg.dcn_low_rank_dim)
 
 
-def model_size(net: DLRM, cfg, batch_size: int) -> dict:
-    """Rows, parameter counts and byte estimates (float32), for printing before training. Counts are for
-    the whole model; expected_peak_bytes is for this process (a hybrid-parallel rank holds its rows only)."""
+def model_size(net: DLRM, cfg) -> dict:
+    """Rows, parameter counts and byte sizes (float32) of the whole model, for printing before training.
+    A rank's expected peak memory is src/training/memory_plan.py's."""
     rows = net.num_rows
-    local_rows = net.row_range[1] - net.row_range[0]
     table = rows * cfg.data_emb_dim
     mlp = int(sum(int(np.prod(p.shape)) for p in net.mlp_params()))
     opt_rows = rows if cfg.optimizer in ("adagrad", "adam") else 0          # row-wise accumulators
     opt_mlp = {"adagrad": mlp, "adam": 2 * mlp}.get(cfg.optimizer, 0)      # Adagrad acc; Adam m and v
-    state_bytes = 4 * (table + mlp + opt_rows + opt_mlp)
-    widest = max(cfg.bottom_mlp_args + cfg.top_mlp_args + [net.interaction_dim])
-    activ = 4 * batch_size * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * net.interaction_dim
-                              + 3 * len(net.table_sizes) * cfg.data_emb_dim + widest) * 3
-    runtime = 600 << 20  # python + mindspore runtime, measured ~0.5-0.6 GB here
-    local_bytes = state_bytes - 4 * (rows - local_rows) * (cfg.data_emb_dim + (1 if opt_rows else 0))
     return {"rows": rows, "table_params": table, "mlp_params": mlp, "params": table + mlp,
             "param_bytes": 4 * (table + mlp), "optimizer_state_bytes": 4 * (opt_rows + opt_mlp),
-            "checkpoint_bytes": state_bytes, "expected_peak_bytes": local_bytes + activ + runtime}
+            "checkpoint_bytes": 4 * (table + mlp + opt_rows + opt_mlp)}

@@ -16,9 +16,11 @@ fitted on this machine's measured peaks (`bash scripts/run_benchmark.sh parallel
 `check_budget` stops a run whose ranks would not fit, saying how many ranks or how much memory would.
 """
 import math
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
+from src.data.packed_format import METADATA, load_metadata, table_sizes_for
 from src.training.parallel import alltoall_bytes_per_step, bytes_per_step
 
 RUNTIME_BYTES = 500 << 20        # Python + MindSpore + the data pipeline, measured 0.47-0.52 GB here
@@ -143,8 +145,6 @@ def check_budget(cfg, table_sizes: Sequence[int], ranks: int, budget: int) -> Ra
 def plan_table_sizes(cfg) -> List[int]:
     """Table sizes to plan for: the dataset's (metadata.json, checked against the config), else
     categorical_feature_sizes; neither is an error naming both keys."""
-    import os
-    from src.data.packed_format import METADATA, load_metadata, table_sizes_for
     if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
         return table_sizes_for(cfg, load_metadata(cfg.dataset_path, check_files=False))
     if cfg.categorical_feature_sizes:
@@ -156,7 +156,6 @@ def plan_table_sizes(cfg) -> List[int]:
 def budget_bytes(cfg) -> int:
     """memory_budget_gb in bytes, or (0) this machine's available memory divided among its ranks
     (DLRM_LOCAL_RANKS, set by the distributed launchers)."""
-    import os
     if cfg.memory_budget_gb:
         return int(cfg.memory_budget_gb * 2 ** 30)
     return available_memory() // max(1, int(os.environ.get("DLRM_LOCAL_RANKS", "1")))

@@ -13,6 +13,7 @@ from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model, model_size
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
+from src.training.memory_plan import plan
 from src.training.schedule import lr_at
 from src.training.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
 from src.training.train_step import TrainStep
@@ -70,7 +71,8 @@ class Trainer:
 
     def describe(self) -> str:
         """What is about to be trained: parallel layout, model size, memory estimate."""
-        s = model_size(self.net, self.cfg, self.cfg.batch_size)
+        s = model_size(self.net, self.cfg)
+        peak = plan(self.cfg, self.table_sizes, self.par.size).total
         par = ""
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
@@ -82,7 +84,7 @@ class Trainer:
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
                 f"state ({self.cfg.optimizer}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
-                f"memory ~{human_bytes(s['expected_peak_bytes'])}{' per rank' if self.par.distributed else ''}")
+                f"memory ~{human_bytes(peak)}{' per rank' if self.par.distributed else ''}")
 
     def resume(self) -> None:
         """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 LOCK = ".lock"
 
@@ -113,20 +113,32 @@ def staged_dir(out_dir: str, owned: Optional[Callable[[str], bool]] = None, what
         yield tmp
         check_replaceable(out_dir, owned, what)       # nothing of the user's appeared meanwhile
         os.remove(os.path.join(tmp, LOCK))            # the lock's fd stays held until the swap is done
-        old = None
-        if os.path.lexists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
-            os.replace(out_dir, os.path.join(old, base))
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, out_dir)
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file whole or not at all: `write(f)` fills PATH.tmp (binary), which is then renamed to
+    path. A failed write (a full disk, a file-size limit) raises an OSError naming the file."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+    except OSError as exc:
+        raise OSError(f"cannot write '{tmp}' ({exc})") from None
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj: object) -> None:
+    """`obj` as indented JSON in `path`, written whole or not at all (write_atomic)."""
+    data = json.dumps(obj, indent=1).encode()
+    write_atomic(path, lambda f: f.write(data))
 
 
 class WorkDir:
     """A resumable work folder `.NAME.work` beside out_dir (see `work_dir`)."""
 
-    def __init__(self, path: str, out_dir: str, resumed: bool):
-        self.path, self.out_dir, self.resumed = path, out_dir, resumed
+    def __init__(self, path: str, resumed: bool):
+        self.path, self.resumed = path, resumed
 
     def staged(self) -> str:
         """The folder inside the work folder that becomes out_dir (created on first use)."""
@@ -182,10 +194,8 @@ def work_dir(out_dir: str, fingerprint: dict, owned: Optional[Callable[[str], bo
             for entry in os.scandir(path):
                 if entry.name != LOCK:
                     (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.remove)(entry.path)
-            with open(plan_file + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(fingerprint, f, indent=1)
-            os.replace(plan_file + ".tmp", plan_file)
-        work = WorkDir(path, out_dir, resumed)
+            write_json_atomic(plan_file, fingerprint)
+        work = WorkDir(path, resumed)
         try:
             yield work
         except ValueError:
