@@ -257,3 +257,14 @@ def test_skip_id_convert_uses_decimal_ids_as_given(tmp_path, fixture_file):
     (tmp_path / "train.txt").write_text("".join(lines[:5] + ["\t".join(f) + "\n"] + lines[6:]))
     with pytest.raises(CriteoFormatError, match=r"train.txt:6: categorical value is not"):
         preprocess(make_cfg(f"--data_path={tmp_path}", "--skip_id_convert=1", "--strict=1"), progress=False)
+
+
+def test_a_work_folder_it_did_not_write_is_left_alone(tmp_path, fixture_file):
+    from src.utils.staged_dir import OutputError
+    os.symlink(fixture_file, tmp_path / "train.txt")
+    mine = tmp_path / ".mindrecord.work"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="holds files this project did not write"):
+        preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -175,6 +175,10 @@ def work_dir(out_dir: str, fingerprint: dict, owned: Optional[Callable[[str], bo
     parent, base = os.path.dirname(out_dir), os.path.basename(out_dir)
     check_replaceable(out_dir, owned, what)
     path = os.path.join(parent, f".{base}.work")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "fingerprint.json")) and \
+            any(e.name != LOCK for e in os.scandir(path)):
+        raise OutputError(f"'{path}' holds files this project did not write (no fingerprint.json); {what} uses "
+                          f"that folder for its work. Move it away")
     os.makedirs(path, exist_ok=True)
     fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
     try:
