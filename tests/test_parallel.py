@@ -1,4 +1,5 @@
-"""Data- and hybrid-parallel training on 2 CPU ranks (msrun on 127.0.0.1) against one process."""
+"""Data- and hybrid-parallel training on 2 CPU ranks (msrun on 127.0.0.1) against one process; hybrid under
+each kind of sharding plan, with the all-to-all exchange in its CPU form (AllGather)."""
 import glob
 import os
 import re
@@ -15,7 +16,8 @@ from src.training import checkpoint
 from src.data.packed_format import load_metadata, shard_sizes
 from src.data.reader import PackedBatches
 from src.model.dlrm import DLRMProbability, build_model
-from src.training.parallel import bytes_per_step, row_range
+from src.training.parallel import bytes_per_step
+from src.training.sharding import make_plan
 from src.training.train_step import TrainStep
 from src.training.trainer import Trainer
 from src.training.evaluation import evaluate
@@ -38,15 +40,22 @@ LR = {"sgd": 0.15, "adagrad": 0.01}
 TOL = {"sgd": 1e-5, "adagrad": 1e-4}
 
 
-def _reference(ds, optimizer, *extra):
-    """One process over the same global batches: step i concatenates batch i of every rank's shard."""
+# every kind in one plan: 26 tables cycle through row, both ranks' table-wise, replicated and auto
+MIXED = "--sharding_plan=[" + ",".join(["row", "table:0", "table:1", "replicated", "auto"] * 5 + ["row"]) + "]"
+
+
+def _reference(ds, optimizer, *extra, start=None, first_epoch=0):
+    """One process over the same global batches: step i concatenates batch i of every rank's shard.
+    start: a checkpoint to begin from, trained from epoch `first_epoch`."""
     cfg = make_cfg(f"--dataset_path={ds}", f"--optimizer={optimizer}", f"--learning_rate={LR[optimizer]}", *extra)
     meta = load_metadata(ds)
     net = build_model(cfg, meta["table_sizes"])
     step = TrainStep(net, optimizer, cfg.learning_rate)
+    if start is not None:
+        checkpoint.restore(list(net.trainable_params()) + step.optimizer_state(), checkpoint.load(start)[0], start)
     steps = min(shard_sizes(meta, "train", N)) // B
     assert steps >= 50
-    for epoch in range(EPOCHS):
+    for epoch in range(first_epoch, EPOCHS):
         shards = [PackedBatches(ds, "train", B, shuffle=True, seed=cfg.random_seed, epoch=epoch, num_shards=N,
                                 shard_id=k, drop_remainder=True, shuffle_buffer_records=cfg.shuffle_buffer_records,
                                 max_batches=steps) for k in range(N)]
@@ -65,12 +74,12 @@ def _assert_same(arrays, state, tol=1e-5):
     assert worst <= tol, f"max |distributed - single| = {worst}"
 
 
-@pytest.mark.parametrize("mode,optimizer", [("hybrid_parallel", "sgd"), ("data_parallel", "sgd"),
-                                            ("hybrid_parallel", "adagrad")])
-def test_two_ranks_end_equal_to_one_process(real_dataset, tmp_path, mode, optimizer):
+@pytest.mark.parametrize("mode,optimizer,plan", [("hybrid_parallel", "sgd", "row"), ("data_parallel", "sgd", "auto"),
+                                                 ("hybrid_parallel", "adagrad", "replicated")])
+def test_two_ranks_end_equal_to_one_process(real_dataset, tmp_path, mode, optimizer, plan):
     ds = os.path.join(real_dataset[0], "mindrecord")
     r = _launch(ds, tmp_path, f"--optimizer={optimizer}", f"--learning_rate={LR[optimizer]}", "--do_eval=True",
-                mode=mode)
+                f"--sharding_plan={plan}", mode=mode)
     assert r.returncode == 0, r.stdout + r.stderr
     cfg, net, state = _reference(ds, optimizer)
     merged = checkpoint.list_checkpoints(str(tmp_path / "ckpt"), "dlrm")
@@ -87,17 +96,20 @@ def test_two_ranks_end_equal_to_one_process(real_dataset, tmp_path, mode, optimi
     if mode == "data_parallel":
         assert shards == []
         return
-    rows = sum(real_dataset[1]["table_sizes"])
+    sizes = real_dataset[1]["table_sizes"]
+    rows, sp = sum(sizes), make_plan(sizes, N, [plan], B)
     assert len(shards) == N
     for k, path in enumerate(shards):
-        a, pos, row_sharded, _ = checkpoint.read(path)
+        a, pos, row_sharded, model = checkpoint.read(path)
         assert row_sharded == sorted(["sparse_arch.table"] + (["adagrad_acc.embedding.table"]
                                                               if optimizer == "adagrad" else []))
-        lo, hi = row_range(rows, N, k)
-        assert pos["shard"] == {"row_lo": lo, "row_hi": hi, "rows": rows, "rank": k, "size": N}
-        assert a["sparse_arch.table"].shape == (hi - lo, 16) and abs((hi - lo) - rows / N) <= 1   # ~1/N per rank
+        assert model["sharding"] == {"ranks": N, "kinds": [plan] * len(sizes), "owners": [-1] * len(sizes)}
+        assert pos["shard"] == {"rows": rows, "rank": k, "size": N, "segments": sp.segments(k)}
+        held = sum(hi - lo for lo, hi in sp.segments(k))
+        assert a["sparse_arch.table"].shape == (held, 16)
+        assert held == rows if plan == "replicated" else abs(held - rows / N) <= len(sizes)   # ~1/N per rank
         # a rank of a later run (any layout) resuming from the merged file gets exactly its rows
-        sliced, _, _, _ = checkpoint.load_rows(("full", merged[0]), lo, hi)
+        sliced, _, _, _ = checkpoint.load_rows(("full", merged[0]), sp.segments(k))
         for name in row_sharded:
             np.testing.assert_array_equal(sliced[name], a[name])
     # resume with another number of ranks (1): the shard set alone, joined, gives the same state
@@ -121,13 +133,37 @@ def test_two_rank_hybrid_with_dcn_equals_one_process(real_dataset, tmp_path):
     the rounding difference of two half-batch gradients against one full-batch gradient grows step by step."""
     ds = os.path.join(real_dataset[0], "mindrecord")
     dcn = ["--interaction_op=dcn", "--dcn_num_layers=2", "--dcn_low_rank_dim=16", "--learning_rate=0.01"]
-    r = _launch(ds, tmp_path, "--optimizer=sgd", "--do_eval=False", *dcn)
+    r = _launch(ds, tmp_path, "--optimizer=sgd", "--do_eval=False", "--sharding_plan=table", *dcn)
+    assert "sharding: 0 row-wise, 26 table-wise, 0 replicated tables over 2 ranks" in r.stdout, r.stdout
     assert r.returncode == 0, r.stdout + r.stderr
     _, _, state = _reference(ds, "sgd", *dcn)
     assert sum("cross" in k for k in state) == 6                        # 2 layers x (u, v, b)
     arrays, position = checkpoint.load(checkpoint.list_checkpoints(str(tmp_path / "ckpt"), "dlrm")[-1])
     assert position["global_step"] == 100
     _assert_same(arrays, state, TOL["sgd"])
+
+
+def test_resume_from_one_process_on_two_ranks_with_a_mixed_plan(real_dataset, tmp_path):
+    """1 -> 2: a single process trains one epoch and saves; two hybrid ranks under a plan with every kind
+    (row, table-wise on each rank, replicated) resume from that file and train the second epoch; the result
+    equals one process continuing from the same file over the same global batches (Adagrad)."""
+    ds = os.path.join(real_dataset[0], "mindrecord")
+    ckpt = tmp_path / "ckpt"
+    one = Trainer(make_cfg(f"--dataset_path={ds}", f"--ckpt_path={ckpt}", "--optimizer=adagrad",
+                           f"--learning_rate={LR['adagrad']}", f"--batch_size={N * B}", "--train_epochs=1",
+                           "--do_eval=False", f"--loss_file_name={tmp_path / 'one.log'}"), log=lambda *_: None)
+    one.run()
+    start = one.last_checkpoint
+    r = _launch(ds, tmp_path, "--optimizer=adagrad", f"--learning_rate={LR['adagrad']}", "--do_eval=False",
+                "--resume=True", MIXED)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sp = make_plan(real_dataset[1]["table_sizes"], N, MIXED.split("=", 1)[1].strip("[]").split(","), B)
+    assert {"row", "table", "replicated"} <= set(sp.kinds) and sp.lines()[0] in r.stdout, r.stdout
+    assert f"resumed from {start} at epoch 2" in r.stdout
+    _, _, state = _reference(ds, "adagrad", start=start, first_epoch=1)
+    arrays, position = checkpoint.load(checkpoint.list_checkpoints(str(ckpt), "dlrm")[-1])
+    assert position["epoch"] == 2 and position["global_step"] == one.position["global_step"] + 50
+    _assert_same(arrays, state, TOL["adagrad"])
 
 
 def test_a_killed_rank_fails_the_job_with_its_name(real_dataset, tmp_path):
@@ -157,17 +193,21 @@ def test_a_killed_rank_fails_the_job_with_its_name(real_dataset, tmp_path):
 
 
 def test_bytes_per_step_formula():
-    mlp = 475_985
-    one = bytes_per_step("hybrid_parallel", 1, 16384, 26, 16, mlp)
-    assert one["total"] == 0
+    """hybrid: all-to-all bytes flat in N (N-1 times that as the CPU's AllGathers); data parallel grows with N."""
+    mlp, m = 475_985, 16384 * 26
+    assert bytes_per_step("hybrid_parallel", 1, 16384, 26, 16, mlp)["total"] == 0
     two = bytes_per_step("hybrid_parallel", 2, 16384, 26, 16, mlp)
-    m = 16384 * 26
-    assert two["ids_allgather"] == 0.5 * 2 * m * 4
-    assert two["vectors_reducescatter"] == 0.5 * 2 * m * 16 * 4 == two["grads_allgather"]
-    cpu = bytes_per_step("hybrid_parallel", 2, 16384, 26, 16, mlp, native_reduce_scatter=False)
-    assert cpu["vectors_allreduce"] == 2 * two["vectors_reducescatter"]
+    assert two["ids_alltoall"] == 0.5 * m * 4 and two["vectors_alltoall"] == 0.5 * m * 16 * 4 == two["grads_alltoall"]
+    cpu = bytes_per_step("hybrid_parallel", 4, 16384, 26, 16, mlp, native_alltoall=False)
+    four = bytes_per_step("hybrid_parallel", 4, 16384, 26, 16, mlp)
+    assert cpu["vectors_alltoall_as_allgathers"] == 3 * four["vectors_alltoall"]
+    hyb = {n: bytes_per_step("hybrid_parallel", n, 16384, 26, 16, mlp)["total"] for n in (8, 64, 512)}
+    assert max(hyb.values()) < 1.15 * min(hyb.values())                         # (N-1)/N: flat in N
     dp = bytes_per_step("data_parallel", 8, 16384, 26, 16, mlp)
-    assert "vectors_reducescatter" not in dp and dp["total"] < 8 * 16384 * 26 * 17 * 4
+    assert hyb[8] < dp["total"]
+    rep = bytes_per_step("hybrid_parallel", 8, 16384, 26, 16, mlp, exchanged_slots=20, replicated_rows=1000)
+    assert rep["ids_alltoall"] == 7 / 8 * 16384 * 20 * 4
+    assert rep["mlp_and_loss_allreduce"] == 2 * 7 / 8 * (mlp + 1000 * 16 + 1) * 4
 
 
 def _free_port():

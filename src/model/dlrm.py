@@ -21,32 +21,39 @@ from mindspore.common.initializer import Initializer, initializer
 
 
 class SlotUniform(Initializer):
-    """Fills rows [lo, hi) of the fused table: rows of a slot with n rows ~ U(-1/sqrt(n), 1/sqrt(n)).
+    """Fills a table holding the fused-table row ranges `segments` [(lo, hi), ...] one after another
+    (default: all rows): rows of a slot with n rows ~ U(-1/sqrt(n), 1/sqrt(n)).
 
-    Every (slot, 2^20-row chunk) has its own generator seeded (seed, slot, chunk), so a rank holding a
-    row shard makes exactly the values of the single-device table for its rows without making the
-    rest; the whole table is filled in place (peak: one table copy plus one 64 MB chunk)."""
+    Every (slot, 2^20-row chunk) has its own generator seeded (seed, slot, chunk), so a rank holding some
+    rows makes exactly the values of the single-device table for them without making the rest; the table
+    is filled in place (peak: one table copy plus one 64 MB chunk)."""
     CHUNK = 1 << 20
 
-    def __init__(self, table_sizes, seed, lo=0, hi=None):
+    def __init__(self, table_sizes, seed, segments=None):
         super().__init__()
         self.table_sizes, self.seed = list(table_sizes), seed
-        self.lo, self.hi = lo, sum(self.table_sizes) if hi is None else hi
+        self.segments = list(segments) if segments is not None else [(0, sum(self.table_sizes))]
 
     def _initialize(self, arr):
+        at = 0
+        for lo, hi in self.segments:
+            self._fill(arr[at:at + hi - lo], lo, hi)
+            at += hi - lo
+
+    def _fill(self, arr, lo, hi):
         off = 0
         for slot, n in enumerate(self.table_sizes):
             bound = np.float32(1.0 / np.sqrt(n))
             for c0 in range(0, n, self.CHUNK):
                 g0, g1 = off + c0, off + min(n, c0 + self.CHUNK)          # global rows of this chunk
-                a, b = max(g0, self.lo), min(g1, self.hi)
+                a, b = max(g0, lo), min(g1, hi)
                 if a >= b:
                     continue
                 rng = np.random.default_rng([self.seed, 1000 + slot, c0 // self.CHUNK])
                 vals = rng.random((g1 - g0, arr.shape[1]), dtype=np.float32)[a - g0:b - g0]
                 vals *= 2.0 * bound
                 vals -= bound
-                arr[a - self.lo:b - self.lo] = vals
+                arr[a - lo:b - lo] = vals
             off += n
 
 
@@ -69,23 +76,26 @@ def _mlp(widths: Sequence[int], in_dim: int, seed, relu_last: bool, fp16: bool) 
 class SparseArch(nn.Cell):
     """ids int32 [B, S] (per-slot ids) -> embeddings float32 [B, S, D] from one fused table.
 
-    With row_range=(lo, hi) (hybrid parallel) this rank holds only rows [lo, hi) of the fused table,
-    table float32 [hi - lo, D]; the lookup across ranks is src/training/parallel.py's RowShardExchange,
-    and `construct` (single-device lookup) is not used.
+    With `segments` [(lo, hi), ...] (hybrid parallel, from src/training/sharding.py) this rank holds only
+    those row ranges of the fused table, one after another: table float32 [sum(hi - lo), D]; the lookup
+    across ranks is src/training/parallel.py's ShardedLookup, and `construct` (single-device lookup) is
+    not used.
 
     Example: table_sizes [3, 5], dim 4 -> table float32 [8, 4], offsets [[0, 3]];
     ids [[2, 0]] -> rows [[2, 3]] -> embeddings float32 [1, 2, 4].
     """
 
-    def __init__(self, table_sizes: Sequence[int], dim: int, seed: int, row_range: Optional[Tuple[int, int]] = None):
+    def __init__(self, table_sizes: Sequence[int], dim: int, seed: int,
+                 segments: Optional[Sequence[Tuple[int, int]]] = None):
         super().__init__()
         self.table_sizes = list(table_sizes)
         self.rows = int(sum(self.table_sizes))
-        self.row_lo, self.row_hi = row_range if row_range is not None else (0, self.rows)
+        self.segments = [tuple(s) for s in segments] if segments is not None else [(0, self.rows)]
         offsets = np.concatenate(([0], np.cumsum(self.table_sizes)[:-1])).astype(np.int32)
         self.offsets = Tensor(offsets[None, :])                              # [1, S] int32
-        init = SlotUniform(self.table_sizes, seed, self.row_lo, self.row_hi)
-        self.table = Parameter(initializer(init, (self.row_hi - self.row_lo, dim), ms.float32), name="table")
+        local = sum(hi - lo for lo, hi in self.segments)
+        init = SlotUniform(self.table_sizes, seed, self.segments)
+        self.table = Parameter(initializer(init, (local, dim), ms.float32), name="table")
 
     def global_ids(self, ids: Tensor) -> Tensor:
         """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
@@ -209,19 +219,19 @@ class DLRM(nn.Cell):
     SparseArch emb [128, 26, 16] -> InteractionArch [128, 367] -> OverArch logit [128, 1].
 
     The train step, the hybrid-parallel exchange and the size estimate use the table through
-    `table`, `global_rows`, `row_range`, `num_rows`, `emb_dim` and `row_sharded_params`, and the
+    `table`, `global_rows`, `segments`, `num_rows`, `emb_dim` and `row_sharded_params`, and the
     dense part through `from_embeddings` and `mlp_params`.
     """
 
     def __init__(self, table_sizes: Sequence[int], dense_dim: int, emb_dim: int, bottom: Sequence[int],
                  top: Sequence[int], interaction_op: str = "dot", itself: bool = False, fp16: bool = False,
-                 seed: int = 123, row_range: Optional[Tuple[int, int]] = None, dcn_layers: int = 3,
+                 seed: int = 123, segments: Optional[Sequence[Tuple[int, int]]] = None, dcn_layers: int = 3,
                  dcn_rank: int = 0):
         super().__init__()
         if interaction_op == "dot" and bottom[-1] != emb_dim:
             raise ValueError(f"the dot interaction needs the bottom MLP to end with the embedding dimension: "
                              f"bottom {list(bottom)} ends with {bottom[-1]}, emb_dim is {emb_dim}")
-        self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, row_range)
+        self.sparse_arch = SparseArch(table_sizes, emb_dim, seed, segments)
         self.dense_arch = DenseArch(dense_dim, bottom, [seed, 1], fp16)
         self.interaction = InteractionArch(len(table_sizes), emb_dim, interaction_op, itself, bottom[-1],
                                            dcn_layers, dcn_rank, [seed, 3])
@@ -229,7 +239,7 @@ class DLRM(nn.Cell):
 
     @property
     def table(self) -> Parameter:
-        """This process's rows of the fused embedding table, float32 [row_hi - row_lo, D]."""
+        """This process's rows of the fused embedding table, float32 [sum of its segments' rows, D]."""
         return self.sparse_arch.table
 
     @property
@@ -243,9 +253,9 @@ class DLRM(nn.Cell):
         return self.sparse_arch.rows
 
     @property
-    def row_range(self) -> Tuple[int, int]:
-        """[lo, hi): the fused-table rows this process holds."""
-        return self.sparse_arch.row_lo, self.sparse_arch.row_hi
+    def segments(self) -> List[Tuple[int, int]]:
+        """[(lo, hi), ...]: the fused-table row ranges this process holds, in the order of its table."""
+        return self.sparse_arch.segments
 
     @property
     def emb_dim(self) -> int:
@@ -349,11 +359,11 @@ ARCH_KEYS = ("dense_dim", "slot_dim", "data_emb_dim", "bottom_mlp_args", "top_ml
              "interaction_itself", "dcn_num_layers", "dcn_low_rank_dim")
 
 
-def build_model(cfg, table_sizes: Sequence[int], row_range: Optional[Tuple[int, int]] = None) -> DLRM:
-    """The DLRM of a config (ARCH_KEYS, convert_dtype, random_seed) over `table_sizes`; row_range for a
-    hybrid-parallel rank."""
+def build_model(cfg, table_sizes: Sequence[int], segments: Optional[Sequence[Tuple[int, int]]] = None) -> DLRM:
+    """The DLRM of a config (ARCH_KEYS, convert_dtype, random_seed) over `table_sizes`; `segments` (the
+    fused-table rows it holds) for a hybrid-parallel rank."""
     return DLRM(table_sizes, cfg.dense_dim, cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args,
-                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, row_range,
+                cfg.interaction_op, cfg.interaction_itself, cfg.convert_dtype, cfg.random_seed, segments,
                 cfg.dcn_num_layers, cfg.dcn_low_rank_dim)
 
 

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    """One config key: its type (int, float, bool, str or "list_int"), help text, allowed values and
+    """One config key: its type (int, float, bool, str, "list_int" or "list_str"), help text, allowed values and
     lower bound. The YAML files' help and choices documents are generated from these."""
     type: object
     help: str
@@ -90,6 +90,11 @@ SCHEMA: Dict[str, Key] = {
                "(table rows split across ranks, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
     "plan_only": Key(bool, "train.py: print each rank's table, optimizer-state and runtime memory and its bytes per "
                "step for parallel_mode over rank_size ranks, then exit without training (no ranks are launched)"),
+    "sharding_plan": Key("list_str",
+               "hybrid_parallel: where each table lives. One entry for every table or one per table: row (rows split "
+               "in blocks over all ranks), table or table:K (whole table on one rank; K pins it), replicated (on "
+               "every rank, gradient all-reduced, no lookup exchange) or auto (replicated up to batch_size rows, row "
+               "above a rank's share of the table bytes, table otherwise, placed to balance bytes and lookups)"),
     "rank_size": Key(int, "plan_only: the number of ranks to plan for", minimum=1),
     "memory_budget_gb": Key(float, "train.py stops before allocating when a rank would need more than this many GB "
                "(0 = this machine's available memory shared by its ranks)", minimum=0),
@@ -195,6 +200,16 @@ def coerce(key: str, value: object, source: str) -> object:
                     isinstance(v, int) and not isinstance(v, bool) for v in value):
                 raise ValueError(f"expected a list of integers like [512,256,1], got {value!r}")
             value = [int(v) for v in value]
+        elif typ == "list_str":
+            if from_cli:
+                value = yaml.safe_load(value)
+            if value is None:
+                value = []
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a list of names like [row,table:1,replicated], got {value!r}")
+            value = [str(v) for v in value]
         elif typ is bool:
             value = _parse_bool(value) if isinstance(value, (str, int)) else value
             if not isinstance(value, bool):

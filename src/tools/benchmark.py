@@ -28,10 +28,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SGD = ("--optimizer=sgd", "--learning_rate=0.15")   # the train suite's recipe (its README figures), whatever the config
 
 
-def run_child(*args):
-    """Run `python -m src.tools.benchmark _child ...`; returns (json result, peak RSS in bytes)."""
+def run_child(*args, env=None):
+    """Run `python -m src.tools.benchmark _child ...` (extra environment `env`); returns (json result, peak
+    RSS in bytes)."""
     proc = subprocess.Popen([sys.executable, "-m", "src.tools.benchmark", "_child", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, env=dict(os.environ, GLOG_v="3"))
+                            stdout=subprocess.PIPE, env=dict(os.environ, GLOG_v="3", **(env or {})))
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -239,23 +240,52 @@ def child_compact_auc(dataset, device, config, folder):
     return out
 
 
+def time_hybrid_steps(step, feed, sizes, batch, steps, rng, n_feeds):
+    """time_steps for a hybrid-parallel rank: as the trainer does, the batches are routed in a data thread
+    and each step first agrees on its exchange capacity (src/training/parallel.py: ExchangeFeed)."""
+    from mindspore import Tensor
+    from src.utils.progress import background
+    feed_data = [(np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32),
+                  rng.random((batch, 13)).astype(np.float32), (rng.random((batch, 1)) < 0.25).astype(np.float32))
+                 for _ in range(n_feeds)]
+
+    def run(n):
+        loss = None
+        for routed, dense, label in background(feed.routed(feed_data[i % n_feeds] for i in range(n)), depth=4):
+            loss = step(Tensor(dense), Tensor(label), *feed.inputs(routed, batch))
+        loss.asnumpy()
+    run(2)
+    t = time.time()
+    run(steps)
+    return time.time() - t
+
+
 def child_dist(mode, batch, steps, device):
     """One rank (or the single process) of a Kaggle-sized training run with random ids: prints its own
-    samples/s (global batch) and peak RSS. Under msrun every rank prints one JSON line."""
+    samples/s (global batch) and peak RSS. Under msrun every rank prints one JSON line. Hybrid ranks use the
+    default sharding plan."""
     import resource
     setup_context(device, None)
     from src.model.dlrm import DLRM
     from src.model_utils.config import parse_cli
-    from src.training.parallel import init_parallel, row_range
-    from src.training.train_step import TrainStep
-    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}"])
+    from src.training.parallel import ExchangeFeed, ShardedLookup, init_parallel
+    from src.training.sharding import Router, make_plan
+    from src.training.train_step import HybridTrainStep, TrainStep
+    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}", f"--batch_size={batch}"])
     par = init_parallel(cfg)
-    rr = row_range(sum(KAGGLE), par.size, par.rank) if par.hybrid else None
+    rng = np.random.default_rng([7, par.rank])
+    plan = make_plan(KAGGLE, par.size, cfg.sharding_plan, batch) if par.hybrid else None
     t = time.time()
-    net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1, row_range=rr)
+    net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1,
+               segments=plan.segments(par.rank) if plan else None)
     init_s = time.time() - t
-    step = TrainStep(net, "sgd", 0.1, parallel=par, native_reduce_scatter=device != "CPU")
-    dt = time_steps(step, KAGGLE, batch, steps, np.random.default_rng([7, par.rank]), 4)
+    if plan:
+        router = Router(plan, par.rank)
+        lookup = ShardedLookup(par, device != "CPU", router.rep_slots, router.ex_slots, 16)
+        step = HybridTrainStep(net, "sgd", 0.1, 1.0, par, lookup, plan.replicated_rows)
+        dt = time_hybrid_steps(step, ExchangeFeed(router), KAGGLE, batch, steps, rng, 4)
+    else:
+        dt = time_steps(TrainStep(net, "sgd", 0.1, parallel=par), KAGGLE, batch, steps, rng, 4)
     return {"rank": par.rank, "size": par.size, "samples_per_s": steps * batch * par.size / dt,
             "table_rows": int(net.table.shape[0]), "init_seconds": init_s,
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
@@ -423,21 +453,22 @@ def bench_plan(device):
     from src.model_utils.config import parse_cli
     from src.training.memory_plan import plan
     links = {"25 Gb/s Ethernet": 25e9 / 8, "100 Gb/s InfiniBand": 100e9 / 8}
-    print("== cost model (hybrid_parallel, batch 16384 per rank, SGD; step = batch x compute per sample measured "
-          "here on 2 CPU cores + bytes sent / link bandwidth, no overlap)")
-    print("| configuration | N | per-rank memory | bytes/rank/step: this exchange (AllGather) | all-to-all (modelled) "
-          "| step, " + " | step, ".join(links) + " (AllGather / all-to-all) |")
-    print("|---|---|---|---|---|" + "---|" * len(links))
+    print("== cost model (hybrid_parallel, default sharding plan, batch 16384 per rank, SGD; step = batch x compute "
+          "per sample measured here on 2 CPU cores + bytes sent / link bandwidth, no overlap)")
+    print("| configuration | N | sharding (row / table / replicated) | per-rank memory | bytes/rank/step: all-to-all "
+          "(GPU/Ascend) | data_parallel | step, " + " | step, ".join(links) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(links))
     for arch, (opts, sizes) in ARCHS.items():
         res, _ = run_child("compute", arch, "4096", "6", device)
-        cfg = parse_cli(opts + ["--parallel_mode=hybrid_parallel", "--batch_size=16384"])
+        cfg = parse_cli(opts + ["--parallel_mode=hybrid_parallel", "--batch_size=16384", "--device_target=GPU"])
+        dp_cfg = parse_cli(opts + ["--parallel_mode=data_parallel", "--batch_size=16384", "--device_target=GPU"])
         for n in (8, 64, 512):
-            p = plan(cfg, sizes, n)
-            steps = [f"{p.step_seconds(res['seconds_per_sample'], bw):.2f} s / "
-                     f"{p.step_seconds(res['seconds_per_sample'], bw, alltoall=True):.2f} s" for bw in links.values()]
-            print(f"| {arch}, compute {res['seconds_per_sample'] * 1e6:.1f} us/sample | {n} | {gb(p.total)} | "
-                  f"{p.exchange['total'] / 2 ** 30:.2f} GB | {p.alltoall['total'] / 2 ** 20:.0f} MB | " + " | ".join(steps)
-                  + " |")
+            p, dp = plan(cfg, sizes, n), plan(dp_cfg, sizes, n)
+            kinds = "/".join(str(p.sharding.kinds.count(k)) for k in ("row", "table", "replicated"))
+            steps = [f"{p.step_seconds(res['seconds_per_sample'], bw):.2f} s" for bw in links.values()]
+            print(f"| {arch}, compute {res['seconds_per_sample'] * 1e6:.1f} us/sample | {n} | {kinds} | {gb(p.total)} | "
+                  f"{p.exchange['total'] / 2 ** 20:.0f} MB | {dp.exchange['total'] / 2 ** 30:.2f} GB | "
+                  + " | ".join(steps) + " |")
 
 
 def bench_terabyte(work, device):
@@ -700,7 +731,8 @@ def run_ranks(n, *args):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     logs = tempfile.mkdtemp(prefix="bench_msrun_")
-    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(os.environ, GLOG_v="3", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+               DLRM_LOCAL_RANKS=str(n))                 # as the launchers set it
     r = subprocess.run(["msrun", f"--worker_num={n}", f"--local_worker_num={n}", "--master_addr=127.0.0.1",
                         f"--master_port={port}", "--join=True", f"--log_dir={logs}", "python", "-m", "src.tools.benchmark",
                         "_child", *args], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -733,8 +765,20 @@ def _plan_vs_measured(per_rank, single_peak, hybrid_ranks, dp_ranks):
     print("  --plan_only memory vs measured peak: " + "; ".join(rows))
 
 
+def _two_alone(per_rank, steps, device):
+    """Two independent single processes at `per_rank` each, at the same time, with no communication (each
+    told it shares the machine, as a rank is): the compute ceiling of 2 ranks on this machine."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: run_child("dist", "stand_alone", str(per_rank), str(steps), device,
+                                                 env={"DLRM_LOCAL_RANKS": "2"}), range(2)))
+    rate = min(r["samples_per_s"] for r, _ in done)
+    print(f"  2 independent processes at {per_rank} each, same time, no communication: {2 * rate:,.0f} samples/s "
+          f"together (the compute ceiling of 2 ranks here)")
+    return 2 * rate
+
+
 def bench_parallel(device):
-    from src.training.parallel import bytes_per_step
     bench_collectives(device)
     print(f"== distributed training ({device}; Kaggle architecture and table sizes, 33,762,577 rows, SGD, random ids; "
           f"{os.cpu_count()} cores shared by all ranks)")
@@ -757,17 +801,24 @@ def bench_parallel(device):
         rate = min(r["samples_per_s"] for r in dp)
         print(f"  2 ranks data_parallel, batch {per_rank} per rank: {rate:,.0f} samples/s ({rate / one:.2f}x), "
               f"per-rank peak RSS " + ", ".join(f"rank {r['rank']} {gb(r['peak_rss'])}" for r in dp))
+        if per_rank < 16384:
+            print(f"  ({np.mean(hybrids) / _two_alone(per_rank, steps, device):.2f}x of that ceiling for hybrid)")
         _plan_vs_measured(per_rank, peak, ranks, dp)
-    mlp = 475_985
-    print("bytes sent per rank per step at batch 16384 per rank (ring algorithms; hybrid vectors by ReduceScatter "
-          "on GPU/Ascend, AllReduce on CPU):")
-    for n in (2, 4, 8):
-        for mode in ("hybrid_parallel", "data_parallel"):
-            b = bytes_per_step(mode, n, 16384, 26, 16, mlp)
-            c = bytes_per_step(mode, n, 16384, 26, 16, mlp, native_reduce_scatter=False)
-            print(f"  N={n} {mode}: {b['total'] / 2 ** 20:,.1f} MB"
-                  + (f" (CPU: {c['total'] / 2 ** 20:,.1f} MB)" if mode == "hybrid_parallel" else "")
-                  + "; " + ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" for k, v in b.items() if k != "total"))
+    _bytes_from_plan()
+
+
+def _bytes_from_plan():
+    """Bytes each rank sends per step, from the planner, for N = 2, 8, 64 (Kaggle, batch 16384 per rank)."""
+    from src.model_utils.config import parse_cli
+    from src.training.memory_plan import plan
+    print("bytes sent per rank per step at batch 16384 per rank, Kaggle tables, from the planner (--plan_only):")
+    for n in (2, 8, 64):
+        out = []
+        for mode, device in (("hybrid_parallel", "GPU"), ("hybrid_parallel", "CPU"), ("data_parallel", "GPU")):
+            p = plan(parse_cli([f"--parallel_mode={mode}", "--batch_size=16384", f"--device_target={device}"]), KAGGLE, n)
+            what = f"{mode}{' (CPU: AllGather rounds)' if device == 'CPU' else ''}"
+            out.append(f"{what} {p.exchange['total'] / 2 ** 20:,.1f} MB")
+        print(f"  N={n}: " + "; ".join(out))
 
 
 def main(argv=None):

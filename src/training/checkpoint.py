@@ -4,10 +4,11 @@ atomically (temporary name, then rename), at most `keep` kept.
 Every file says which of its parameters are split by rows across hybrid-parallel ranks: an int64
 tensor `meta.row_sharded.<name>` per such parameter (the model and the train step name them:
 `DLRM.row_sharded_params`, `TrainStep.row_sharded_state`).
-Hybrid-parallel ranks save shards: CKPT_DIR/rank_K/PREFIX-E_S.safetensors holds rank K's rows
-[row_lo, row_hi) of the row-sharded parameters plus the replicated MLPs, and meta.shard.* says which
-rows. `merge` joins a complete set into the single-device file CKPT_DIR/PREFIX-E_S.safetensors that
-eval.py, export.py and any number of ranks load.
+Hybrid-parallel ranks save shards: CKPT_DIR/rank_K/PREFIX-E_S.safetensors holds rank K's rows of the
+row-sharded parameters (the fused-table row ranges `meta.shard.segments`, int64 [k, 2], one after
+another, as its sharding plan placed them) plus the replicated MLPs. `merge` joins a complete set into
+the single-device file CKPT_DIR/PREFIX-E_S.safetensors that eval.py, export.py and any number of ranks,
+under any plan, load; `load_rows` cuts any checkpoint to the segments of a rank of another layout.
 
 Every file also carries `meta.model` (JSON as uint8 bytes: table sizes, architecture keys, optimizer and
 the dataset's vocab_fingerprint), so export.py rebuilds the network from the checkpoint alone and eval.py
@@ -31,7 +32,8 @@ from src.utils.staged_dir import folder_lock
 
 EXT = ".safetensors"
 POSITION = ("global_step", "epoch", "step_in_epoch")  # stored as int64 tensors named meta.<key>
-SHARD = ("row_lo", "row_hi", "rows", "rank", "size")  # meta.shard.<key> in a hybrid-parallel shard
+SHARD = ("rows", "rank", "size")                         # meta.shard.<key> in a hybrid-parallel shard
+SEGMENTS = "meta.shard.segments"                          # int64 [k, 2]: the fused-table rows a shard holds
 ROW_SHARDED = "meta.row_sharded."                        # + parameter name: split by rows
 MODEL = "meta.model"                                     # JSON model description, uint8 bytes
 CHECKSUM = "meta.sha256"                                 # uint8 [32] over every other tensor
@@ -114,7 +116,9 @@ def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[i
              for p in params]
     items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION]
     items += [{"name": ROW_SHARDED + canonical(n), "data": _int(1)} for n in row_sharded]
-    items += [{"name": f"meta.shard.{k}", "data": _int(shard[k])} for k in SHARD] if shard else []
+    if shard:
+        items += [{"name": f"meta.shard.{k}", "data": _int(shard[k])} for k in SHARD]
+        items.append({"name": SEGMENTS, "data": Tensor(np.asarray(shard["segments"], np.int64).reshape(-1, 2))})
     if model is not None:
         items.append({"name": MODEL, "data": Tensor(np.frombuffer(json.dumps(model, sort_keys=True).encode(), np.uint8))})
     digest = _digest({it["name"]: it["data"].asnumpy() for it in items})   # asnumpy shares a CPU tensor's memory
@@ -150,7 +154,7 @@ def _write(path, items):
 
 def read(path: str) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
     """(dict name -> numpy array, position dict, names of the row-sharded parameters, model description),
-    after checking the checksum. position["shard"] = {row_lo, row_hi, rows, rank, size} for a shard."""
+    after checking the checksum. position["shard"] = {rows, rank, size, segments} for a shard."""
     try:
         data = ms.load_checkpoint(path, format="safetensors")
     except Exception as exc:  # noqa: BLE001 - MindSpore raises several types for a bad file
@@ -170,11 +174,12 @@ def read(path: str) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
         del arrays[ROW_SHARDED + k]
     if f"meta.shard.{SHARD[0]}" in arrays:
         position["shard"] = {k: int(arrays.pop(f"meta.shard.{k}")[0]) for k in SHARD}
+        position["shard"]["segments"] = [tuple(int(v) for v in seg) for seg in arrays.pop(SEGMENTS)]
     return arrays, position, sharded, model
 
 
 def load(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
-    """(dict name -> numpy array, position dict; position["shard"] = {row_lo, ...} for a shard)."""
+    """(dict name -> numpy array, position dict; position["shard"] = {rows, rank, size, segments} for a shard)."""
     arrays, position, _, _ = read(path)
     return arrays, position
 
@@ -225,20 +230,21 @@ def _complete(ranks):
     return {r: ranks[r] for r in range(size)} if set(ranks) >= set(range(size)) else None
 
 
-def load_shard_info(path: str) -> Dict[str, int]:
-    """meta.shard.* of a shard file, read from the safetensors header and 8-byte values only (a shard
-    of the Kaggle table is ~1 GB; this reads a few hundred bytes)."""
-    import json
+def load_shard_info(path: str) -> dict:
+    """meta.shard.* of a shard file ({rows, rank, size, segments}), read from the safetensors header and
+    those small values only (a shard of the Kaggle table is ~1 GB; this reads a few hundred bytes)."""
     import struct
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(n))
             info = {}
-            for k in SHARD:
-                entry = header[f"meta.shard.{k}"]
-                f.seek(8 + n + entry["data_offsets"][0])
-                info[k] = int(np.frombuffer(f.read(8), "<i8")[0])
+            for k in SHARD + ("segments",):
+                lo, hi = header[f"meta.shard.{k}"]["data_offsets"]
+                f.seek(8 + n + lo)
+                values = np.frombuffer(f.read(hi - lo), "<i8")
+                info[k] = [tuple(int(v) for v in seg) for seg in values.reshape(-1, 2)] if k == "segments" \
+                    else int(values[0])
     except (OSError, ValueError, KeyError, struct.error) as exc:
         raise CheckpointError(f"'{path}' is not a checkpoint shard (meta.shard.* unreadable: {exc})") from None
     return info
@@ -259,19 +265,26 @@ def newest(ckpt_dir: str, prefix: str) -> Optional[Tuple[str, object]]:
 
 def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
     """Load a complete shard set {rank: file} -> (arrays of the whole model, position, row-sharded names,
-    model description)."""
-    arrays, position, parts, end = None, None, {}, 0
+    model description). Rows held by several ranks (replicated tables) are taken from the first."""
+    arrays, position, full, covered = None, None, {}, None
     for rank in sorted(shards):
         a, pos, sharded, model = read(shards[rank])
         info = pos.pop("shard")
-        if info["rank"] != rank or info["row_lo"] != end:
-            raise CheckpointError(f"shard '{shards[rank]}' holds rows [{info['row_lo']}, {info['row_hi']}) of rank "
-                                  f"{info['rank']}; expected rank {rank} starting at row {end}")
-        end = info["row_hi"]
-        for k in sharded:
-            parts.setdefault(k, []).append(a.pop(k))
+        if info["rank"] != rank:
+            raise CheckpointError(f"shard '{shards[rank]}' is rank {info['rank']}'s; expected rank {rank}")
         if arrays is None:
-            arrays, position, rows = a, pos, info["rows"]
+            position, covered = pos, np.zeros(info["rows"], bool)
+        for k in sharded:
+            part = a.pop(k)
+            whole = full.setdefault(k, np.zeros((info["rows"],) + part.shape[1:], part.dtype))
+            at = 0
+            for lo, hi in info["segments"]:
+                whole[lo:hi] = part[at:at + hi - lo]
+                at += hi - lo
+        for lo, hi in info["segments"]:
+            covered[lo:hi] = True
+        if arrays is None:
+            arrays = a
             continue
         for k, v in a.items():
             if k not in arrays or arrays[k].shape != v.shape or np.max(np.abs(arrays[k] - v), initial=0.0) > 1e-6:
@@ -279,11 +292,12 @@ def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str
                                       f"('{shards[rank]}'): the ranks diverged")
         if pos != position:
             raise CheckpointError(f"'{shards[rank]}' is at {pos}, rank 0 at {position}")
-    if end != rows:
-        raise CheckpointError(f"shards cover rows [0, {end}) of {rows}")
-    for k, v in parts.items():
-        arrays[k] = np.concatenate(v)
-    return arrays, position, sorted(parts), model
+    if not covered.all():
+        raise CheckpointError(f"the shards in {os.path.dirname(os.path.dirname(shards[0]))}/rank_*/ leave "
+                              f"{int((~covered).sum()):,} of {len(covered):,} table rows uncovered (first: row "
+                              f"{int(np.argmin(covered))})")
+    arrays.update(full)
+    return arrays, position, sorted(full), model
 
 
 def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
@@ -302,16 +316,16 @@ def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
     return path
 
 
-def load_rows(source: Tuple[str, object], lo: Optional[int] = None,
-              hi: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], dict, str, dict]:
+def load_rows(source: Tuple[str, object], segments: Optional[Sequence[Tuple[int, int]]] = None
+              ) -> Tuple[Dict[str, np.ndarray], dict, str, dict]:
     """(arrays, position, description, model) of a checkpoint from `newest`, with the row-sharded parameters
-    cut to rows [lo, hi). A shard set whose rank block equals [lo, hi) is read from that rank's file
-    alone; any other set is joined first (resuming with another number of ranks)."""
+    cut to the fused-table row ranges `segments`, one after another (None: all rows). A shard set with a
+    shard of exactly these segments is read from that file alone; any other set is joined first (resuming
+    with another number of ranks or another sharding plan)."""
     kind, what = source
     if kind == "shards":
         for path in what.values():
-            info = load_shard_info(path)
-            if lo is not None and (info["row_lo"], info["row_hi"]) == (lo, hi):
+            if segments is not None and load_shard_info(path)["segments"] == [tuple(s) for s in segments]:
                 arrays, position, _, model = read(path)
                 position.pop("shard")
                 return arrays, position, path, model
@@ -321,9 +335,9 @@ def load_rows(source: Tuple[str, object], lo: Optional[int] = None,
         arrays, position, sharded, model = read(what)
         position.pop("shard", None)
         desc = what
-    if lo is not None:
+    if segments is not None:
         for k in sharded:
-            arrays[k] = arrays[k][lo:hi]
+            arrays[k] = np.concatenate([arrays[k][lo:hi] for lo, hi in segments])
     return arrays, position, desc, model
 
 

@@ -3,11 +3,13 @@
     python train.py --plan_only=True --rank_size=64 --categorical_feature_sizes='[...]' ...
 
 `plan(cfg, table_sizes, ranks)` gives, for parallel_mode and N ranks, what each rank holds:
-  table       its embedding rows x dim x 4 B (hybrid_parallel: a row block of ceil(R/N) rows; otherwise all R)
+  table       its embedding rows x dim x 4 B (hybrid_parallel: the rows the sharding plan gives the fullest
+              rank, src/training/sharding.py; otherwise all R)
   optimizer   row-wise accumulators (adagrad, adam: 4 B per local row) + MLP state (adagrad 1x, adam 2x)
   mlp         MLP and interaction parameters and their gradients
   runtime     RUNTIME_BYTES (Python + MindSpore) + activations (ACTIVATION_FACTOR x 4 B x the widths of one
-              sample, per sample of the batch) + exchange buffers of N x B x S x D x 4 B each
+              sample, per sample of the batch) + exchange buffers of B x S x D x 4 B each, N times that
+              for data parallel and for hybrid on CPU (where the all-to-all is an AllGather)
               (EXCHANGE_BUFFERS of them: hybrid 10, data parallel 3)
 and the bytes each rank sends per step (`src/training/parallel.py: bytes_per_step`). The constants were
 fitted on this machine's measured peaks (`bash scripts/run_benchmark.sh parallel`, README
@@ -18,10 +20,11 @@ fitted on this machine's measured peaks (`bash scripts/run_benchmark.sh parallel
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from src.data.packed_format import METADATA, load_metadata, table_sizes_for
-from src.training.parallel import alltoall_bytes_per_step, bytes_per_step
+from src.training.parallel import bytes_per_step
+from src.training.sharding import ShardingPlan, make_plan
 
 RUNTIME_BYTES = 500 << 20        # Python + MindSpore + the data pipeline, measured 0.47-0.52 GB here
 ACTIVATION_FACTOR = 2            # float32 activations and gradients per unit of width (~36 KB a sample, Kaggle)
@@ -69,7 +72,7 @@ class RankPlan:
     mlp: int
     runtime: int
     exchange: Dict[str, float]  # bytes sent per rank per step, by collective
-    alltoall: Dict[str, float]  # the same with an all-to-all exchange (modelled; not built)
+    sharding: Optional[ShardingPlan] = None
 
     @property
     def total(self) -> int:
@@ -84,36 +87,36 @@ class RankPlan:
         mem = (f"per rank: table {self.table / gib:.2f} GB + optimizer state {self.optimizer / gib:.2f} GB + "
                f"MLPs {self.mlp / gib:.3f} GB + runtime {self.runtime / gib:.2f} GB = {self.total / gib:.2f} GB")
         sent = ", ".join(f"{k} {v / 2 ** 20:,.1f} MB" for k, v in self.exchange.items() if k != "total")
-        lines = [head, mem, f"bytes sent per rank per step: {self.exchange['total'] / 2 ** 20:,.1f} MB"
-                 + (f" ({sent})" if sent else "")]
-        if self.mode == "hybrid_parallel":
-            lines.append(f"with an all-to-all exchange (modelled, not built): {self.alltoall['total'] / 2 ** 20:,.1f} MB")
-        return lines
+        lines = [head] + (self.sharding.lines() if self.sharding else []) + [mem]
+        return lines + [f"bytes sent per rank per step: {self.exchange['total'] / 2 ** 20:,.1f} MB"
+                        + (f" ({sent})" if sent else "")]
 
-    def step_seconds(self, compute_per_sample: float, link_bytes_per_s: float, alltoall: bool = False) -> float:
+    def step_seconds(self, compute_per_sample: float, link_bytes_per_s: float) -> float:
         """Modelled step time: batch x compute seconds per sample + bytes sent / link bandwidth (no overlap)."""
-        sent = (self.alltoall if alltoall else self.exchange)["total"]
-        return self.batch * compute_per_sample + sent / link_bytes_per_s
+        return self.batch * compute_per_sample + self.exchange["total"] / link_bytes_per_s
 
 
-def plan(cfg, table_sizes: Sequence[int], ranks: int, native_reduce_scatter: bool = True) -> RankPlan:
-    """The memory and traffic of one rank for cfg.parallel_mode over `ranks` ranks (see module docstring)."""
+def plan(cfg, table_sizes: Sequence[int], ranks: int, native_alltoall: Optional[bool] = None) -> RankPlan:
+    """The memory and traffic of one rank for cfg.parallel_mode over `ranks` ranks (see module docstring).
+    native_alltoall: default, GPU/Ascend yes, CPU no (emulated by an AllGather)."""
     slots, dim, batch = len(table_sizes), cfg.data_emb_dim, cfg.batch_size
+    native = cfg.device_target != "CPU" if native_alltoall is None else native_alltoall
     rows = int(sum(table_sizes))
-    hybrid = cfg.parallel_mode == "hybrid_parallel" and ranks > 1
-    local = math.ceil(rows / ranks) if hybrid else rows
+    mode = cfg.parallel_mode if ranks > 1 else "stand_alone"
+    sp = make_plan(table_sizes, ranks, cfg.sharding_plan, batch) if mode == "hybrid_parallel" else None
+    local = int(sp.rows_per_rank().max()) if sp else rows
     mlp = dense_params(cfg, slots)
     opt_rows = local if cfg.optimizer in ("adagrad", "adam") else 0
     opt_mlp = {"adagrad": mlp, "adam": 2 * mlp}.get(cfg.optimizer, 0)
     width = interaction_width(cfg, slots)
     per_sample = 4 * ACTIVATION_FACTOR * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * width
                                           + 3 * slots * dim + max(list(cfg.bottom_mlp_args) + list(cfg.top_mlp_args) + [width]))
-    mode = cfg.parallel_mode if ranks > 1 else "stand_alone"
-    exchange_buffers = EXCHANGE_BUFFERS.get(mode, 0) * ranks * batch * slots * dim * 4
+    exchanged = len(sp.slots(False)) if sp else slots
+    spread = 1 if (sp and native) else ranks
+    exchange_buffers = EXCHANGE_BUFFERS.get(mode, 0) * spread * batch * exchanged * dim * 4
+    sent = bytes_per_step(mode, ranks, batch, slots, dim, mlp, exchanged, sp.replicated_rows if sp else 0, native)
     return RankPlan(mode, ranks, batch, rows, local, 4 * local * dim, 4 * (opt_rows + opt_mlp), 2 * 4 * mlp,
-                    RUNTIME_BYTES + batch * per_sample + exchange_buffers,
-                    bytes_per_step(mode, ranks, batch, slots, dim, mlp, native_reduce_scatter),
-                    alltoall_bytes_per_step(ranks, batch, slots, dim, mlp) if mode == "hybrid_parallel" else {"total": 0})
+                    RUNTIME_BYTES + batch * per_sample + exchange_buffers, sent, sp)
 
 
 def available_memory() -> int:

@@ -5,27 +5,33 @@ parallel_mode
   data_parallel    every rank holds the whole table; MLP gradients are all-reduced and the sparse
                    table gradients (rows + vectors) all-gathered, so every rank applies the same
                    update, averaged over the global batch.
-  hybrid_parallel  rank k holds the contiguous row block [k*R//N, (k+1)*R//N) of the fused table
-                   (R rows; blocks differ by at most one row); the MLPs and the interaction are
-                   data-parallel. Per step, with M = B*S lookups per rank (B per-rank batch, S slots):
-                     ids     AllGather                   -> every rank sees the N*M global rows
-                     lookup  each owner gathers its rows, zeros elsewhere: [N*M, D] partial
-                     vectors ReduceScatter               -> rank k gets its own M vectors [M, D]
-                     grads   AllGather of [M, D] grads   -> owners update their rows
-                     MLPs    AllReduce of the MLP gradients
-Only AllGather and AllReduce run on MindSpore 2.10's CPU backend (ReduceScatter and AlltoAll have
-no CPU kernel), so on CPU the ReduceScatter is an AllReduce followed by taking this rank's block:
-the same result, N times the bytes. GPU (NCCL) and Ascend (HCCL) use ReduceScatter.
+  hybrid_parallel  each table is row-wise sharded, placed whole on one rank, or replicated, by a
+                   sharding plan (src/training/sharding.py); the MLPs and the interaction are
+                   data-parallel. Per step, a rank with B samples and S_ex exchanged slots sends each
+                   owner only the distinct rows it needs from it (send blocks padded to a capacity C
+                   that the ranks agree on per step, about B*S_ex/N):
+                     ids      all-to-all  [N*C] int32      -> each owner gets the rows asked of it
+                     vectors  all-to-all  [N*C, D]         -> each rank gets its own lookups back
+                     grads    all-to-all  [N*C, D]         -> owners update their rows
+                     MLPs     AllReduce of the MLP gradients, the replicated tables' gradients and the loss
+                   so the bytes a rank sends per step do not grow with N.
+MindSpore 2.10's CPU backend has AllGather and AllReduce but no AlltoAll (nor ReduceScatter): on CPU
+the all-to-all is N-1 rounds of AllGather, each carrying one block per rank (AllToAll below: the same
+numbers; the same bytes as a native all-to-all at N = 2, N-1 times them beyond). GPU (NCCL) and Ascend
+(HCCL) use ops.AlltoAll.
 Everything is explicit collectives in GRAPH_MODE cells: no shard strategies, so the same code runs
 on all three backends (semi-auto/auto parallel fail on CPU in 2.10).
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
+
+if TYPE_CHECKING:
+    from src.training.sharding import Routed
 
 @dataclass(frozen=True)
 class ParallelInfo:
@@ -71,40 +77,29 @@ def distributed_device_id() -> Optional[int]:
     return int(value) if value not in (None, "") else None
 
 
-def row_range(total_rows: int, size: int, rank: int) -> Tuple[int, int]:
-    """Contiguous block [lo, hi) of the fused table's rows owned by `rank` (10 rows, 3 ranks: [0,3), [3,6), [6,10))."""
-    return rank * total_rows // size, (rank + 1) * total_rows // size
-
-
 def bytes_per_step(mode: str, n: int, batch: int, slots: int, dim: int, mlp_params: int,
-                   native_reduce_scatter: bool = True) -> Dict[str, float]:
-    """Bytes each rank sends per training step (ring algorithms: AllGather and ReduceScatter send
-    (N-1)/N of the gathered/reduced tensor, AllReduce twice that). float32 values, int32 ids."""
+                   exchanged_slots: Optional[int] = None, replicated_rows: int = 0,
+                   native_alltoall: bool = True) -> Dict[str, float]:
+    """Bytes each rank sends per training step, float32 values and int32 ids, ring algorithms (AllGather
+    sends (N-1)/N of the gathered tensor, AllReduce twice that of its input).
+    hybrid_parallel: an all-to-all sends (N-1)/N of its [N*C] buffer; taken at C = B*S_ex/N (every lookup
+    distinct and the owners balanced: duplicates make it less, skew more), so it is flat in N. Emulated by
+    N-1 AllGathers (native_alltoall=False, CPU) it is N-1 times that. Replicated tables' gradients [R_rep, D] ride in
+    the MLPs' all-reduce."""
     if n <= 1:
         return {"total": 0}
-    m = batch * slots
     ring = (n - 1) / n
-    out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * 4}   # one fused buffer
-    out["ids_allgather"] = ring * n * m * 4
-    out["grads_allgather"] = ring * n * m * dim * 4
-    if mode == "hybrid_parallel":
-        full = n * m * dim * 4
-        out["vectors_reducescatter" if native_reduce_scatter else "vectors_allreduce"] = \
-            ring * full if native_reduce_scatter else 2 * ring * full
-    out["total"] = sum(out.values())
-    return out
-
-
-def alltoall_bytes_per_step(n: int, batch: int, slots: int, dim: int, mlp_params: int) -> Dict[str, float]:
-    """Bytes each rank would send per step with an all-to-all exchange (DLRM's model parallelism in the
-    paper, TorchRec and NVIDIA's code; not built here, see the README): each of the M = B*S ids goes to
-    its owner ((N-1)/N of them leave the rank), each looked-up vector comes back, each gradient goes to
-    the owner, and the MLP gradients are all-reduced. Flat in N."""
-    if n <= 1:
-        return {"total": 0}
-    m, away = batch * slots, (n - 1) / n
-    out = {"mlp_and_loss_allreduce": 2 * away * (mlp_params + 1) * 4, "ids_alltoall": away * m * 4,
-           "vectors_alltoall": away * m * dim * 4, "grads_alltoall": away * m * dim * 4}
+    if mode != "hybrid_parallel":
+        m = batch * slots
+        out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * 4, "ids_allgather": ring * n * m * 4,
+               "grads_allgather": ring * n * m * dim * 4}
+        out["total"] = sum(out.values())
+        return out
+    m = batch * (slots if exchanged_slots is None else exchanged_slots)
+    sent = ring * m * (1 if native_alltoall else n - 1)              # lookups that leave the rank, per tensor
+    how = "alltoall" if native_alltoall else "alltoall_as_allgathers"
+    out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + replicated_rows * dim + 1) * 4,
+           f"ids_{how}": sent * 4, f"vectors_{how}": sent * dim * 4, f"grads_{how}": sent * dim * 4}
     out["total"] = sum(out.values())
     return out
 
@@ -132,58 +127,119 @@ class AllGatherCell(nn.Cell):
         return self.all_gather(x)
 
 
-class RowShardExchange(nn.Cell):
-    """Lookups in a row-sharded table: this rank's `table` float32 [rows_local, D] holds global rows
-    [lo, lo + rows_local). (The table is passed in, not kept: a Parameter kept by two cells is renamed.)
+class AllToAll(nn.Cell):
+    """x [N*C, ...] whose block k goes to rank k -> [N*C, ...] whose block k came from rank k.
+    native: ops.AlltoAll (NCCL on GPU, HCCL on Ascend). Otherwise (CPU, which has no all-to-all kernel)
+    N-1 rounds of AllGather: in round j every rank contributes its block for rank (rank + j) mod N and
+    keeps the block that rank (rank - j) mod N sent it; its own block never leaves it. The same numbers;
+    each rank sends (N-1) x (N-1) blocks instead of N-1 (equal for N = 2)."""
 
-    owned(keys int32 [K]) -> (local int32 [K], mask float32 [K, 1]): local row (0 where not owned), 1.0 where owned.
-    lookup(table, rows int32 [M]) -> (keys int32 [N*M], local, mask, vectors float32 [M, D] for this rank's rows).
+    def __init__(self, info: ParallelInfo, native: bool):
+        super().__init__()
+        self.size, self.rank, self.native = info.size, info.rank, native
+        if native:
+            from mindspore.communication import GlobalComm
+            self.op = ops.AlltoAll(info.size, 0, 0, GlobalComm.WORLD_COMM_GROUP)
+        else:
+            self.all_gather = ops.AllGather()
+            self.round_of = [(info.rank - src) % info.size for src in range(info.size)]   # round that brings src's block
+
+    def construct(self, x):
+        if self.native:
+            return self.op(x)
+        c = x.shape[0] // self.size                  # contiguous dim-0 slices only (a reshape to [N, C, ...]
+        got = ()                                      # and indexing it measured 5x slower on CPU)
+        for j in range(1, self.size):
+            dst = (self.rank + j) % self.size
+            got = got + (self.all_gather(x[dst * c:(dst + 1) * c]),)                # [N*C, ...] source-major
+        parts = ()
+        for src in range(self.size):
+            j = self.round_of[src]
+            if j == 0:
+                parts = parts + (x[self.rank * c:(self.rank + 1) * c],)
+            else:
+                parts = parts + (got[j - 1][src * c:(src + 1) * c],)
+        return ops.concat(parts, 0)
+
+
+class ShardedLookup(nn.Cell):
+    """The embeddings of this rank's batch under a sharding plan (src/training/sharding.py). The local
+    table float32 [R_local, D] is passed in (a Parameter kept by two cells is renamed).
+
+    rep_rows int32 [B, S_rep]: local rows of the replicated slots (looked up here; [B, 1] unused when S_rep = 0).
+    send int32 [N*C]: block k = this rank's distinct rows owned by rank k (rows of k's local table, -1 pad).
+    inverse int32 [B*S_ex]: each exchanged lookup's place in the [N*C] vectors that come back.
+    -> (emb float32 [B, S, D] in slot order; recv int32 [N*C] rows the other ranks asked of this one).
+    ids out, vectors back: two all-to-alls (the gradients go back by a third, in the train step).
     """
 
-    def __init__(self, lo, rows_local, info, native_reduce_scatter):
+    def __init__(self, info: ParallelInfo, native: bool, rep_slots, ex_slots, dim: int):
         super().__init__()
-        self.lo = Tensor(lo, ms.int32)
-        self.rows_local = Tensor(rows_local, ms.int32)
-        self.rank, self.size = info.rank, info.size
-        self.native = native_reduce_scatter
-        self.all_gather = ops.AllGather()
-        if native_reduce_scatter:
-            self.reduce_scatter = ops.ReduceScatter()
-        else:
-            self.all_reduce = ops.AllReduce()
+        self.a2a = AllToAll(info, native)
+        self.n_rep, self.n_ex, self.dim = len(rep_slots), len(ex_slots), dim
+        order = list(rep_slots) + list(ex_slots)                             # slots as concatenated
+        self.to_slot_order = Tensor(np.argsort(order).astype(np.int32))      # [S] int32
+        self.from_slot_order = Tensor(np.array(order, np.int32))
+        self.identity = order == sorted(order)
 
-    def owned(self, keys: Tensor) -> Tuple[Tensor, Tensor]:
-        """keys int32 [K] -> (local row int32 [K], 0 where not owned; mask float32 [K, 1], 1.0 where owned)."""
-        local = keys - self.lo
-        own = ops.logical_and(local >= 0, local < self.rows_local)
-        return ops.select(own, local, ops.zeros_like(local)), own.astype(ms.float32).expand_dims(1)
+    def construct(self, table, rep_rows, send, inverse):
+        b = rep_rows.shape[0]
+        recv = self.a2a(send) if self.n_ex else send                         # [N*C] int32
+        parts = ()
+        if self.n_rep:
+            parts += (ops.gather(table, rep_rows.reshape(-1), 0).reshape(b, self.n_rep, self.dim),)
+        if self.n_ex:
+            vec = ops.gather(table, ops.maximum(recv, 0), 0)                 # [N*C, D] rows asked of this rank
+            got = self.a2a(vec)                                              # [N*C, D] rows this rank asked for
+            parts += (ops.gather(got, inverse, 0).reshape(b, self.n_ex, self.dim),)
+        emb = ops.concat(parts, 1) if len(parts) > 1 else parts[0]
+        if not self.identity:
+            emb = ops.gather(emb, self.to_slot_order, 1)
+        return emb, recv
 
-    def lookup(self, table: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """rows int32 [M] -> (keys int32 [N*M], local, mask, vectors float32 [M, D] of this rank's rows)."""
-        m = rows.shape[0]
-        keys = self.all_gather(rows)                                          # [N*M] int32
-        local, mask = self.owned(keys)
-        part = ops.gather(table, local, 0) * mask                             # [N*M, D]
-        if self.native:
-            vectors = self.reduce_scatter(part)                               # [M, D]
-        else:
-            vectors = self.all_reduce(part)[self.rank * m:(self.rank + 1) * m]
-        return keys, local, mask, vectors
+    def split(self, g_emb: Tensor) -> Tuple[Tensor, Tensor]:
+        """g float32 [B, S, D] in slot order -> (replicated slots' [B*S_rep, D], exchanged slots' [B*S_ex, D]);
+        with one kind only, both are the whole [B*S, D]."""
+        if not self.identity:
+            g_emb = ops.gather(g_emb, self.from_slot_order, 1)
+        if self.n_rep and self.n_ex:
+            return g_emb[:, :self.n_rep].reshape(-1, self.dim), g_emb[:, self.n_rep:].reshape(-1, self.dim)
+        g = g_emb.reshape(-1, self.dim)
+        return g, g
 
 
 class ShardedProbability(nn.Cell):
-    """Hybrid-parallel inference on one rank: (ids int32 [B, S], dense float32 [B, Dn]) -> click
-    probability float32 [B, 1] for this rank's batch; a collective: every rank calls it with equal B."""
+    """Hybrid-parallel inference on one rank: (dense float32 [B, Dn], rep_rows, send, inverse: see
+    ShardedLookup) -> click probability float32 [B, 1] for this rank's batch; a collective: every rank
+    calls it with the same capacity C."""
 
-    def __init__(self, net, exchange):
+    def __init__(self, net, lookup: ShardedLookup):
         super().__init__()
         self.net = net
-        self.exchange = exchange
-        self.dim = net.emb_dim
+        self.lookup = lookup
         self.table = net.table
 
-    def construct(self, ids, dense):
-        rows = self.net.global_rows(ids).reshape(-1)
-        _, _, _, emb = self.exchange.lookup(self.table, rows)
-        emb = emb.reshape(ids.shape[0], ids.shape[1], self.dim)
+    def construct(self, dense, rep_rows, send, inverse):
+        emb, _ = self.lookup(self.table, rep_rows, send, inverse)
         return ops.sigmoid(self.net.from_embeddings(dense, emb))
+
+
+class ExchangeFeed:
+    """Host side of the hybrid exchange for one rank: routes batches with a src.training.sharding.Router
+    (in the data thread) and, per step, agrees with the other ranks on the capacity C (an AllGather of
+    one number: every rank must call the exchange with the same shapes)."""
+
+    def __init__(self, router):
+        self.router = router
+        self.gather = AllGatherCell()
+
+    def routed(self, batches: Iterable) -> Iterator:
+        """(ids int32 [B, S], dense, label) -> (Routed, dense, label)."""
+        for ids, dense, label in batches:
+            yield self.router.route(ids), dense, label
+
+    def inputs(self, routed: "Routed", batch: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """A collective: -> Tensors (rep_rows int32 [B, S_rep], send int32 [N*C], inverse int32 [B*S_ex])."""
+        need = int(self.gather(Tensor(np.array([routed.need], np.float32))).asnumpy().max())
+        send, inverse = self.router.pack(routed, self.router.capacity(need, batch))
+        return Tensor(routed.rep_rows), Tensor(send), Tensor(inverse)

@@ -76,22 +76,18 @@ class TrainStep(nn.Cell):
     updates the parameters in place."""
 
     def __init__(self, net, optimizer: str = "sgd", learning_rate: float = 0.15, loss_scale: float = 1.0,
-                 parallel=None, native_reduce_scatter: bool = False):
+                 parallel=None):
         super().__init__()
         self.net = net
         self.table = net.table
         self.size = parallel.size if parallel is not None else 1
-        self.hybrid = parallel is not None and parallel.hybrid
         if self.size > 1:
             self.all_gather = ops.AllGather()
             self.all_reduce = ops.AllReduce()
             self.inv_size = Tensor(1.0 / self.size, ms.float32)
             # the MLP gradients and the loss travel in one AllReduce (one collective instead of 15)
             self.split_sizes = [int(np.prod(p.shape)) for p in net.mlp_params()] + [1]
-        if self.hybrid:
-            from src.training.parallel import RowShardExchange
-            self.exchange = RowShardExchange(net.row_range[0], self.table.shape[0], parallel,
-                                             native_reduce_scatter)
+        self.dim = self.table.shape[1]
         self.optimizer = optimizer
         self.lr = Parameter(Tensor(learning_rate, ms.float32), name="learning_rate", requires_grad=False)
         self.scale = Tensor(loss_scale, ms.float32)
@@ -100,7 +96,6 @@ class TrainStep(nn.Cell):
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.value_and_grad = ms.value_and_grad(self._scaled_loss, grad_position=1, weights=self.weights)
         self.hyper_map = ops.HyperMap()
-        self.dim = self.table.shape[1]
         if optimizer == "adagrad":
             self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
         if optimizer == "adam":
@@ -125,29 +120,40 @@ class TrainStep(nn.Cell):
 
     def construct(self, ids, dense, label):
         rows = self.net.global_rows(ids).reshape(-1)                          # [B*S] int32
-        if self.hybrid:
-            keys, local, mask, emb = self.exchange.lookup(self.table, rows)   # keys/local [N*B*S], emb [B*S, D]
-        else:
-            emb = ops.gather(self.table, rows, 0)                              # [B*S, D]
-            keys, local, mask = rows, rows, None
-        emb = emb.reshape(ids.shape[0], ids.shape[1], self.dim)
-        loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
+        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)   # [B, S, D]
+        loss, g_emb, g_w = self._gradients(dense, emb, label)
         g_emb = g_emb.reshape(-1, self.dim)                                    # [B*S, D]
+        keys = rows
+        if self.size > 1:                                                      # data parallel
+            loss, g_w, _ = self._all_reduce(loss, g_w, None)
+            g_emb = self.all_gather(g_emb) * self.inv_size                     # [N*B*S, D]
+            keys = self.all_gather(rows)                                       # [N*B*S]
+        self._update_mlps(g_w)
+        self._update_rows(keys, keys, g_emb, None)
+        return loss
+
+    def _gradients(self, dense, emb, label):
+        """-> (loss, gradient float32 [B, S, D] w.r.t. emb, MLP gradients), loss scaling undone."""
+        loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
         if self.use_scale:
             loss = loss / self.scale
             g_emb = g_emb / self.scale
             g_w = self.hyper_map(ops.partial(ops.div), g_w, (self.scale,) * len(g_w))
-        if self.size > 1:
-            flat = ops.concat(self.hyper_map(_flat, g_w) + (loss.reshape(1),))
-            parts = ops.split(self.all_reduce(flat) * self.inv_size, self.split_sizes)
-            loss = parts[-1].reshape(())
-            g_w = self.hyper_map(_shape_as, parts[:-1], self.weights)
-            g_emb = self.all_gather(g_emb) * self.inv_size                     # [N*B*S, D]
-            if not self.hybrid:
-                keys = self.all_gather(rows)                                   # [N*B*S]
-                local = keys
-        if mask is not None:
-            g_emb = g_emb * mask                                               # rows this rank does not own: 0
+        return loss, g_emb, g_w
+
+    def _all_reduce(self, loss, g_w, extra):
+        """One AllReduce of the MLP gradients, `extra` (float32 [K, D] or None) and the loss, averaged over
+        the ranks -> (loss, g_w, extra)."""
+        flat = self.hyper_map(_flat, g_w) + (loss.reshape(1),)
+        if extra is not None:
+            flat = flat + (extra.reshape(-1),)
+        parts = ops.split(self.all_reduce(ops.concat(flat)) * self.inv_size,
+                          self.split_sizes + ([extra.shape[0] * self.dim] if extra is not None else []))
+        g_w = self.hyper_map(_shape_as, parts[:len(self.split_sizes) - 1], self.weights)
+        out = parts[-1].reshape(extra.shape) if extra is not None else None
+        return parts[len(self.split_sizes) - 1].reshape(()), g_w, out
+
+    def _update_mlps(self, g_w):
         if self.optimizer == "adam":
             t = ops.assign_add(self.adam_step, ops.ones_like(self.adam_step))
             bc1, bc2 = 1.0 - ops.pow(self.betas[0], t), 1.0 - ops.pow(self.betas[1], t)
@@ -157,10 +163,17 @@ class TrainStep(nn.Cell):
             self.hyper_map(ops.partial(_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
         else:
             self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
+
+    def _update_rows(self, keys, local, g, mask):
+        """Sparse table update: occurrence i adds gradient g[i] float32 [K, D] to local row local[i] (int32 [K]);
+        keys int32 [K] tell equal rows apart (and padding: a key of its own); mask float32 [K, 1] or None
+        zeroes occurrences that are not this rank's."""
+        if mask is not None:
+            g = g * mask
         if self.rowwise:
-            _, inverse = self.unique(keys)                                     # [K] int32, K = len(keys)
+            _, inverse = self.unique(keys)                                     # [K] int32
             n = keys.shape[0]
-            summed = ops.unsorted_segment_sum(g_emb, inverse, n)               # [K, D] per unique row
+            summed = ops.unsorted_segment_sum(g, inverse, n)                   # [K, D] per unique row
             per_occ = ops.gather(summed, inverse, 0)                           # row's summed grad per occurrence
             occ = ops.gather(ops.unsorted_segment_sum(ops.ones_like(keys).astype(ms.float32), inverse, n),
                              inverse, 0)                                       # occurrences of the row
@@ -169,10 +182,9 @@ class TrainStep(nn.Cell):
                 sq = sq * mask.reshape(-1)
             ops.scatter_add(self.row_acc, local, sq)
             acc = ops.gather(self.row_acc, local, 0)
-            ops.scatter_add(self.table, local, -self.lr * g_emb / (ops.sqrt(acc) + EPS).expand_dims(1))
+            ops.scatter_add(self.table, local, -self.lr * g / (ops.sqrt(acc) + EPS).expand_dims(1))
         else:
-            ops.scatter_add(self.table, local, -self.lr * g_emb)
-        return loss
+            ops.scatter_add(self.table, local, -self.lr * g)
 
     def optimizer_state(self) -> List[Parameter]:
         """Parameters of the optimizer (empty for SGD)."""
@@ -186,3 +198,42 @@ class TrainStep(nn.Cell):
         """Optimizer parameters split by rows like the table (row-wise Adagrad's accumulator)."""
         return [self.row_acc] if self.rowwise else []
 
+
+
+class HybridTrainStep(TrainStep):
+    """One hybrid-parallel rank's step under a sharding plan (src/training/sharding.py):
+    (dense float32 [B, Dn], label float32 [B, 1], rep_rows int32 [B, S_rep], send int32 [N*C],
+    inverse int32 [B*S_ex]) -> mean loss over the global batch, float32 scalar. The inputs are
+    src.training.sharding.Router's; `lookup` is src.training.parallel.ShardedLookup.
+
+    Exchanged rows: each rank sums its gradients per distinct row asked of an owner ([N*C, D], the
+    layout of the vectors it got back), an all-to-all returns them to the owners, and the owner
+    applies them to the rows in `recv` (-1 padding masked out). Replicated rows: the gradient is
+    summed into a dense [R_rep, D] block that rides in the MLPs' AllReduce, and every rank applies it
+    to its copy (rows 0..R_rep-1 of its local table)."""
+
+    def __init__(self, net, optimizer: str, learning_rate: float, loss_scale: float, parallel, lookup,
+                 replicated_rows: int):
+        super().__init__(net, optimizer, learning_rate, loss_scale, parallel)
+        self.lookup = lookup
+        self.rep_rows = replicated_rows
+        self.rep_index = Tensor(np.arange(max(1, replicated_rows), dtype=np.int32))
+
+    def construct(self, dense, label, rep_rows, send, inverse):
+        emb, recv = self.lookup(self.table, rep_rows, send, inverse)          # [B, S, D], [N*C]
+        loss, g_emb, g_w = self._gradients(dense, emb, label)
+        g_rep, g_ex = self.lookup.split(g_emb)                                 # [B*S_rep, D], [B*S_ex, D]
+        dense_rep = None
+        if self.rep_rows:
+            dense_rep = ops.unsorted_segment_sum(g_rep, rep_rows.reshape(-1), self.rep_rows)   # [R_rep, D]
+        loss, g_w, dense_rep = self._all_reduce(loss, g_w, dense_rep)
+        self._update_mlps(g_w)
+        if self.rep_rows:
+            self._update_rows(self.rep_index, self.rep_index, dense_rep, None)
+        if self.lookup.n_ex:
+            g_asked = ops.unsorted_segment_sum(g_ex * self.inv_size, inverse, send.shape[0])  # [N*C, D]
+            g_own = self.lookup.a2a(g_asked)                                   # [N*C, D] for the rows in recv
+            own = recv >= 0
+            local = ops.select(own, recv, ops.zeros_like(recv))
+            self._update_rows(recv, local, g_own, own.astype(ms.float32).expand_dims(1))
+        return loss

@@ -15,8 +15,9 @@ from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
 from src.training.memory_plan import plan
 from src.training.schedule import lr_at
-from src.training.parallel import AllGatherCell, Barrier, ParallelInfo, ShardedProbability, row_range
-from src.training.train_step import TrainStep
+from src.training.parallel import AllGatherCell, Barrier, ExchangeFeed, ParallelInfo, ShardedLookup, ShardedProbability
+from src.training.sharding import Router, make_plan
+from src.training.train_step import HybridTrainStep, TrainStep
 from src.utils.progress import Progress, background
 from src.utils.runtime import append_line, human_bytes
 
@@ -38,13 +39,14 @@ class Trainer:
         self.log = log if self.par.is_main else (lambda *_: None)
         self.meta = load_metadata(cfg.dataset_path)
         self.table_sizes = table_sizes_for(cfg, self.meta)
-        self.row_range = row_range(sum(self.table_sizes), self.par.size, self.par.rank) if self.par.hybrid else None
-        self.net = build_model(cfg, self.table_sizes, self.row_range)
         self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
-        self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par,
-                              native_reduce_scatter=cfg.device_target != "CPU")
-        self.prob_net = ShardedProbability(self.net, self.step.exchange) if self.par.hybrid \
-            else DLRMProbability(self.net)
+        self.plan = None
+        if self.par.hybrid:
+            self._build_hybrid()
+        else:
+            self.net = build_model(cfg, self.table_sizes)
+            self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par)
+            self.prob_net = DLRMProbability(self.net)
         if self.par.distributed:
             self.barrier, self.gather = Barrier(), AllGatherCell()
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
@@ -53,6 +55,19 @@ class Trainer:
         self.steps_per_epoch = 0
         self.current_lr = cfg.learning_rate
         self.eval_results = []
+
+    def _build_hybrid(self) -> None:
+        """This rank's part of the tables under the sharding plan, its train step and inference cell."""
+        cfg = self.cfg
+        self.plan = make_plan(self.table_sizes, self.par.size, cfg.sharding_plan, cfg.batch_size)
+        router = Router(self.plan, self.par.rank)
+        self.feed = ExchangeFeed(router)
+        self.net = build_model(cfg, self.table_sizes, self.plan.segments(self.par.rank))
+        lookup = ShardedLookup(self.par, cfg.device_target != "CPU", router.rep_slots, router.ex_slots,
+                               cfg.data_emb_dim)
+        self.step = HybridTrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par, lookup,
+                                    self.plan.replicated_rows)
+        self.prob_net = ShardedProbability(self.net, lookup)
 
     def state_params(self) -> list:
         """Everything a checkpoint holds: the model's parameters and the optimizer's state."""
@@ -63,6 +78,8 @@ class Trainer:
         desc = {k: self.cfg[k] for k in ARCH_KEYS}
         desc.update(table_sizes=list(self.table_sizes), optimizer=self.cfg.optimizer,
                     vocab_fingerprint=self.meta["vocab_fingerprint"])
+        if self.plan:
+            desc["sharding"] = self.plan.to_json()
         return desc
 
     def row_sharded_names(self) -> list:
@@ -76,10 +93,9 @@ class Trainer:
         par = ""
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
-                   f"({self.cfg.batch_size * self.par.size} global)")
-            if self.row_range:
-                par += f"; this rank holds table rows [{self.row_range[0]:,}, {self.row_range[1]:,})"
-            par += "\n"
+                   f"({self.cfg.batch_size * self.par.size} global)\n")
+            if self.plan:
+                par += "\n".join(self.plan.lines()) + "\n"
         return par + (f"model: {len(self.table_sizes)} tables, {s['rows']:,} embedding rows x {self.cfg.data_emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
@@ -95,8 +111,7 @@ class Trainer:
             self.log(f"resume: no checkpoint '{cfg.ckpt_file_name_prefix}-*{checkpoint.EXT}' in "
                      f"{cfg.ckpt_path} or its rank_*/ folders; starting from scratch")
             return
-        lo, hi = self.row_range or (None, None)
-        arrays, position, desc, model = checkpoint.load_rows(source, lo, hi)
+        arrays, position, desc, model = checkpoint.load_rows(source, self.net.segments if self.plan else None)
         checkpoint.check_same_vocab(model, desc, self.meta, cfg.dataset_path)
         checkpoint.restore(self.state_params(), arrays, desc)
         self.position = position
@@ -115,8 +130,8 @@ class Trainer:
         shard = None
         if self.par.hybrid:
             path = os.path.join(checkpoint.rank_dir(cfg.ckpt_path, self.par.rank), name)
-            shard = {"row_lo": self.row_range[0], "row_hi": self.row_range[1], "rows": sum(self.table_sizes),
-                     "rank": self.par.rank, "size": self.par.size}
+            shard = {"rows": sum(self.table_sizes), "rank": self.par.rank, "size": self.par.size,
+                     "segments": self.net.segments}
         else:
             path = os.path.join(cfg.ckpt_path, name)
         if shard or self.par.is_main:
@@ -150,10 +165,14 @@ class Trainer:
                                                                     np.zeros((0, cfg.dense_dim), np.float32),
                                                                     np.zeros((0, 1), np.float32))
             n = len(label)
-            if par.hybrid and n < bs:
-                ids = np.concatenate([ids, np.zeros((bs - n, ids.shape[1]), np.int32)])
-                dense = np.concatenate([dense, np.zeros((bs - n, dense.shape[1]), np.float32)])
-            probs.append(self.prob_net(Tensor(ids), Tensor(dense)).asnumpy()[:n, 0])
+            if par.hybrid:
+                if n < bs:
+                    ids = np.concatenate([ids, np.zeros((bs - n, ids.shape[1]), np.int32)])
+                    dense = np.concatenate([dense, np.zeros((bs - n, dense.shape[1]), np.float32)])
+                prob = self.prob_net(Tensor(dense), *self.feed.inputs(self.feed.router.route(ids), bs))
+            else:
+                prob = self.prob_net(Tensor(ids), Tensor(dense))
+            probs.append(prob.asnumpy()[:n, 0])
             labels.append(label[:, 0])
         mine = np.zeros((max(counts), 2), np.float32)
         mine[:counts[par.rank], 0] = np.concatenate(probs) if probs else []
@@ -248,9 +267,14 @@ class Trainer:
         while pos["epoch"] < cfg.train_epochs:
             batches.epoch = pos["epoch"]
             batches.skip_batches = pos["step_in_epoch"]
-            for ids, dense, label in background(iter(batches), depth=4):
+            source = self.feed.routed(iter(batches)) if self.par.hybrid else iter(batches)
+            for ids, dense, label in background(source, depth=4):
                 self._schedule()
-                loss = float(self.step(Tensor(ids), Tensor(dense), Tensor(label)).asnumpy())
+                if self.par.hybrid:                      # `ids` is the batch routed by self.feed
+                    out = self.step(Tensor(dense), Tensor(label), *self.feed.inputs(ids, len(label)))
+                else:
+                    out = self.step(Tensor(ids), Tensor(dense), Tensor(label))
+                loss = float(out.asnumpy())
                 pos["global_step"] += 1
                 pos["step_in_epoch"] += 1
                 window[1] += len(label)
