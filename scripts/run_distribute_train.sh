@@ -12,7 +12,7 @@
 #               device and global rank ids the table gives them (RANK_SIZE = all devices of all servers),
 #               in RUN_DIR/log<rank>/train.log. Several servers: run this on each with the same table;
 #               a server is found by its address, or by SERVER_ID (its server_id in the table).
-# batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: table rows split across ranks) or
+# batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: tables placed by --sharding_plan) or
 # data_parallel; a --parallel_mode=... option wins. RUN_DIR defaults to output/train_distribute_<target>/.
 # loss.log, eval.log and the merged checkpoint (ckpt/) come from rank 0, shards in ckpt/rank_<k>/.
 # If a rank fails, the others are stopped and the job exits 1 naming that rank, with its log's tail.

@@ -87,7 +87,7 @@ SCHEMA: Dict[str, Key] = {
     "device_target": Key(str, "CPU, GPU or Ascend", choices=("CPU", "GPU", "Ascend")),
     "parallel_mode": Key(str,
                "stand_alone; data_parallel (all tables on every rank, gradients averaged); hybrid_parallel "
-               "(table rows split across ranks, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
+               "(tables placed by sharding_plan, lookups exchanged all-to-all, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
     "plan_only": Key(bool, "train.py: print each rank's table, optimizer-state and runtime memory and its bytes per "
                "step for parallel_mode over rank_size ranks, then exit without training (no ranks are launched)"),
     "sharding_plan": Key("list_str",

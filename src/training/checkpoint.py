@@ -107,11 +107,11 @@ def _digest(arrays: Dict[str, np.ndarray]) -> np.ndarray:
 
 
 def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[int] = None,
-         prefix: Optional[str] = None, shard: Optional[Dict[str, int]] = None,
+         prefix: Optional[str] = None, shard: Optional[dict] = None,
          row_sharded: Iterable[str] = (), model: Optional[dict] = None) -> None:
     """Save `params` (Parameters, or (name, numpy array) pairs) plus position {global_step, epoch,
     step_in_epoch}, the names of the row-sharded parameters, the model description and, for a shard, its
-    row block, with their checksum, atomically; then keep only the newest `keep` checkpoints of `prefix`."""
+    segments, with their checksum, atomically; then keep only the newest `keep` checkpoints of `prefix`."""
     items = [{"name": canonical(p.name), "data": p} if hasattr(p, "name") else {"name": p[0], "data": Tensor(p[1])}
              for p in params]
     items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION]
