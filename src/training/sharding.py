@@ -67,10 +67,6 @@ class ShardingPlan:
                 segs.append((int(off[t] + lo), int(off[t] + hi)))
         return segs
 
-    def local_rows(self, rank: int) -> int:
-        """Rows of `rank`'s local table."""
-        return sum(hi - lo for lo, hi in self.segments(rank))
-
     def rows_per_rank(self) -> np.ndarray:
         """Rows of every rank's local table, int64 [N] (vectorised: plans for thousands of ranks)."""
         k = np.arange(self.ranks, dtype=np.int64)

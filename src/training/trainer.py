@@ -94,8 +94,6 @@ class Trainer:
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
                    f"({self.cfg.batch_size * self.par.size} global)\n")
-            if self.plan:
-                par += "\n".join(self.plan.lines()) + "\n"
         return par + (f"model: {len(self.table_sizes)} tables, {s['rows']:,} embedding rows x {self.cfg.data_emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
