@@ -3,4 +3,5 @@
 set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-exec "$PY" -m pytest -q tests "$@"
+# Keep only failed tests' temporary folders: CI machines share their disk between runs.
+exec "$PY" -m pytest -q -o tmp_path_retention_policy=failed tests "$@"
