@@ -9,8 +9,9 @@ import pytest
 from conftest import ROOT, make_cfg
 from src.data.synthetic import KAGGLE_SIZES
 from src.training.memory_plan import MemoryBudgetError, check_budget, dense_params, plan
-from src.training.parallel import bytes_per_step
+from src.training.parallel import ExchangeFeed, bytes_per_step
 from src.training.sharding import Router, ShardingError, make_plan
+from src.utils.progress import with_next
 
 SIZES = "--categorical_feature_sizes=[" + ",".join(map(str, KAGGLE_SIZES)) + "]"
 
@@ -108,3 +109,18 @@ def test_routing_sends_each_owner_its_distinct_rows_and_brings_every_lookup_back
         np.testing.assert_array_equal(back[inverse].reshape(64, -1), want[:, router.ex_slots])
         np.testing.assert_array_equal(local[r][routed.rep_rows], want[:, router.rep_slots])
         assert (blocks >= 0).sum() == len(np.unique(want[:, router.ex_slots]))
+
+
+def test_ranks_agree_on_the_next_capacity_through_the_summed_announcements():
+    """What each rank announces in a step's AllReduce, summed, gives every rank the largest next need; a rank
+    without a next batch makes the next step agree by itself. with_next pairs each batch with the one after."""
+    sizes = [5000, 300, 70000]
+    p = make_plan(sizes, 3, ["row"] * 3, 32)
+    rng = np.random.default_rng(1)
+    feeds = [ExchangeFeed(Router(p, r)) for r in range(3)]
+    routed = [f.router.route(np.stack([rng.integers(0, n, 32 * (r + 1)) for n in sizes], 1).astype(np.int32))
+              for r, f in enumerate(feeds)]
+    summed = sum(f.announce(x) for f, x in zip(feeds, routed))
+    assert ExchangeFeed.agreed(summed) == max(x.need for x in routed) and max(x.need for x in routed) > 0
+    assert ExchangeFeed.agreed(summed - feeds[1].announce(routed[1]) + feeds[1].announce(None)) is None
+    assert list(with_next([1, 2, 3])) == [(1, 2), (2, 3), (3, None)] and list(with_next([])) == []

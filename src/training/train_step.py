@@ -19,9 +19,10 @@ With convert_dtype (fp16 MLPs, GPU/Ascend) the loss is multiplied by loss_scale 
 backward pass and the gradients divided by it.
 
 Distributed (src/training/parallel.py; N ranks, per-rank batch B): the loss and the MLP gradients are
-all-reduced and divided by N; the table gradients of all ranks are all-gathered with their rows
-(divided by N), so each rank (data_parallel: every rank; hybrid_parallel: the owner of the row)
-applies exactly the update a single process would make for the concatenated global batch of N*B.
+all-reduced and divided by N; the table gradients (divided by N) reach the ranks that hold their rows
+(data_parallel: all-gathered with their rows to every rank; hybrid_parallel: summed per row and sent to
+the row's owner by an all-to-all, HybridTrainStep), so each rank applies exactly the update a single
+process would make for the concatenated global batch of N*B.
 """
 from typing import List
 
@@ -125,7 +126,7 @@ class TrainStep(nn.Cell):
         g_emb = g_emb.reshape(-1, self.dim)                                    # [B*S, D]
         keys = rows
         if self.size > 1:                                                      # data parallel
-            loss, g_w, _ = self._all_reduce(loss, g_w, None)
+            loss, g_w, _, _ = self._all_reduce(loss, g_w, None)
             g_emb = self.all_gather(g_emb) * self.inv_size                     # [N*B*S, D]
             keys = self.all_gather(rows)                                       # [N*B*S]
         self._update_mlps(g_w)
@@ -141,17 +142,23 @@ class TrainStep(nn.Cell):
             g_w = self.hyper_map(ops.partial(ops.div), g_w, (self.scale,) * len(g_w))
         return loss, g_emb, g_w
 
-    def _all_reduce(self, loss, g_w, extra):
+    def _all_reduce(self, loss, g_w, extra, summed=None):
         """One AllReduce of the MLP gradients, `extra` (float32 [K, D] or None) and the loss, averaged over
-        the ranks -> (loss, g_w, extra)."""
+        the ranks, and of `summed` (float32 [M] or None), summed over them -> (loss, g_w, extra, summed)."""
         flat = self.hyper_map(_flat, g_w) + (loss.reshape(1),)
+        sizes = list(self.split_sizes)
         if extra is not None:
             flat = flat + (extra.reshape(-1),)
-        parts = ops.split(self.all_reduce(ops.concat(flat)) * self.inv_size,
-                          self.split_sizes + ([extra.shape[0] * self.dim] if extra is not None else []))
+            sizes.append(extra.shape[0] * self.dim)
+        averaged = sum(sizes)
+        if summed is not None:
+            flat = flat + (summed,)
+        reduced = self.all_reduce(ops.concat(flat))
+        parts = ops.split(reduced[:averaged] * self.inv_size, sizes)
         g_w = self.hyper_map(_shape_as, parts[:len(self.split_sizes) - 1], self.weights)
         out = parts[-1].reshape(extra.shape) if extra is not None else None
-        return parts[len(self.split_sizes) - 1].reshape(()), g_w, out
+        return (parts[len(self.split_sizes) - 1].reshape(()), g_w, out,
+                reduced[averaged:] if summed is not None else None)
 
     def _update_mlps(self, g_w):
         if self.optimizer == "adam":
@@ -203,8 +210,10 @@ class TrainStep(nn.Cell):
 class HybridTrainStep(TrainStep):
     """One hybrid-parallel rank's step under a sharding plan (src/training/sharding.py):
     (dense float32 [B, Dn], label float32 [B, 1], rep_rows int32 [B, S_rep], send int32 [N*C],
-    inverse int32 [B*S_ex]) -> mean loss over the global batch, float32 scalar. The inputs are
-    src.training.sharding.Router's; `lookup` is src.training.parallel.ShardedLookup.
+    inverse int32 [B*S_ex], announce float32 [N]) -> float32 [1 + N]: the mean loss over the global batch,
+    then `announce` summed over the ranks. The inputs are src.training.parallel.ExchangeFeed's (each rank
+    writes its next step's need at its own index of `announce`, so the ranks agree on the next capacity in
+    this step's AllReduce); `lookup` is src.training.parallel.ShardedLookup.
 
     Exchanged rows: each rank sums its gradients per distinct row asked of an owner ([N*C, D], the
     layout of the vectors it got back), an all-to-all returns them to the owners, and the owner
@@ -219,14 +228,14 @@ class HybridTrainStep(TrainStep):
         self.rep_rows = replicated_rows
         self.rep_index = Tensor(np.arange(max(1, replicated_rows), dtype=np.int32))
 
-    def construct(self, dense, label, rep_rows, send, inverse):
+    def construct(self, dense, label, rep_rows, send, inverse, announce):
         emb, recv = self.lookup(self.table, rep_rows, send, inverse)          # [B, S, D], [N*C]
         loss, g_emb, g_w = self._gradients(dense, emb, label)
         g_rep, g_ex = self.lookup.split(g_emb)                                 # [B*S_rep, D], [B*S_ex, D]
         dense_rep = None
         if self.rep_rows:
             dense_rep = ops.unsorted_segment_sum(g_rep, rep_rows.reshape(-1), self.rep_rows)   # [R_rep, D]
-        loss, g_w, dense_rep = self._all_reduce(loss, g_w, dense_rep)
+        loss, g_w, dense_rep, announced = self._all_reduce(loss, g_w, dense_rep, announce)
         self._update_mlps(g_w)
         if self.rep_rows:
             self._update_rows(self.rep_index, self.rep_index, dense_rep, None)
@@ -236,4 +245,4 @@ class HybridTrainStep(TrainStep):
             own = recv >= 0
             local = ops.select(own, recv, ops.zeros_like(recv))
             self._update_rows(recv, local, g_own, own.astype(ms.float32).expand_dims(1))
-        return loss
+        return ops.concat((loss.reshape(1), announced))

@@ -18,7 +18,7 @@ from src.training.schedule import lr_at
 from src.training.parallel import AllGatherCell, Barrier, ExchangeFeed, ParallelInfo, ShardedLookup, ShardedProbability
 from src.training.sharding import Router, make_plan
 from src.training.train_step import HybridTrainStep, TrainStep
-from src.utils.progress import Progress, background
+from src.utils.progress import Progress, background, with_next
 from src.utils.runtime import append_line, human_bytes
 
 
@@ -266,13 +266,15 @@ class Trainer:
             batches.epoch = pos["epoch"]
             batches.skip_batches = pos["step_in_epoch"]
             source = self.feed.routed(iter(batches)) if self.par.hybrid else iter(batches)
-            for ids, dense, label in background(source, depth=4):
+            need = None                                  # hybrid: the next step's capacity, when agreed
+            for (ids, dense, label), upcoming in with_next(background(source, depth=4)):
                 self._schedule()
                 if self.par.hybrid:                      # `ids` is the batch routed by self.feed
-                    out = self.step(Tensor(dense), Tensor(label), *self.feed.inputs(ids, len(label)))
+                    out = self.step(Tensor(dense), Tensor(label), *self.feed.inputs(ids, len(label), need),
+                                    Tensor(self.feed.announce(upcoming[0] if upcoming else None))).asnumpy()
+                    loss, need = float(out[0]), self.feed.agreed(out[1:])
                 else:
-                    out = self.step(Tensor(ids), Tensor(dense), Tensor(label))
-                loss = float(out.asnumpy())
+                    loss = float(self.step(Tensor(ids), Tensor(dense), Tensor(label)).asnumpy())
                 pos["global_step"] += 1
                 pos["step_in_epoch"] += 1
                 window[1] += len(label)

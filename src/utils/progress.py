@@ -91,3 +91,14 @@ def background(iterable: Iterable, depth: int = 2) -> Iterator:
                 q.get_nowait()
             except queue.Empty:
                 t.join(0.05)
+
+
+def with_next(iterable: Iterable) -> Iterator:
+    """item -> (item, the item after it or None for the last): a one-item look-ahead."""
+    it = iter(iterable)
+    sentinel = object()
+    current = next(it, sentinel)
+    while current is not sentinel:
+        upcoming = next(it, sentinel)
+        yield current, (None if upcoming is sentinel else upcoming)
+        current = upcoming
