@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
@@ -200,10 +201,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     failures = []
     try:
         todo = cases(ws, prepare(ws))
+        befores = [_digest(c.survives) if c.survives else None for c in todo]
+        with ThreadPoolExecutor(2) as pool:          # the cases share no files: two at a time
+            results = list(pool.map(lambda c: run(c.args), todo))
         print("| input | command | exit | message |\n|---|---|---|---|")
-        for c in todo:
-            before = _digest(c.survives) if c.survives else None
-            code, msg = run(c.args)
+        for c, before, (code, msg) in zip(todo, befores, results):
             shown = msg.replace(ws, "WS").replace(ROOT + "/", "")
             cmd = " ".join(a.replace(ws, "WS") for a in c.args)
             print(f"| {c.what} | `{cmd}` | {code} | {shown.replace('|', '/')} |", flush=True)
