@@ -244,7 +244,6 @@ def time_hybrid_steps(step, feed, sizes, batch, steps, rng, n_feeds, own_agreeme
     """time_steps for a hybrid-parallel rank: as the trainer does, the batches are routed in a data thread
     and each step's exchange capacity is agreed in the step before (src/training/parallel.py: ExchangeFeed);
     own_agreement=True: each step agrees by a collective of its own instead (for comparison)."""
-    from mindspore import Tensor
     from src.utils.progress import background, with_next
     feed_data = [(np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32),
                   rng.random((batch, 13)).astype(np.float32), (rng.random((batch, 1)) < 0.25).astype(np.float32))
@@ -254,9 +253,8 @@ def time_hybrid_steps(step, feed, sizes, batch, steps, rng, n_feeds, own_agreeme
         need = None
         source = background(feed.routed(feed_data[i % n_feeds] for i in range(n)), depth=4)
         for (routed, dense, label), upcoming in with_next(source):
-            out = step(Tensor(dense), Tensor(label), *feed.inputs(routed, batch, need),
-                       Tensor(feed.announce(upcoming[0] if upcoming else None))).asnumpy()
-            need = None if own_agreement else feed.agreed(out[1:])
+            _, agreed = feed.train_step(step, routed, dense, label, upcoming, need)
+            need = None if own_agreement else agreed
     run(2)
     t = time.time()
     run(steps)

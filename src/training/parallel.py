@@ -251,6 +251,15 @@ class ExchangeFeed:
         send, inverse = self.router.pack(routed, self.router.capacity(need, batch))
         return Tensor(routed.rep_rows), Tensor(send), Tensor(inverse)
 
+    def train_step(self, step: nn.Cell, routed: "Routed", dense: np.ndarray, label: np.ndarray,
+                   upcoming: Optional[tuple], need: Optional[int]) -> Tuple[float, Optional[int]]:
+        """One HybridTrainStep on this rank's routed batch (dense float32 [B, Dn], label float32 [B, 1]).
+        need: this step's capacity need as agreed in the step before (None: agreed now); upcoming: the next
+        (Routed, dense, label) or None -> (mean loss over the global batch, the next step's agreed need or None)."""
+        out = step(Tensor(dense), Tensor(label), *self.inputs(routed, len(label), need),
+                   Tensor(self.announce(upcoming[0] if upcoming else None))).asnumpy()
+        return float(out[0]), self.agreed(out[1:])
+
     def announce(self, upcoming: Optional["Routed"]) -> np.ndarray:
         """float32 [N]: 1 + the upcoming batch's need at this rank's index, 0 elsewhere (all 0 when this rank
         has no upcoming batch). Exact in float32 up to 2^24 rows per block."""
@@ -263,6 +272,6 @@ class ExchangeFeed:
     def agreed(summed: np.ndarray) -> Optional[int]:
         """The announcements summed over the ranks, float32 [N] -> the largest need, or None when a rank
         announced nothing (the next step then agrees by itself)."""
-        if summed.size == 0 or np.any(summed < 0.5):
+        if np.any(summed < 0.5):
             return None
         return int(np.rint(summed.max())) - 1

@@ -270,9 +270,7 @@ class Trainer:
             for (ids, dense, label), upcoming in with_next(background(source, depth=4)):
                 self._schedule()
                 if self.par.hybrid:                      # `ids` is the batch routed by self.feed
-                    out = self.step(Tensor(dense), Tensor(label), *self.feed.inputs(ids, len(label), need),
-                                    Tensor(self.feed.announce(upcoming[0] if upcoming else None))).asnumpy()
-                    loss, need = float(out[0]), self.feed.agreed(out[1:])
+                    loss, need = self.feed.train_step(self.step, ids, dense, label, upcoming, need)
                 else:
                     loss = float(self.step(Tensor(ids), Tensor(dense), Tensor(label)).asnumpy())
                 pos["global_step"] += 1
