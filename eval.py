@@ -9,7 +9,7 @@ from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import moxing_wrapper
 
-config = get_config()
+config = get_config(description=__doc__)
 
 
 @moxing_wrapper(config)
@@ -19,14 +19,14 @@ def main():
     from src.inference.export import load_inference_net
     from src.training.evaluation import evaluate
     from src.training.logs import eval_line
-    from src.utils.runtime import append_line, setup_context
-    setup_context(config.device_target, get_device_id(config))
+    from src.utils.runtime import DeviceUnavailable, append_line, setup_context
     try:
+        setup_context(config.device_target, get_device_id())
         net, path, position, model = load_inference_net(config, config.checkpoint_path)
         check_same_vocab(model, path, load_metadata(config.dataset_path), config.dataset_path)
         start = time.time()
         result = evaluate(net, config.dataset_path, "test", config.test_batch_size, progress=True)
-    except (DatasetError, CheckpointError, ValueError) as exc:
+    except (DatasetError, CheckpointError, DeviceUnavailable, ValueError) as exc:
         sys.stderr.write(f"eval error: {exc}\n")
         sys.exit(1)
     line = eval_line(f"checkpoint: {path}, step: {position.get('global_step', -1)}", result)

@@ -13,7 +13,7 @@ from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import moxing_wrapper
 
-config = get_config()
+config = get_config(description=__doc__)
 
 
 @moxing_wrapper(config)
@@ -21,14 +21,14 @@ def main():
     from src.training.checkpoint import CheckpointError
     from src.data.packed_format import DatasetError
     from src.inference.export import ExportError, check_format, export_network, load_inference_net
-    from src.utils.runtime import setup_context
+    from src.utils.runtime import DeviceUnavailable, setup_context
     try:
         check_format(config)             # AIR off Ascend fails before anything is built
-        setup_context(config.device_target, get_device_id(config))
+        setup_context(config.device_target, get_device_id())
         net, path, position, _ = load_inference_net(config, config.checkpoint_path)
         print(f"checkpoint: {path} (step {position.get('global_step', -1)})", flush=True)
         export_network(net, config)
-    except (ExportError, DatasetError, CheckpointError) as exc:
+    except (ExportError, DatasetError, CheckpointError, DeviceUnavailable) as exc:
         sys.stderr.write(f"export error: {exc}\n")
         sys.exit(1)
 

@@ -6,7 +6,7 @@ import sys
 
 from src.model_utils.config import get_config
 
-config = get_config()
+config = get_config(description=__doc__)
 
 
 def main():

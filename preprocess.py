@@ -1,9 +1,9 @@
-"""Write the test split as raw batch files for batch inference (ascend310_infer or src/infer_runner.py).
+"""Write the test split as raw batch files for batch inference (ascend310_infer or src/inference/runner.py).
 
     python preprocess.py --dataset_path=DIR/mindrecord --infer_data_path=./preprocess_Result \
         [--test_batch_size=16384] [--config_path=...]
 
-Output (see src/infer_files.py): 00_ids/ int32 [b, 26], 01_dense/ float32 [b, 13], label/ float32 [b, 1],
+Output (see src/inference/batch_files.py): 00_ids/ int32 [b, 26], 01_dense/ float32 [b, 13], label/ float32 [b, 1],
 one little-endian .bin per batch named batch_000000.bin, ...; b = test_batch_size except the last batch.
 (Turning Criteo text into MindRecord is src/preprocess_data.py's job, run by scripts/run_main.sh.)
 """
@@ -11,7 +11,7 @@ import sys
 
 from src.model_utils.config import get_config
 
-config = get_config()
+config = get_config(description=__doc__)
 
 
 def main():

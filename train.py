@@ -1,18 +1,25 @@
-"""Train DLRM on a preprocessed Criteo dataset.
+"""Train DLRM on a preprocessed dataset (DIR/mindrecord from src/preprocess_data.py).
 
     python train.py --config_path=cpu_config.yaml --dataset_path=DIR/mindrecord [--key=value ...]
+    python train.py --plan_only=True --rank_size=64 --parallel_mode=hybrid_parallel ...   # memory plan, no training
 Distributed (parallel_mode data_parallel / hybrid_parallel): one process per rank, started by
-scripts/run_distribute_train_{cpu,gpu,ascend}.sh.
+scripts/run_distribute_train_{cpu,gpu,ascend}.sh. The dataset is checked before MindSpore is loaded.
 """
 import os
 import sys
 import time
 
 from src.model_utils.config import get_config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
 
-config = get_config()
+config = get_config(description=__doc__)
+
+
+def fail(message: str, rank=None) -> None:
+    """Print `train error: ...` (naming the rank when distributed), report it to the launcher, exit 1."""
+    from src.utils.rank_report import report
+    sys.stderr.write(f"train error{f' (rank {rank})' if rank is not None else ''}: {message}\n")
+    report("error", rank, message=message)
+    sys.exit(1)
 
 
 def plan_only() -> None:
@@ -27,32 +34,58 @@ def plan_only() -> None:
         print(f"does not fit: {exc}")
         sys.exit(1)
     except (DatasetError, ValueError) as exc:
-        sys.stderr.write(f"train error: {exc}\n")
-        sys.exit(1)
+        fail(str(exc))
     print(f"fits: memory_budget_gb allows {budget_bytes(config) / 2 ** 30:.2f} GB per rank")
 
 
-@moxing_wrapper(config)
-def main():
-    from src.training.checkpoint import CheckpointError
+def scheduler() -> None:
+    """The process msrun (or a multi-node launch) starts with MS_ROLE=MS_SCHED: it only hosts MindSpore's cluster
+    until the ranks leave, so it loads nothing of the model."""
+    import mindspore as ms
+    from src.training.parallel import init_parallel
+    ms.set_context(mode=ms.GRAPH_MODE)
+    init_parallel(config.parallel_mode)
+
+
+def main() -> None:
+    """Check the dataset, start the device and communication, train, evaluate, report to the launcher."""
     from src.data.packed_format import DatasetError
-    from src.training.parallel import distributed_device_id, init_parallel
-    from src.training.logs import format_eval
-    from src.training.trainer import Trainer, TrainingDiverged
-    from src.utils.runtime import setup_context
+    from src.training.preflight import check_dataset
+    from src.utils.rank_report import env_rank
     distributed = config.parallel_mode != "stand_alone"
-    setup_context(config.device_target, distributed_device_id() if distributed else get_device_id(config))
     try:
-        par = init_parallel(config)
+        check_dataset(config)                                         # before MindSpore: errors come in a second
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc), env_rank() if distributed else None)
+    from src.model_utils.device_adapter import get_device_id
+    from src.model_utils.moxing_adapter import moxing_wrapper
+    from src.utils.runtime import DeviceUnavailable, setup_context
+    try:
+        setup_context(config.device_target, get_device_id(None if distributed else 0))
+        moxing_wrapper(config)(train)()
+    except DeviceUnavailable as exc:
+        fail(str(exc), env_rank() if distributed else None)
+
+
+def train() -> None:
+    """Start communication, check the memory plan for this many ranks, train, report."""
+    from src.data.packed_format import DatasetError
+    from src.training.checkpoint import CheckpointError
+    from src.training.logs import format_eval
+    from src.training.memory_plan import budget_bytes, check_budget
+    from src.training.parallel import init_parallel
+    from src.training.preflight import check_dataset
+    from src.training.trainer import Trainer, TrainingDiverged
+    from src.utils.rank_report import report
+    try:
+        par = init_parallel(config.parallel_mode)
     except RuntimeError as exc:
-        sys.stderr.write(f"train error: {exc}\n")
-        sys.exit(1)
+        fail(str(exc))
+    rank = par.rank if par.distributed else None
     if par.distributed:
         print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:
-        from src.data.packed_format import load_metadata, table_sizes_for
-        from src.training.memory_plan import budget_bytes, check_budget
-        sizes = table_sizes_for(config, load_metadata(config.dataset_path))
+        _, sizes = check_dataset(config, par.size)
         rank_plan = check_budget(config, sizes, par.size, budget_bytes(config))     # before allocating
         trainer = Trainer(config, parallel=par)
         if par.is_main:
@@ -61,19 +94,22 @@ def main():
         start = time.time()
         pos = trainer.run()
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:
-        sys.stderr.write(f"train error{f' (rank {par.rank})' if par.distributed else ''}: {exc}\n")
-        sys.exit(1)
+        fail(str(exc), rank)
     if par.is_main:
         print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
               f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
         if trainer.eval_results:
             print(f"final eval: {format_eval(trainer.eval_results[-1])}", flush=True)
     trainer.close()
+    report("ok", par.rank, global_step=pos["global_step"], checkpoint=trainer.last_checkpoint,
+           own_agreements=trainer.feed.own_agreements if par.hybrid else 0)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("GLOG_v", "3")
-    if config.plan_only:
+    if os.environ.get("MS_ROLE") == "MS_SCHED":
+        scheduler()
+    elif config.plan_only:
         plan_only()
     else:
         main()

@@ -29,7 +29,7 @@ else
     echo "  The mindspore 2.x pip wheel ships no C++ API. Set MINDSPORE_PATH to a MindSpore Ascend/GPU install" >&2
     echo "  or a MindSpore Lite package that has include/api and lib/ (for a compile-only check:" >&2
     echo "  MINDSPORE_PATH=\$(bash ascend310_infer/fetch_mindspore_lite.sh) bash ascend310_infer/build.sh)." >&2
-    echo "  On CPU, scripts/run_infer_cpu.sh runs the same batch files through src/infer_runner.py." >&2
+    echo "  On CPU, scripts/run_infer_cpu.sh runs the same batch files through src/inference/runner.py." >&2
     exit 1
   fi
 fi

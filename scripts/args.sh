@@ -25,3 +25,10 @@ config_for() {
   case "$1" in Ascend|Ascend310) echo npu_config.yaml;; GPU) echo gpu_config.yaml;; CPU) echo cpu_config.yaml;;
     *) echo "DEVICE_TARGET must be Ascend, GPU or CPU, got '$1'" >&2; exit 2;; esac
 }
+
+# need_device TARGET: the MindSpore found by find_python.sh can run on TARGET (CPU always can); else its one-line
+# reason (the targets it supports, what to install) and exit 2, before any rank starts.
+need_device() {
+  [ "$1" = CPU ] && return 0
+  (cd "$REPO_ROOT" && "$PY" -m src.utils.runtime --check_device="$1" 2>&1 | grep -v -E '^\[(INFO|WARNING|ERROR|DEBUG)\]' >&2; exit "${PIPESTATUS[0]}") || exit 2
+}

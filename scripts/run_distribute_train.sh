@@ -15,7 +15,11 @@
 # batch_size is per rank. PARALLEL_MODE=hybrid_parallel (default: tables placed by --sharding_plan) or
 # data_parallel; a --parallel_mode=... option wins. RUN_DIR defaults to output/train_distribute_<target>/.
 # loss.log, eval.log and the merged checkpoint (ckpt/) come from rank 0, shards in ckpt/rank_<k>/.
-# If a rank fails, the others are stopped and the job exits 1 naming that rank, with its log's tail.
+# The job succeeded when every rank wrote RUN_DIR/ranks/rank_<k>.json with status ok as its last act
+# (src/utils/rank_report.py): then this exits 0 even if MindSpore's teardown afterwards makes msrun complain
+# (printed as a warning). A rank that fails or never reports makes it exit 1, naming the rank and showing the
+# end of its log; the other ranks are stopped at once.
+# Runs the python on PATH that has MindSpore (or .venv's): see scripts/find_python.sh. Nothing is installed.
 # The model-zoo names run_distribute_train_{ascend,gpu,cpu}.sh call this with their target.
 set -e
 if [ $# -lt 3 ]; then
@@ -47,40 +51,98 @@ fi
 export DLRM_LOCAL_RANKS=$NUM                 # memory_budget_gb=0 shares this machine's memory among them
 need_dataset "$DATASET_PATH"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
-source "$ROOT/scripts/setup_env.sh"          # the venv's bin on PATH: msrun starts plain `python`
+source "$ROOT/scripts/find_python.sh"
+need_device "$TARGET"
 RUN_DIR="${RUN_DIR:-$ROOT/output/train_distribute_$(echo "$TARGET" | tr A-Z a-z)}"
 mkdir -p "$RUN_DIR"
 RUN_DIR="$(cd "$RUN_DIR" && pwd)"
 cd "$RUN_DIR"
+export DLRM_RESULT_DIR="$RUN_DIR/ranks"       # each rank's result file (src/utils/rank_report.py)
+mkdir -p "$DLRM_RESULT_DIR"
+rm -f "$DLRM_RESULT_DIR"/rank_*.json "$DLRM_RESULT_DIR"/rank_*.json.tmp-*     # this launcher's own earlier reports
 TRAIN_ARGS=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --parallel_mode="${PARALLEL_MODE:-hybrid_parallel}"
   --dataset_path="$DATASET_PATH" --ckpt_path="$RUN_DIR/ckpt" --loss_file_name="$RUN_DIR/loss.log"
   --eval_file_name="$RUN_DIR/eval.log" "$@")
 
 # log_tail FILE: the last lines of a rank's log without MindSpore's INFO/WARNING lines.
-log_tail() { grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "$1" | grep -v -E '^\s*$' | tail -15 | sed 's/^/  /' >&2; }
+log_tail() { grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "$1" 2>/dev/null | grep -v -E '^\s*$' | tail -15 | sed 's/^/  /' >&2; }
 
-# watch_ranks REPORT: wait for the processes in PIDS (their ranks in RANK_OF). When one fails, call
-# `REPORT RANK EXIT_CODE`, stop the others (and EXTRA_PIDS) and exit 1.
+# reported_ok FIRST COUNT: true when ranks FIRST .. FIRST+COUNT-1 all reported ok (the authoritative check).
+reported_ok() { (cd "$ROOT" && "$PY" -m src.utils.rank_report check "$DLRM_RESULT_DIR" "$2" --first "$1" > "$RUN_DIR/ranks/check.txt"); }
+
+# all_done FIRST COUNT: every rank reported ok and its process is gone (a cheap test, polled).
+all_done() {
+  local r f pid
+  for ((r = $1; r < $1 + $2; r++)); do
+    f="$DLRM_RESULT_DIR/rank_$r.json"
+    grep -q '"status": "ok"' "$f" 2>/dev/null || return 1
+    pid=$(grep -o '"pid": [0-9]*' "$f" | grep -o '[0-9]*$')
+    ! kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+
+# died_unreported: msrun saw a rank exit non-zero ("Worker process PID exit with exception") that had not reported
+# ok (one that crashed in MindSpore's teardown after its report does not stop the job).
+died_unreported() {
+  local pid f
+  for pid in $(sed -n -E 's/.*Worker process ([0-9]+) exit with exception.*/\1/p' msrun.log 2>/dev/null); do
+    f=$(grep -l -s "\"pid\": $pid," "$DLRM_RESULT_DIR"/rank_*.json | head -1)
+    [ -n "$f" ] && grep -q '"status": "ok"' "$f" || return 0
+  done
+  return 1
+}
+
+# finish FIRST COUNT RC WHAT: the job's exit. Every rank reported ok: exit 0 (a non-zero RC from WHAT is MindSpore's
+# teardown, printed as a warning). Otherwise name the ranks that did not and exit 1 (REPORT shows their logs).
+finish() {
+  if reported_ok "$1" "$2"; then
+    if [ "$3" -ne 0 ]; then
+      echo "warning: $4 exited with code $3 after every rank had reported success; the job's outputs are complete" \
+           "(MindSpore's teardown: $(teardown_complaint))" >&2
+    fi
+    exit 0
+  fi
+  echo "==== distributed training FAILED; logs in $RUN_DIR" >&2
+  sed 's/^/  /' "$RUN_DIR/ranks/check.txt" >&2
+  "$REPORT"
+  exit 1
+}
+
+teardown_complaint() {
+  { grep -h -o -E "The node: [0-9]+ is timed out|Worker process [0-9]+ exit with exception. Error code: -?[0-9]+" \
+      msrun.log log/scheduler.log 2>/dev/null || echo "no message"; } | sort -u | head -3 | tr '\n' ';' | sed 's/;$//'
+}
+
+# watch_ranks FIRST: wait for the rank processes in PIDS (their ranks in RANK_OF). A rank that exits non-zero
+# without having reported ok stops the others (and EXTRA_PIDS) at once.
 watch_ranks() {
-  local LEFT=${#PIDS[@]} DONE RC
+  local LEFT=${#PIDS[@]} DONE RC WORST=0
   set +e
   while [ $LEFT -gt 0 ]; do
     wait -n -p DONE "${PIDS[@]}"; RC=$?
     LEFT=$((LEFT - 1))
     if [ $RC -ne 0 ]; then
-      "$1" "${RANK_OF[$DONE]}" "$RC"
-      kill "${PIDS[@]}" $EXTRA_PIDS 2>/dev/null
-      wait 2>/dev/null
-      exit 1
+      WORST=$RC
+      if ! grep -q '"status": "ok"' "$DLRM_RESULT_DIR/rank_${RANK_OF[$DONE]}.json" 2>/dev/null; then
+        kill "${PIDS[@]}" $EXTRA_PIDS 2>/dev/null
+        wait 2>/dev/null
+        break
+      fi
     fi
   done
   set -e
+  WATCH_RC=$WORST
 }
 PIDS=(); EXTRA_PIDS=""; declare -A RANK_OF
 
-report_rank_table() {
-  echo "==== rank $1 failed (exit code $2); stopping the other ranks. $RUN_DIR/log$1/train.log ends with:" >&2
-  log_tail "log$1/train.log"
+report_logs_rank_table() {
+  local f r
+  for f in log*/train.log; do
+    r="${f%%/*}"; r="${r#log}"
+    grep -q '"status": "ok"' "$DLRM_RESULT_DIR/rank_$r.json" 2>/dev/null && continue
+    echo "---- rank $r ($RUN_DIR/$f):" >&2
+    log_tail "$f"
+  done
 }
 
 launch_rank_table() {
@@ -95,67 +157,84 @@ launch_rank_table() {
   echo "started ranks $(echo "$PLACEMENT" | tail -n +2 | awk '{printf "%s%s (device %s)", s, $2, $1; s=", "}')" \
        "of $RANK_SIZE, logs in $RUN_DIR/log<rank>/train.log"
   trap 'kill "${PIDS[@]}" 2>/dev/null' INT TERM
-  watch_ranks report_rank_table
+  watch_ranks
   grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "log$FIRST/train.log" | tail -5
+  REPORT=report_logs_rank_table
+  finish "$FIRST" "$NUM" "$WATCH_RC" "a rank"
 }
 
-# report_msrun_failure: name the rank(s) that died (msrun logs "Worker process PID exit with exception.
-# Error code: C"; each rank logs "rank R of N (...), pid PID" at start) and show their logs' tails.
+# report_msrun_failure: name the rank(s) msrun saw die (it logs "Worker process PID exit with exception. Error code:
+# C"; each rank logs "rank R of N (...), pid PID" at start) and show the tails of the logs of every rank that did
+# not report ok.
 report_msrun_failure() {
-  local DEAD="" pid code f r
+  local pid code f r
   while read -r pid code; do
     f="$(grep -l -E "^rank [0-9]+ of [0-9]+ .*pid $pid\$" log/worker_*.log 2>/dev/null | head -1)"
     if [ -n "$f" ]; then
-      r="${f##*worker_}"; r="${r%.log}"; DEAD="$DEAD $r"
+      r="${f##*worker_}"; r="${r%.log}"
       echo "rank $r (pid $pid) exited with code $code ($( [ "$code" -lt 0 ] 2>/dev/null && echo "killed by signal $((-code))" || echo "error"))" >&2
     fi
   done < <(sed -n -E 's/.*Worker process ([0-9]+) exit with exception\. Error code: (-?[0-9]+).*/\1 \2/p' msrun.log)
   grep -h -E "timed out node list|abnormal" log/scheduler.log 2>/dev/null | sed 's/^/  /' | head -3 >&2
   for f in log/worker_*.log; do
     r="${f##*worker_}"; r="${r%.log}"
-    if [[ " $DEAD " == *" $r "* ]] || grep -q -E "Traceback|train error|config error" "$f"; then
-      echo "---- rank $r ($f):" >&2
-      log_tail "$f"
-    fi
+    grep -q '"status": "ok"' "$DLRM_RESULT_DIR/rank_$r.json" 2>/dev/null && continue
+    echo "---- rank $r ($f):" >&2
+    log_tail "$f"
   done
 }
 
 launch_msrun() {
   rm -f log/worker_*.log log/scheduler.log     # msrun's logs of the previous run here (they would be appended to)
   local PORT="${MASTER_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+  local MSRUN_BIN; MSRUN_BIN="$(dirname "$PY")/msrun"; [ -x "$MSRUN_BIN" ] || MSRUN_BIN=msrun
   echo "training on $NUM $TARGET ranks (${PARALLEL_MODE:-hybrid_parallel}), logs in $RUN_DIR/log/worker_<rank>.log"
-  msrun --worker_num="$NUM" --local_worker_num="$NUM" --master_addr=127.0.0.1 --master_port="$PORT" --join=True \
-    --log_dir="$RUN_DIR/log" python "$ROOT/train.py" "${TRAIN_ARGS[@]}" > "$RUN_DIR/msrun.log" 2>&1 &
-  local MSRUN=$! TAIL RC
-  trap 'kill $MSRUN 2>/dev/null' INT TERM
+  # its own process group, so that stopping it stops its scheduler and ranks too
+  setsid "$MSRUN_BIN" --worker_num="$NUM" --local_worker_num="$NUM" --master_addr=127.0.0.1 --master_port="$PORT" \
+    --join=True --log_dir="$RUN_DIR/log" python "$ROOT/train.py" "${TRAIN_ARGS[@]}" > "$RUN_DIR/msrun.log" 2>&1 &
+  local MSRUN=$! TAIL RC=0 WHAT=msrun STOPPED=0
+  trap 'kill -TERM -- -$MSRUN 2>/dev/null' INT TERM
   # Show rank 0's output as it comes (MindSpore's INFO/WARNING lines left out).
   ( for _ in $(seq 300); do [ -f log/worker_0.log ] && break; kill -0 $MSRUN 2>/dev/null || break; sleep 0.2; done
     [ -f log/worker_0.log ] && tail --pid=$MSRUN -n +1 -F log/worker_0.log 2>/dev/null \
       | grep --line-buffered -v -E '^\[(INFO|WARNING|DEBUG)\]' ) &
   TAIL=$!
+  # Poll instead of waiting for msrun alone: a rank that dies stops the job at once (msrun would wait for the
+  # scheduler's heartbeat timeout), and once every rank has reported ok and left, msrun's scheduler (which
+  # checks every 5 s whether the ranks have left) is not waited for.
+  while kill -0 $MSRUN 2>/dev/null; do
+    if died_unreported; then
+      sleep 1; kill -TERM -- -$MSRUN 2>/dev/null; WHAT="a rank"; break
+    fi
+    if all_done 0 "$NUM"; then
+      for _ in 1 2 3 4; do kill -0 $MSRUN 2>/dev/null || break; sleep 0.5; done
+      kill -TERM -- -$MSRUN 2>/dev/null || true
+      STOPPED=1
+      break
+    fi
+    sleep 0.5
+  done
   set +e
   wait $MSRUN; RC=$?
-  wait $TAIL
+  [ "$STOPPED" = 0 ] || RC=0                            # stopped by us after every rank had finished
+  grep -q "exit with exception" msrun.log 2>/dev/null && [ "$RC" = 0 ] && RC=1 && WHAT="a rank"   # after its report
+  kill $TAIL 2>/dev/null; wait $TAIL 2>/dev/null
   set -e
-  if [ $RC -ne 0 ]; then
-    echo "==== distributed training FAILED (msrun exit code $RC); logs in $RUN_DIR/log" >&2
-    report_msrun_failure
-    exit 1
-  fi
+  REPORT=report_msrun_failure
+  finish 0 "$NUM" "$RC" "$WHAT"
 }
 
-# report_node_failure RANK CODE: a rank of this node failed; name the rank(s) MindSpore's scheduler lost
-# when that is why (a rank or node that died elsewhere), and show this rank's log.
+# report_node_failure: name the rank(s) MindSpore's scheduler lost when that is why (a rank or node that died
+# elsewhere), and show the logs of this node's ranks that did not report ok.
 report_node_failure() {
-  local LOST; LOST=$(lost_ranks)
-  if [ -n "$LOST" ] && [[ " $LOST " != *" $1 "* ]]; then
-    echo "==== distributed training FAILED: rank(s) ${LOST}stopped answering (MindSpore's scheduler: 'The" \
-         "node: ${LOST% } is timed out'; see that node's log); rank $1 here stopped with it (exit code $2)" >&2
-  else
-    echo "==== rank $1 (node $NODE_RANK) failed (exit code $2); stopping this node's ranks." >&2
-  fi
-  echo "---- rank $1 ($RUN_DIR/log/worker_$1.log):" >&2
-  log_tail "log/worker_$1.log"
+  local LOST r f; LOST=$(lost_ranks)
+  [ -z "$LOST" ] || echo "rank(s) ${LOST}stopped answering (MindSpore's scheduler: 'The node: ${LOST% } is timed out';" \
+                         "see that node's log)" >&2
+  for ((r = NODE_RANK * NUM; r < NODE_RANK * NUM + NUM; r++)); do
+    grep -q '"status": "ok"' "$DLRM_RESULT_DIR/rank_$r.json" 2>/dev/null && continue
+    echo "---- rank $r ($RUN_DIR/log/worker_$r.log):" >&2
+    log_tail "log/worker_$r.log"
+  done
 }
 
 # launch_nodes: one node of a multi-node CPU/GPU job, by MindSpore's environment-variable cluster start.
@@ -176,9 +255,13 @@ launch_nodes() {
   echo "node $NODE_RANK of $NODE_NUM: ranks $((NODE_RANK * NUM))..$((NODE_RANK * NUM + NUM - 1)) of $TOTAL" \
        "($TARGET, ${PARALLEL_MODE:-hybrid_parallel}), scheduler $MASTER_ADDR:$MASTER_PORT, logs in $RUN_DIR/log"
   trap 'kill "${PIDS[@]}" $EXTRA_PIDS 2>/dev/null' INT TERM
-  watch_ranks report_node_failure
-  [ -z "$EXTRA_PIDS" ] || wait $EXTRA_PIDS
+  watch_ranks
+  if [ -n "$EXTRA_PIDS" ]; then                 # node 0: its scheduler leaves when every node's ranks have
+    set +e; wait $EXTRA_PIDS; set -e            # (or it stops them when one is lost)
+  fi
   grep -v -E '^\[(INFO|WARNING|DEBUG)\]' "log/worker_$((NODE_RANK * NUM)).log" | tail -5
+  REPORT=report_node_failure
+  finish $((NODE_RANK * NUM)) "$NUM" "$WATCH_RC" "a rank"
 }
 
 # lost_ranks: the ranks MindSpore's scheduler lost (no heartbeat: a rank or node that died elsewhere),

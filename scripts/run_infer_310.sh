@@ -42,7 +42,7 @@ need_dataset "$DATASET_PATH"
 
 MODEL_PATH="$(realpath "$MODEL_PATH")"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
-source "$ROOT/scripts/setup_env.sh"
+source "$ROOT/scripts/find_python.sh"
 RUN_DIR="${INFER_DIR:-$ROOT/output/infer_$(echo "$DEVICE_TYPE" | tr A-Z a-z)_$DEVICE_ID}"
 mkdir -p "$RUN_DIR"; RUN_DIR="$(cd "$RUN_DIR" && pwd)"; cd "$RUN_DIR"
 DATA="$RUN_DIR/preprocess_Result"

@@ -3,5 +3,8 @@
 set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-# Keep only failed tests' temporary folders: CI machines share their disk between runs.
-exec "$PY" -m pytest -q -o tmp_path_retention_policy=failed tests "$@"
+# Two test processes (pytest-xdist), each taking whole files (module fixtures are shared within a file); the
+# settings (durations printed every run, failed tests' folders only kept) are pyproject.toml's.
+#   bash scripts/run_tests.sh -m "not slow"     # the quick loop
+#   bash scripts/run_tests.sh --cluster         # also the 3- and 4-rank matrix
+exec "$PY" -m pytest -q -n 2 --dist loadfile tests "$@"

@@ -7,7 +7,6 @@ with pyarrow's CSV reader (one thread in the preprocessing workers). Checks are 
 labels in {0,1}, dense values that parse as integers, categorical values that parse as hex.
 """
 import gzip
-import os
 import zlib
 from dataclasses import dataclass, field
 from typing import Optional
@@ -77,26 +76,6 @@ class Chunk:
     keys: np.ndarray
     missing: np.ndarray
     line: np.ndarray
-
-
-def open_input(data_path: str) -> str:
-    """Find DIR/train.txt or DIR/train.txt.gz (or a file path) and return its path; clear errors."""
-    if os.path.isdir(data_path):
-        for name in ("train.txt", "train.txt.gz"):
-            cand = os.path.join(data_path, name)
-            if os.path.isfile(cand):
-                path = cand
-                break
-        else:
-            raise CriteoFormatError(f"no train.txt or train.txt.gz in '{data_path}'")
-    elif os.path.isfile(data_path):
-        path = data_path
-    else:
-        raise CriteoFormatError(f"input '{data_path}' does not exist (expected a folder holding train.txt "
-                                f"or train.txt.gz)")
-    if os.path.getsize(path) == 0:
-        raise CriteoFormatError(f"input file '{path}' is empty")
-    return path
 
 
 def _raw_open(path):

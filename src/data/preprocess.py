@@ -443,7 +443,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
 def main(argv: Optional[List[str]] = None) -> None:
     """`python src/preprocess_data.py --data_path=DIR [--key=value ...]`"""
     from src.model_utils.config import get_config
-    cfg = get_config(argv)
+    cfg = get_config(argv, description=__doc__)
     try:
         meta = preprocess(cfg)
     except (CriteoFormatError, OutputError) as exc:

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
     import mindspore
 
-from src.data.packed_format import COLUMNS, load_metadata, shard_block, split_parts
+from src.data.packed_format import COLUMNS, load_metadata, shard_block, shard_sizes, split_parts
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense float32 [B, Dn], label float32 [B, 1]
 
@@ -26,8 +26,8 @@ class PackedBatches:
     parts in a new order and mixes samples within windows of `shuffle_buffer_records` packed rows, with
     generators seeded by (seed, epoch); the stored training order is already a uniform permutation.
     Each call of `iter(...)` is one epoch; `epoch` counts them. `skip_batches` drops the first
-    batches of the first epoch (resuming mid-epoch); `max_batches` ends every epoch after that many
-    (distributed ranks must all run the same number of steps).
+    batches of the first epoch (resuming mid-epoch in the same layout; continue_epoch resumes in any layout);
+    `max_batches` ends every epoch after that many (distributed ranks must all run the same number of steps).
     Sharding gives shard k its block of packed rows of every part (`packed_format.shard_block`): every
     sample is in exactly one shard.
     """
@@ -35,6 +35,7 @@ class PackedBatches:
     def __init__(self, dataset_path: str, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                  epoch: int = 0, num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = False,
                  shuffle_buffer_records: int = 64, skip_batches: int = 0, max_batches: Optional[int] = None):
+        self.dataset_path, self.split = dataset_path, split
         self.meta = load_metadata(dataset_path)
         self.parts = split_parts(dataset_path, self.meta, split)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
@@ -42,15 +43,53 @@ class PackedBatches:
         self.drop_remainder = drop_remainder
         self.window = shuffle_buffer_records
         self.skip_batches, self.max_batches = skip_batches, max_batches
+        self.leftover: Optional[Tuple[int, int, int]] = None    # the next epoch is a leftover stream (see continue_epoch)
         self.slot_dim, self.dense_dim = self.meta["slot_dim"], self.meta["dense_dim"]
         self.blocks = [shard_block(n, self.meta["pack_size"], num_shards, shard_id) for _, n in self.parts]
         self.samples = sum(b[2] for b in self.blocks)
+
+    def steps_per_epoch(self, shards: int, batch: int) -> int:
+        """Batches of every rank in a regular training epoch of `shards` ranks at `batch` per rank: the smallest
+        shard's full batches (all ranks run the same number of steps)."""
+        return min(shard_sizes(self.meta, self.split, shards)) // batch
+
+    def continue_epoch(self, done: int, layout: Tuple[int, int],
+                       leftover: Optional[Tuple[int, int, int]] = None) -> Tuple[int, Optional[Tuple[int, int, int]]]:
+        """Make the next iteration continue epoch `self.epoch` after `done` batches taken per rank in `layout`
+        (shards, batch per rank): of that epoch's regular stream, or (leftover = (shards, batch, done) of the layout
+        that started the epoch) of its leftover stream. Returns (batches of the coming stream to skip, its leftover),
+        the position to record from now on.
+          same layout           the first `done` batches are skipped: exactly the stream of an uninterrupted run.
+          another layout        the epoch goes on with the leftover stream: the samples each of the old layout's
+                                shards had still to train on in this epoch, shard after shard, cut into global
+                                batches of shards x batch that are dealt to the ranks (rank k takes the k-th slice).
+                                Every remaining sample is trained on once; only the last partial global batch is
+                                dropped, as at every epoch's end.
+        A leftover stream continued mid-way in yet another layout is refused (ValueError)."""
+        here = (self.num_shards, self.batch_size)
+        if done == 0 and leftover is None:
+            return 0, None
+        if tuple(layout) == here:
+            self.skip_batches, self.leftover = done, (tuple(leftover) if leftover else None)
+            return done, self.leftover
+        if leftover:
+            raise ValueError(f"this checkpoint is {done} steps into the rest of an epoch that {leftover[0]} rank(s) "
+                             f"started and {layout[0]} rank(s) of batch {layout[1]} continued; it can only be continued "
+                             f"by {layout[0]} rank(s) of batch {layout[1]}. Resume with those, or from a checkpoint "
+                             f"at an epoch's end")
+        self.skip_batches, self.leftover = 0, (int(layout[0]), int(layout[1]), int(done))
+        return 0, self.leftover
 
     def full_batches(self) -> int:
         """Batches of exactly batch_size samples in this shard."""
         return self.samples // self.batch_size
 
     def __len__(self) -> int:
+        """Batches of the next epoch (a leftover stream's, when continue_epoch set one), skipped ones included."""
+        if self.leftover is not None:
+            shards, batch, done = self.leftover
+            remaining = shards * (self.steps_per_epoch(shards, batch) - done) * batch
+            return remaining // (self.num_shards * self.batch_size)
         n = self.full_batches() if self.drop_remainder else -(-self.samples // self.batch_size)
         return n if self.max_batches is None else min(n, self.max_batches)
 
@@ -86,6 +125,9 @@ class PackedBatches:
         return ids, dense, label
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.leftover is not None:
+            yield from self._leftover_epoch()
+            return
         rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
         skip, self.skip_batches = self.skip_batches, 0
         self.epoch += 1
@@ -108,6 +150,30 @@ class PackedBatches:
         if rest is not None and not self.drop_remainder and index >= skip and \
                 (self.max_batches is None or index < self.max_batches):
             yield rest[0], rest[1], rest[2][:, None]
+
+
+    def _leftover_epoch(self) -> Iterator[Batch]:
+        """One epoch of the leftover stream (continue_epoch): the old layout's shards' remaining batches, shard after
+        shard, regrouped into global batches of num_shards x batch_size; this rank yields its slice of each."""
+        shards, batch, done = self.leftover
+        count, skip = len(self), self.skip_batches
+        epoch, n, b, k = self.epoch, self.num_shards, self.batch_size, self.shard_id
+        self.leftover, self.skip_batches, self.epoch = None, 0, self.epoch + 1
+        old_steps = self.steps_per_epoch(shards, batch)
+        buf, have, g = [], 0, 0
+        for old in range(shards):
+            stream = PackedBatches(self.dataset_path, self.split, batch, shuffle=self.shuffle, seed=self.seed,
+                                   epoch=epoch, num_shards=shards, shard_id=old, drop_remainder=True,
+                                   shuffle_buffer_records=self.window, skip_batches=done, max_batches=old_steps)
+            for part in stream:
+                buf.append(part)
+                have += len(part[2])
+                while have >= n * b and g < count:
+                    cat = [np.concatenate([x[i] for x in buf]) for i in range(3)]
+                    if g >= skip:
+                        yield tuple(c[k * b:(k + 1) * b] for c in cat)
+                    g += 1
+                    buf, have = [tuple(c[n * b:] for c in cat)], have - n * b
 
 
 def create_dataset(dataset_path: str, split: str = "train", batch_size: int = 128, shuffle: Optional[bool] = None,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:                 # annotations only; mindspore is imported wher
 
 from src.inference.batch_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
                              write_time)
-from src.utils.runtime import setup_context
+from src.utils.runtime import DeviceUnavailable, setup_context
 from src.utils.staged_dir import OutputError, only_files, staged_dir
 
 
@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         start = time.perf_counter()
         graph = load_graph(args.mindir_path, args.device_target)
         run(graph, args.input_path, args.result_path, args.time_path, load_s=time.perf_counter() - start)
-    except (InferFilesError, OutputError, OSError) as exc:
+    except (InferFilesError, OutputError, OSError, DeviceUnavailable) as exc:
         sys.stderr.write(f"infer error: {exc}\n")
         sys.exit(1)
 

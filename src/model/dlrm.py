@@ -78,7 +78,7 @@ class SparseArch(nn.Cell):
 
     With `segments` [(lo, hi), ...] (hybrid parallel, from src/training/sharding.py) this rank holds only
     those row ranges of the fused table, one after another: table float32 [sum(hi - lo), D]; the lookup
-    across ranks is src/training/parallel.py's ShardedLookup, and `construct` (single-device lookup) is
+    across ranks is src/training/sharded_lookup.py's ShardedLookup, and `construct` (single-device lookup) is
     not used.
 
     Example: table_sizes [3, 5], dim 4 -> table float32 [8, 4], offsets [[0, 3]];
@@ -261,11 +261,6 @@ class DLRM(nn.Cell):
     def emb_dim(self) -> int:
         """Embedding dimension D."""
         return int(self.sparse_arch.table.shape[1])
-
-    @property
-    def interaction_dim(self) -> int:
-        """Width F of the interaction output (the over arch's input)."""
-        return self.interaction.out_dim
 
     def global_rows(self, ids: Tensor) -> Tensor:
         """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""

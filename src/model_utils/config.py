@@ -13,6 +13,7 @@ choices, and rejects unknown keys with the nearest valid name.
 """
 import argparse
 import difflib
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -31,16 +32,16 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Key:
     """One config key: its type (int, float, bool, str, "list_int" or "list_str"), help text, allowed values and
-    lower bound. The YAML files' help and choices documents are generated from these."""
+    lower bound. The YAML files' help and choices documents, and every command's --help, are generated from these."""
     type: object
     help: str
     choices: Optional[Tuple] = None
     minimum: Optional[int] = None
 
 
-# The one definition of every config key. Each has an effect somewhere in the project.
-SCHEMA: Dict[str, Key] = {
-    # --- data ---
+# The one definition of every config key, in groups (the YAML files and --help show the same groups).
+# Each key has an effect somewhere in the project.
+GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "data_path": Key(str,
                "Folder holding train.txt[.gz] (Criteo Kaggle) or day_0 .. day_23[.gz] (Criteo Terabyte, any "
                "contiguous run of days; the last is held out); preprocessing writes DIR/mindrecord/"),
@@ -69,7 +70,7 @@ SCHEMA: Dict[str, Key] = {
                "memory: bounds the writer's memory)", minimum=1),
     "workers": Key(int, "Preprocessing worker processes (0 = the CPUs available); the dataset is the same for "
                "every value", minimum=0),
-    # --- model ---
+}, "model": {
     "categorical_feature_sizes": Key("list_int",
                "Per-slot table sizes. [] = read from the dataset's metadata.json; a list must equal it"),
     "data_emb_dim": Key(int, "Embedding dimension", minimum=1),
@@ -83,8 +84,9 @@ SCHEMA: Dict[str, Key] = {
     "dcn_low_rank_dim": Key(int, "dcn only: rank r of each cross layer's U V^T (0 = full-rank W)", minimum=0),
     "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
     "convert_dtype": Key(bool, "Compute the MLPs in float16 (GPU/Ascend only), with loss_scale"),
-    # --- training ---
-    "device_target": Key(str, "CPU, GPU or Ascend", choices=("CPU", "GPU", "Ascend")),
+}, "device and parallel": {
+    "device_target": Key(str, "CPU, GPU or Ascend (the installed MindSpore must support it)",
+                         choices=("CPU", "GPU", "Ascend")),
     "parallel_mode": Key(str,
                "stand_alone; data_parallel (all tables on every rank, gradients averaged); hybrid_parallel "
                "(tables placed by sharding_plan, lookups exchanged all-to-all, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
@@ -98,13 +100,16 @@ SCHEMA: Dict[str, Key] = {
     "rank_size": Key(int, "plan_only: the number of ranks to plan for", minimum=1),
     "memory_budget_gb": Key(float, "train.py stops before allocating when a rank would need more than this many GB "
                "(0 = this machine's available memory shared by its ranks)", minimum=0),
+}, "training": {
     "batch_size": Key(int, "Training batch size (per rank)", minimum=1),
-    "test_batch_size": Key(int, "Evaluation batch size", minimum=1),
     "optimizer": Key(str,
                "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
                "Adagrad for the table; adam: Adam for MLPs and interaction, row-wise sparse Adagrad for the table",
                choices=("sgd", "adagrad", "adam")),
     "learning_rate": Key(float, "Learning rate (the peak of the schedule)"),
+    "adagrad_eps": Key(float, "Adagrad (MLPs and the row-wise table update of adagrad and adam): the step is "
+                       "lr * g / (sqrt(accumulated g^2) + eps). 1e-10 is PyTorch's", minimum=0),
+    "adam_eps": Key(float, "Adam: eps of lr * m / (sqrt(v) + eps). 1e-8 is PyTorch's", minimum=0),
     "warmup_steps": Key(int, "Learning-rate schedule: linear warmup over this many steps (0 = none)", minimum=0),
     "decay_start_step": Key(int, "Learning-rate schedule: the polynomial (power 2) decay starts at this step",
                             minimum=0),
@@ -127,7 +132,8 @@ SCHEMA: Dict[str, Key] = {
     "eval_file_name": Key(str, "Evaluation log file"),
     "shuffle_buffer_records": Key(int,
                "Packed rows mixed together when reshuffling samples in epochs after the first", minimum=1),
-    # --- evaluation / export ---
+}, "evaluation, export and inference": {
+    "test_batch_size": Key(int, "Evaluation batch size (and the batch of the inference batch files)", minimum=1),
     "checkpoint_path": Key(str, "Checkpoint file (or folder: its newest) for eval.py and export.py"),
     "file_name": Key(str, "export.py: output path without extension (.mindir / .onnx / .air is added)"),
     "file_format": Key(str,
@@ -142,7 +148,7 @@ SCHEMA: Dict[str, Key] = {
     "infer_data_path": Key(str, "preprocess.py: folder for the inference batch files (00_ids/, 01_dense/, label/)"),
     "result_path": Key(str, "Inference results folder (<batch>_0.bin per batch) that postprocess.py reads"),
     "label_path": Key(str, "postprocess.py: folder of label batch files written by preprocess.py"),
-    # --- cloud / profiling ---
+}, "cloud and profiling": {
     "enable_modelarts": Key(bool,
                "Run on ModelArts: copy data_url/checkpoint_url in and output_path out with moxing"),
     "data_url": Key(str, "ModelArts: OBS URL of the dataset"),
@@ -150,7 +156,8 @@ SCHEMA: Dict[str, Key] = {
     "checkpoint_url": Key(str, "ModelArts: OBS URL of a checkpoint"),
     "output_path": Key(str, "Local output folder (ModelArts sync target; profiler output)"),
     "enable_profiling": Key(bool, "Profile training with mindspore.Profiler into output_path/profiler"),
-}
+}}
+SCHEMA: Dict[str, Key] = {k: key for keys in GROUPS.values() for k, key in keys.items()}
 TARGETS = {"CPU": "cpu_config.yaml", "GPU": "gpu_config.yaml", "Ascend": "npu_config.yaml"}
 
 
@@ -225,6 +232,8 @@ def coerce(key: str, value: object, source: str) -> object:
             if isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value!r}")
             value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {value!r}")
         elif typ is str:
             value = "" if value is None else str(value)
     except (ValueError, TypeError, yaml.YAMLError) as exc:
@@ -276,18 +285,52 @@ def load_yaml(path: str) -> Tuple[dict, dict]:
     return values, helps
 
 
-def parse_cli(argv: Optional[List[str]] = None, defaults_path: Optional[str] = None) -> "Config":
-    """Parse `--config_path` plus `--key=value` overrides. Returns a checked Config."""
+TYPE_NAMES = {int: "INT", float: "FLOAT", bool: "BOOL", str: "TEXT", "list_int": "[INT,...]", "list_str": "[NAME,...]"}
+
+
+def _argparse_text(text: str) -> str:
+    """argparse formats help texts with %-formatting: every help text goes through here once ('%' -> '%%')."""
+    return text.replace("%", "%%")
+
+
+def build_parser(values: dict, config_path: str, description: str = "", prog: Optional[str] = None
+                 ) -> argparse.ArgumentParser:
+    """The command-line parser of every entry point: --config_path and one --KEY=VALUE option per SCHEMA key,
+    grouped as the YAML files group them; each option's help gives its type, choices and the value it has in
+    `config_path` (`values`)."""
+    parser = argparse.ArgumentParser(prog=prog, usage="%(prog)s [--config_path=YAML] [--KEY=VALUE ...]",
+                                     description=_argparse_text(description), allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=_argparse_text(f"Every key can also be set in the YAML file; lists are "
+                                                           f"written --key='[1,2]'. Defaults shown are {config_path}'s."))
+    parser.add_argument("--config_path", default=config_path, metavar="YAML",
+                        help=_argparse_text("YAML config file (cpu_config.yaml, gpu_config.yaml, npu_config.yaml)"))
+    for group, keys in GROUPS.items():
+        g = parser.add_argument_group(group)
+        for key, spec in keys.items():
+            kind = "|".join(str(c) for c in spec.choices) if spec.choices else TYPE_NAMES[spec.type]
+            shown = _yaml_value(values[key]) if key in values else "(none)"
+            g.add_argument(f"--{key}", type=str, default=None, metavar=kind,
+                           help=_argparse_text(f"{spec.help} [{TYPE_NAMES[spec.type].lower()}, default {shown}]"))
+    return parser
+
+
+def parse_cli(argv: Optional[List[str]] = None, defaults_path: Optional[str] = None, description: str = "",
+              prog: Optional[str] = None) -> "Config":
+    """Parse `--config_path` plus `--key=value` overrides. Returns a checked Config. `--help` prints every key
+    with its type, choices, default and help, grouped as in the YAML files, and exits 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config_path", default=defaults_path or DEFAULT_CONFIG)
     known, _ = pre.parse_known_args(argv)
-    values, _ = load_yaml(known.config_path)
-
-    parser = argparse.ArgumentParser(description="DLRM on Criteo (MindSpore)", allow_abbrev=False)
-    parser.add_argument("--config_path", default=known.config_path, help="YAML config file")
-    for key in SCHEMA:
-        parser.add_argument(f"--{key}", type=str, default=None, help=SCHEMA[key].help)
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    try:
+        values, _ = load_yaml(known.config_path)
+    except ConfigError:
+        if not wants_help:
+            raise
+        values = {}                      # --help still works with a broken --config_path
+    parser = build_parser(values, known.config_path, description, prog)
     args, unknown = parser.parse_known_args(argv)
     for item in unknown:
         name = item.split("=", 1)[0].lstrip("-")
@@ -338,10 +381,11 @@ def check_consistency(cfg: "Config") -> None:
                           f"{cfg.warmup_steps}); start the decay at or after the end of the warmup")
 
 
-def get_config(argv: Optional[List[str]] = None) -> "Config":
-    """Entry point for the top-level scripts: exits with a one-line message on a bad config."""
+def get_config(argv: Optional[List[str]] = None, description: str = "") -> "Config":
+    """Entry point for the top-level scripts: exits with a one-line message on a bad config; `--help` prints the
+    keys (`description`: the script's docstring) and exits 0."""
     try:
-        return parse_cli(argv)
+        return parse_cli(argv, description=description)
     except ConfigError as exc:
         sys.stderr.write(f"config error: {exc}\n")
         sys.exit(2)
@@ -363,7 +407,9 @@ def render_yaml(values: dict, target: str) -> str:
     lines = [f"# DLRM config for {target}. Generated from src/model_utils/config.py's SCHEMA with these values",
              "# (python -m src.model_utils.config --write); keys are documented in the second YAML document.",
              "# Every key can be overridden on the command line: --key=value (lists as --key='[1,2]')."]
-    lines += [f"{k}: {_yaml_value(values[k])}" for k in SCHEMA]
+    for group, keys in GROUPS.items():
+        lines.append(f"# ---- {group} ----")
+        lines += [f"{k}: {_yaml_value(values[k])}" for k in keys]
     lines.append("---")
     lines += [f"{k}: {_yaml_value(key.help)}" for k, key in SCHEMA.items()]
     lines.append("---")

@@ -4,12 +4,7 @@ import functools
 import os
 from typing import Callable
 
-from src.model_utils import local_adapter
-
-
-def get_device_id() -> int:
-    """DEVICE_ID on ModelArts (set by its launcher)."""
-    return local_adapter.env_int("DEVICE_ID", 0)
+from src.model_utils.device_adapter import get_device_id
 
 
 def _mox():

@@ -1,11 +1,12 @@
-"""Feeds the entry points deliberately bad input and prints what a user sees: the README's bad-input
-table comes from this script, and a test runs it with --check, so the table cannot drift from the code.
+"""Feeds the entry points deliberately bad input and prints what a user sees: the bad-input table of
+docs/reliability.md comes from this script, and a test runs it with --check, so the table cannot drift from the code.
 
-    python -m src.tools.bad_inputs [--work DIR] [--check]
+    python -m src.tools.bad_inputs [--work DIR] [--check] [--write]
 
 Each case runs the real command in a fresh process on a scratch copy of the real Criteo sample
-(tests/data) and records its exit code and the last line it printed to stderr. --check exits 1 when a
-case's exit code or message is not the expected one, or when an output that must survive was changed.
+(tests/data/samples) and records its exit code and the last line it printed to stderr. --check exits 1 when a
+case's exit code or message is not the expected one, when it printed a traceback, when an output that must
+survive was changed, or when docs/reliability.md does not hold exactly this table; --write puts the table there.
 """
 import argparse
 import gzip
@@ -22,7 +23,9 @@ from typing import Callable, List, Optional
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SAMPLE = os.path.join(ROOT, "tests", "data", "criteo_kaggle_train_head1999.tsv")
+SAMPLE = os.path.join(ROOT, "tests", "data", "samples", "criteo_kaggle_train_head1999.tsv")
+DOC = os.path.join(ROOT, "docs", "reliability.md")
+BEGIN, END = "<!-- bad-input table: python -m src.tools.bad_inputs --write -->", "<!-- end of the table -->"
 
 
 @dataclass
@@ -35,12 +38,13 @@ class Case:
 
 
 def run(args: List[str]):
-    """(exit code, last line printed to stderr, else to stdout) of `python ARGS` run from the repository."""
+    """(exit code, last line printed to stderr, else to stdout, whether stderr holds a traceback) of `python ARGS`
+    run from the repository."""
     r = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, GLOG_v="3"), timeout=600)
     lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("[")]
     lines = lines or [line for line in r.stdout.splitlines() if line.strip()]
-    return r.returncode, lines[-1] if lines else ""
+    return r.returncode, lines[-1] if lines else "", "Traceback (most recent call last)" in r.stderr
 
 
 def _digest(path: str) -> str:
@@ -112,14 +116,15 @@ def prepare(ws: str) -> dict:
         if d != good:
             os.makedirs(d)
             shutil.copy(SAMPLE, os.path.join(d, "train.txt"))
-        code, msg = run(["src/preprocess_data.py", f"--data_path={d}", "--pack_size=100"] + extra)
+        code, msg, _ = run(["src/preprocess_data.py", f"--data_path={d}", "--pack_size=100"] + extra)
         assert code == 0, msg
     ds = os.path.join(good, "mindrecord")
-    code, msg = run(["train.py", f"--dataset_path={ds}", f"--ckpt_path={ws}/ckpt", "--batch_size=256",
-                     "--do_eval=False", f"--loss_file_name={ws}/loss.log"])
+    code, msg, _ = run(["train.py", f"--dataset_path={ds}", f"--ckpt_path={ws}/ckpt", "--batch_size=256",
+                        "--do_eval=False", f"--loss_file_name={ws}/loss.log"])
     assert code == 0, msg
     ckpt = [f for f in os.listdir(f"{ws}/ckpt") if f.endswith(".safetensors")][0]
-    code, msg = run(["preprocess.py", f"--dataset_path={ds}", f"--infer_data_path={ws}/pre", "--test_batch_size=100"])
+    code, msg, _ = run(["preprocess.py", f"--dataset_path={ds}", f"--infer_data_path={ws}/pre",
+                        "--test_batch_size=100"])
     assert code == 0, msg
     return {"ds": ds, "other": os.path.join(ws, "other", "mindrecord"), "ckpt": os.path.join(ws, "ckpt", ckpt)}
 
@@ -149,9 +154,14 @@ def cases(ws: str, p: dict) -> List[Case]:
     out.append(Case("config file not UTF-8", ["train.py", f"--config_path={cfg}"], 2, "not UTF-8 text"))
     out.append(Case("config_path is a folder", ["train.py", f"--config_path={ws}"], 2, "is a folder; expected a YAML"))
     out.append(Case("a misspelt option", ["train.py", "--bach_size=64"], 2, "did you mean 'batch_size'"))
+    out.append(Case("a number that is not finite", ["train.py", "--learning_rate=nan"], 2,
+                    "key 'learning_rate': expected a finite number, got nan"))
     out.append(Case("ckpt_file_name_prefix with a path", ["train.py", "--ckpt_file_name_prefix=../x"], 2,
                     "must be a plain file name"))
     out.append(Case("dataset_path missing", ["train.py", f"--dataset_path={ws}/nowhere"], 1, "not found"))
+    out.append(Case("a device this MindSpore cannot run", ["train.py", f"--dataset_path={ds}", "--device_target=GPU",
+                                                            f"--ckpt_path={ws}/ck3"], 1,
+                    "device_target=GPU is not available: this MindSpore"))
     d = _dataset_copy(ws, "meta_list", _edit_meta("", [1, 2]))
     out.append(Case("metadata.json of the wrong shape", ["train.py", f"--dataset_path={d}"], 1,
                     "must hold a JSON object"))
@@ -190,11 +200,37 @@ def cases(ws: str, p: dict) -> List[Case]:
     return out
 
 
+def table(todo: List[Case], results, ws: str) -> str:
+    """The markdown table of the cases and what the commands printed (the scratch folder shown as WS)."""
+    rows = ["| input | command | exit | message |", "|---|---|---|---|"]
+    for c, (code, msg, _) in zip(todo, results):
+        shown = msg.replace(ws, "WS").replace(ROOT + "/", "")
+        cmd = " ".join(a.replace(ws, "WS") for a in c.args)
+        rows.append(f"| {c.what} | `{cmd}` | {code} | {shown.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def documented() -> str:
+    """The table docs/reliability.md holds (between its markers)."""
+    text = open(DOC, encoding="utf-8").read()
+    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
+
+
+def write_doc(text: str) -> None:
+    """Put the table between docs/reliability.md's markers."""
+    doc = open(DOC, encoding="utf-8").read()
+    doc = doc[:doc.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + doc[doc.index(END):]
+    with open(DOC + ".tmp", "w", encoding="utf-8") as f:
+        f.write(doc)
+    os.replace(DOC + ".tmp", DOC)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
-    """Run every case; print the markdown table (and, with --check, fail on any unexpected outcome)."""
+    """Run every case; print the markdown table (--check: fail on any unexpected outcome; --write: into the docs)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one, removed after)")
-    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--check", action="store_true", help="exit 1 on any unexpected outcome or a docs table that differs")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/reliability.md")
     args = ap.parse_args(argv)
     ws = args.work or tempfile.mkdtemp(prefix="dlrm_bad_inputs_")
     os.makedirs(ws, exist_ok=True)
@@ -204,18 +240,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         befores = [_digest(c.survives) if c.survives else None for c in todo]
         with ThreadPoolExecutor(2) as pool:          # the cases share no files: two at a time
             results = list(pool.map(lambda c: run(c.args), todo))
-        print("| input | command | exit | message |\n|---|---|---|---|")
-        for c, before, (code, msg) in zip(todo, befores, results):
-            shown = msg.replace(ws, "WS").replace(ROOT + "/", "")
-            cmd = " ".join(a.replace(ws, "WS") for a in c.args)
-            print(f"| {c.what} | `{cmd}` | {code} | {shown.replace('|', '/')} |", flush=True)
+        text = table(todo, results, ws)
+        print(text, flush=True)
+        for c, before, (code, msg, traceback) in zip(todo, befores, results):
             if code != c.code or c.expect not in msg:
                 failures.append(f"{c.what}: exit {code}, message {msg!r}; expected exit {c.code} and {c.expect!r}")
+            if traceback:
+                failures.append(f"{c.what}: the command printed a traceback to stderr")
             if before is not None and _digest(c.survives) != before:
                 failures.append(f"{c.what}: {c.survives} was changed")
     finally:
         if args.work is None:
             shutil.rmtree(ws, ignore_errors=True)
+    if args.write:
+        write_doc(text)
+    elif args.check and documented() != text:
+        failures.append(f"{DOC} does not hold this table: run python -m src.tools.bad_inputs --write")
     for f in failures:
         print(f"UNEXPECTED: {f}", file=sys.stderr)
     if args.check and failures:

@@ -242,7 +242,7 @@ def child_compact_auc(dataset, device, config, folder):
 
 def time_hybrid_steps(step, feed, sizes, batch, steps, rng, n_feeds, own_agreement=False):
     """time_steps for a hybrid-parallel rank: as the trainer does, the batches are routed in a data thread
-    and each step's exchange capacity is agreed in the step before (src/training/parallel.py: ExchangeFeed);
+    and each step's exchange capacity is agreed in the step before (src/training/exchange_feed.py: ExchangeFeed);
     own_agreement=True: each step agrees by a collective of its own instead (for comparison)."""
     from src.utils.progress import background, with_next
     feed_data = [(np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32),
@@ -269,11 +269,14 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
     setup_context(device, None)
     from src.model.dlrm import DLRM
     from src.model_utils.config import parse_cli
-    from src.training.parallel import ExchangeFeed, ShardedLookup, init_parallel
+    from src.training.cost_model import exchange_is_alltoall
+    from src.training.exchange_feed import ExchangeFeed
+    from src.training.parallel import init_parallel
+    from src.training.sharded_lookup import ShardedLookup
     from src.training.sharding import Router, make_plan
     from src.training.train_step import HybridTrainStep, TrainStep
     cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}", f"--batch_size={batch}"])
-    par = init_parallel(cfg)
+    par = init_parallel(cfg.parallel_mode)
     rng = np.random.default_rng([7, par.rank])
     plan = make_plan(KAGGLE, par.size, cfg.sharding_plan, batch) if par.hybrid else None
     t = time.time()
@@ -282,7 +285,7 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
     init_s = time.time() - t
     if plan:
         router = Router(plan, par.rank)
-        lookup = ShardedLookup(par, device != "CPU", router.rep_slots, router.ex_slots, 16)
+        lookup = ShardedLookup(par, exchange_is_alltoall(device), router.rep_slots, router.ex_slots, 16)
         step = HybridTrainStep(net, "sgd", 0.1, 1.0, par, lookup, plan.replicated_rows)
         feed = ExchangeFeed(router)
         dt = time_hybrid_steps(step, feed, KAGGLE, batch, steps, rng, 4, bool(own_agreement))
@@ -291,7 +294,7 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
         dt = time_steps(TrainStep(net, "sgd", 0.1, parallel=par), KAGGLE, batch, steps, rng, 4)
     if par.distributed:                  # every rank finishes its steps before any leaves the cluster
         from mindspore.communication import release
-        from src.training.parallel import Barrier
+        from src.training.collectives import Barrier
         Barrier()().asnumpy()
         release()
     return {"rank": par.rank, "size": par.size, "samples_per_s": steps * batch * par.size / dt,

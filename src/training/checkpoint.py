@@ -31,7 +31,11 @@ from mindspore import Tensor
 from src.utils.staged_dir import folder_lock
 
 EXT = ".safetensors"
-POSITION = ("global_step", "epoch", "step_in_epoch")  # stored as int64 tensors named meta.<key>
+# The data position, stored as int64 tensors named meta.<key>: the step, the epoch, the batches taken per rank in
+# this epoch's stream, the layout that took them (ranks x batch per rank) and, when that stream is the rest of an
+# epoch another layout started, that layout and its batches (0 = none). See reader.PackedBatches.continue_epoch.
+POSITION = ("global_step", "epoch", "step_in_epoch", "data_shards", "data_batch", "leftover_shards",
+            "leftover_batch", "leftover_done")
 SHARD = ("rows", "rank", "size")                         # meta.shard.<key> in a hybrid-parallel shard
 SEGMENTS = "meta.shard.segments"                          # int64 [k, 2]: the fused-table rows a shard holds
 ROW_SHARDED = "meta.row_sharded."                        # + parameter name: split by rows
@@ -114,7 +118,7 @@ def save(path: str, params: Sequence, position: Dict[str, int], keep: Optional[i
     segments, with their checksum, atomically; then keep only the newest `keep` checkpoints of `prefix`."""
     items = [{"name": canonical(p.name), "data": p} if hasattr(p, "name") else {"name": p[0], "data": Tensor(p[1])}
              for p in params]
-    items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION]
+    items += [{"name": f"meta.{k}", "data": _int(position[k])} for k in POSITION if k in position]
     items += [{"name": ROW_SHARDED + canonical(n), "data": _int(1)} for n in row_sharded]
     if shard:
         items += [{"name": f"meta.shard.{k}", "data": _int(shard[k])} for k in SHARD]

@@ -9,21 +9,20 @@
   mlp         MLP and interaction parameters and their gradients
   runtime     RUNTIME_BYTES (Python + MindSpore) + activations (ACTIVATION_FACTOR x 4 B x the widths of one
               sample, per sample of the batch) + exchange buffers of B x S x D x 4 B each, N times that
-              for data parallel and for hybrid on CPU (where the all-to-all is an AllGather)
+              for data parallel and for hybrid on CPU and GPU (where the all-to-all is AllGather rounds)
               (EXCHANGE_BUFFERS of them: hybrid 10, data parallel 3)
-and the bytes each rank sends per step (`src/training/parallel.py: bytes_per_step`). The constants were
+and the bytes each rank sends per step (`src/training/cost_model.py: bytes_per_step`). The constants were
 fitted on this machine's measured peaks (`bash scripts/run_benchmark.sh parallel`, README
 "Distributed training"): 1 process, 2 hybrid and 2 data-parallel ranks, Kaggle tables, batch 1024 to
 16384 per rank, all within 5%.
 `check_budget` stops a run whose ranks would not fit, saying how many ranks or how much memory would.
 """
-import math
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from src.data.packed_format import METADATA, load_metadata, table_sizes_for
-from src.training.parallel import bytes_per_step
+from src.training.cost_model import bytes_per_step, exchange_is_alltoall
 from src.training.sharding import ShardingPlan, make_plan
 
 RUNTIME_BYTES = 500 << 20        # Python + MindSpore + the data pipeline, measured 0.47-0.52 GB here
@@ -98,9 +97,9 @@ class RankPlan:
 
 def plan(cfg, table_sizes: Sequence[int], ranks: int, native_alltoall: Optional[bool] = None) -> RankPlan:
     """The memory and traffic of one rank for cfg.parallel_mode over `ranks` ranks (see module docstring).
-    native_alltoall: default, GPU/Ascend yes, CPU no (emulated by an AllGather)."""
+    native_alltoall: default, the device target's exchange (Ascend: AlltoAll; CPU and GPU: AllGather rounds)."""
     slots, dim, batch = len(table_sizes), cfg.data_emb_dim, cfg.batch_size
-    native = cfg.device_target != "CPU" if native_alltoall is None else native_alltoall
+    native = exchange_is_alltoall(cfg.device_target) if native_alltoall is None else native_alltoall
     rows = int(sum(table_sizes))
     mode = cfg.parallel_mode if ranks > 1 else "stand_alone"
     sp = make_plan(table_sizes, ranks, cfg.sharding_plan, batch) if mode == "hybrid_parallel" else None

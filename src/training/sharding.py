@@ -15,7 +15,7 @@ share of the exchanged tables' rows, table otherwise; table-wise tables go, bigg
 rank with the least (rows share + lookups share); while a rank then holds more than BALANCE x the
 mean rows, the biggest of them turns row-wise.
 
-`Router` turns a batch's ids into what the all-to-all exchange sends (src/training/parallel.py):
+`Router` turns a batch's ids into what the all-to-all exchange sends (src/training/sharded_lookup.py):
 the distinct rows asked of each owner, padded to a capacity C that all ranks agree on per step.
 """
 import re

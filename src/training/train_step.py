@@ -31,9 +31,9 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-EPS = 1e-10
+ADAGRAD_EPS = 1e-10            # PyTorch's Adagrad; the config key adagrad_eps
 ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
+ADAM_EPS = 1e-8                # PyTorch's Adam; the config key adam_eps
 
 _sgd = ops.MultitypeFuncGraph("sgd")
 _adagrad = ops.MultitypeFuncGraph("adagrad")
@@ -59,10 +59,10 @@ def _sgd_update(lr, param, grad):
     return ops.assign_sub(param, lr * grad)
 
 
-@_adagrad.register("Tensor", "Tensor", "Tensor", "Tensor")
-def _adagrad_update(lr, param, acc, grad):
+@_adagrad.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adagrad_update(lr, eps, param, acc, grad):
     acc_new = ops.assign_add(acc, grad * grad)
-    return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + EPS))
+    return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + eps))
 
 
 @_adam.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
@@ -77,7 +77,7 @@ class TrainStep(nn.Cell):
     updates the parameters in place."""
 
     def __init__(self, net, optimizer: str = "sgd", learning_rate: float = 0.15, loss_scale: float = 1.0,
-                 parallel=None):
+                 parallel=None, adagrad_eps: float = ADAGRAD_EPS, adam_eps: float = ADAM_EPS):
         super().__init__()
         self.net = net
         self.table = net.table
@@ -104,7 +104,8 @@ class TrainStep(nn.Cell):
             self.adam_v = self.weights.clone(prefix="adam_v", init="zeros")
             self.adam_step = Parameter(Tensor(0.0, ms.float32), name="adam_step", requires_grad=False)
             self.betas = (Tensor(ADAM_BETAS[0], ms.float32), Tensor(ADAM_BETAS[1], ms.float32))
-            self.adam_eps = Tensor(ADAM_EPS, ms.float32)
+            self.adam_eps = Tensor(adam_eps, ms.float32)
+        self.adagrad_eps = Tensor(adagrad_eps, ms.float32)
         self.rowwise = optimizer in ("adagrad", "adam")
         if self.rowwise:
             self.row_acc = Parameter(initializer("zeros", (self.table.shape[0],), ms.float32),
@@ -127,8 +128,9 @@ class TrainStep(nn.Cell):
         keys = rows
         if self.size > 1:                                                      # data parallel
             loss, g_w, _, _ = self._all_reduce(loss, g_w, None)
-            g_emb = self.all_gather(g_emb) * self.inv_size                     # [N*B*S, D]
-            keys = self.all_gather(rows)                                       # [N*B*S]
+            # collectives in one order on every rank: each waits for the one before (parallel.AllToAll)
+            g_emb = self.all_gather(ops.depend(g_emb, loss)) * self.inv_size   # [N*B*S, D]
+            keys = self.all_gather(ops.depend(rows, g_emb))                    # [N*B*S]
         self._update_mlps(g_w)
         self._update_rows(keys, keys, g_emb, None)
         return loss
@@ -167,7 +169,7 @@ class TrainStep(nn.Cell):
             self.hyper_map(ops.partial(_adam, self.lr, bc1, bc2, self.adam_eps), self.weights, self.adam_m,
                            self.adam_v, g_w)
         elif self.optimizer == "adagrad":
-            self.hyper_map(ops.partial(_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
+            self.hyper_map(ops.partial(_adagrad, self.lr, self.adagrad_eps), self.weights, self.mlp_acc, g_w)
         else:
             self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
 
@@ -189,7 +191,7 @@ class TrainStep(nn.Cell):
                 sq = sq * mask.reshape(-1)
             ops.scatter_add(self.row_acc, local, sq)
             acc = ops.gather(self.row_acc, local, 0)
-            ops.scatter_add(self.table, local, -self.lr * g / (ops.sqrt(acc) + EPS).expand_dims(1))
+            ops.scatter_add(self.table, local, -self.lr * g / (ops.sqrt(acc) + self.adagrad_eps).expand_dims(1))
         else:
             ops.scatter_add(self.table, local, -self.lr * g)
 
@@ -211,9 +213,9 @@ class HybridTrainStep(TrainStep):
     """One hybrid-parallel rank's step under a sharding plan (src/training/sharding.py):
     (dense float32 [B, Dn], label float32 [B, 1], rep_rows int32 [B, S_rep], send int32 [N*C],
     inverse int32 [B*S_ex], announce float32 [N]) -> float32 [1 + N]: the mean loss over the global batch,
-    then `announce` summed over the ranks. The inputs are src.training.parallel.ExchangeFeed's (each rank
+    then `announce` summed over the ranks. The inputs are src.training.exchange_feed.ExchangeFeed's (each rank
     writes its next step's need at its own index of `announce`, so the ranks agree on the next capacity in
-    this step's AllReduce); `lookup` is src.training.parallel.ShardedLookup.
+    this step's AllReduce); `lookup` is src.training.sharded_lookup.ShardedLookup.
 
     Exchanged rows: each rank sums its gradients per distinct row asked of an owner ([N*C, D], the
     layout of the vectors it got back), an all-to-all returns them to the owners, and the owner
@@ -222,8 +224,8 @@ class HybridTrainStep(TrainStep):
     to its copy (rows 0..R_rep-1 of its local table)."""
 
     def __init__(self, net, optimizer: str, learning_rate: float, loss_scale: float, parallel, lookup,
-                 replicated_rows: int):
-        super().__init__(net, optimizer, learning_rate, loss_scale, parallel)
+                 replicated_rows: int, adagrad_eps: float = ADAGRAD_EPS, adam_eps: float = ADAM_EPS):
+        super().__init__(net, optimizer, learning_rate, loss_scale, parallel, adagrad_eps, adam_eps)
         self.lookup = lookup
         self.rep_rows = replicated_rows
         self.rep_index = Tensor(np.arange(max(1, replicated_rows), dtype=np.int32))
@@ -241,7 +243,7 @@ class HybridTrainStep(TrainStep):
             self._update_rows(self.rep_index, self.rep_index, dense_rep, None)
         if self.lookup.n_ex:
             g_asked = ops.unsorted_segment_sum(g_ex * self.inv_size, inverse, send.shape[0])  # [N*C, D]
-            g_own = self.lookup.a2a(g_asked)                                   # [N*C, D] for the rows in recv
+            g_own = self.lookup.a2a(ops.depend(g_asked, loss))                 # after the AllReduce, on every rank
             own = recv >= 0
             local = ops.select(own, recv, ops.zeros_like(recv))
             self._update_rows(recv, local, g_own, own.astype(ms.float32).expand_dims(1))

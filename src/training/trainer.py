@@ -1,5 +1,5 @@
 """The training loop: data, steps, loss/eval logs, checkpoints, resume, NaN stop; single process or
-one rank of data/hybrid-parallel training (src/training/parallel.py)."""
+one rank of data/hybrid-parallel training (src/training/parallel.py and the modules it names)."""
 import os
 import time
 from typing import Callable, Dict, Optional
@@ -7,15 +7,20 @@ from typing import Callable, Dict, Optional
 import numpy as np
 from mindspore import Tensor
 
-from src.data.packed_format import load_metadata, shard_sizes, table_sizes_for
+from src.data.packed_format import shard_sizes
 from src.data.reader import PackedBatches
 from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model, model_size
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
 from src.training.memory_plan import plan
+from src.training.preflight import check_dataset
 from src.training.schedule import lr_at
-from src.training.parallel import AllGatherCell, Barrier, ExchangeFeed, ParallelInfo, ShardedLookup, ShardedProbability
+from src.training.collectives import AllGatherCell, Barrier
+from src.training.cost_model import exchange_is_alltoall
+from src.training.exchange_feed import ExchangeFeed
+from src.training.parallel import ParallelInfo
+from src.training.sharded_lookup import ShardedLookup, ShardedProbability
 from src.training.sharding import Router, make_plan
 from src.training.train_step import HybridTrainStep, TrainStep
 from src.utils.progress import Progress, background, with_next
@@ -37,19 +42,21 @@ class Trainer:
         self.cfg = cfg
         self.par = parallel or ParallelInfo()
         self.log = log if self.par.is_main else (lambda *_: None)
-        self.meta = load_metadata(cfg.dataset_path)
-        self.table_sizes = table_sizes_for(cfg, self.meta)
+        self.meta, self.table_sizes = check_dataset(cfg, self.par.size)
         self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
         self.plan = None
         if self.par.hybrid:
             self._build_hybrid()
         else:
             self.net = build_model(cfg, self.table_sizes)
-            self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par)
+            self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par,
+                                  cfg.adagrad_eps, cfg.adam_eps)
             self.prob_net = DLRMProbability(self.net)
         if self.par.distributed:
             self.barrier, self.gather = Barrier(), AllGatherCell()
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
+        self.layout = (self.par.size, cfg.batch_size)    # ranks x batch per rank of the data stream
+        self.leftover = None                              # (ranks, batch, done) of the layout that began this epoch
         self.last_checkpoint = None
         self.saved_at = 0
         self.steps_per_epoch = 0
@@ -63,10 +70,10 @@ class Trainer:
         router = Router(self.plan, self.par.rank)
         self.feed = ExchangeFeed(router)
         self.net = build_model(cfg, self.table_sizes, self.plan.segments(self.par.rank))
-        lookup = ShardedLookup(self.par, cfg.device_target != "CPU", router.rep_slots, router.ex_slots,
+        lookup = ShardedLookup(self.par, exchange_is_alltoall(cfg.device_target), router.rep_slots, router.ex_slots,
                                cfg.data_emb_dim)
         self.step = HybridTrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par, lookup,
-                                    self.plan.replicated_rows)
+                                    self.plan.replicated_rows, cfg.adagrad_eps, cfg.adam_eps)
         self.prob_net = ShardedProbability(self.net, lookup)
 
     def state_params(self) -> list:
@@ -112,6 +119,9 @@ class Trainer:
         arrays, position, desc, model = checkpoint.load_rows(source, self.net.segments if self.plan else None)
         checkpoint.check_same_vocab(model, desc, self.meta, cfg.dataset_path)
         checkpoint.restore(self.state_params(), arrays, desc)
+        self.layout = (position.pop("data_shards", self.layout[0]), position.pop("data_batch", self.layout[1]))
+        left = tuple(position.pop(k, 0) for k in ("leftover_shards", "leftover_batch", "leftover_done"))
+        self.leftover = left if left[0] else None
         self.position = position
         self.last_checkpoint = desc
         self.log(f"resumed from {desc} at epoch {position['epoch'] + 1}, step {position['global_step']}")
@@ -121,8 +131,11 @@ class Trainer:
         shard to ckpt_path/rank_K/."""
         cfg = self.cfg
         pos = dict(self.position)
+        left = self.leftover or (0, 0, 0)
         if self.steps_per_epoch and pos["step_in_epoch"] >= self.steps_per_epoch:   # an epoch's end is the
-            pos["epoch"], pos["step_in_epoch"] = pos["epoch"] + 1, 0                # next epoch's start
+            pos["epoch"], pos["step_in_epoch"], left = pos["epoch"] + 1, 0, (0, 0, 0)   # next epoch's start
+        pos.update(data_shards=self.layout[0], data_batch=self.layout[1], leftover_shards=left[0],
+                   leftover_batch=left[1], leftover_done=left[2])
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
         name = checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"])
         shard = None
@@ -197,9 +210,6 @@ class Trainer:
                                 shuffle_buffer_records=cfg.shuffle_buffer_records)
         if self.par.distributed:
             batches.max_batches = min(shard_sizes(self.meta, "train", self.par.size)) // cfg.batch_size
-        if len(batches) == 0:
-            raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
-                             f"({batches.samples} samples)")
         return batches
 
     def _schedule(self) -> None:
@@ -230,41 +240,26 @@ class Trainer:
         if cfg.eval_interval_steps and gs % cfg.eval_interval_steps == 0 and not epoch_end:
             self.run_eval(pos["epoch"] + 1, gs)
 
-    def check_splits(self) -> None:
-        """Before any step: the test split must have samples when training will evaluate on it."""
-        cfg = self.cfg
-        evaluates = cfg.do_eval or cfg.eval_interval_steps
-        if evaluates and min(shard_sizes(self.meta, "test", self.par.size) if self.par.distributed else
-                             [self.meta["samples"].get("test", 0)]) == 0:
-            raise ValueError(f"the test split of {cfg.dataset_path} has {self.meta['samples'].get('test', 0)} samples"
-                             f"{' (fewer than one per rank)' if self.par.distributed else ''}, so the evaluation "
-                             f"after training would fail: preprocess again with more lines, or set do_eval=False "
-                             f"and eval_interval_steps=0")
-
     def run(self, max_steps: Optional[int] = None) -> Dict[str, int]:
         """Train cfg.train_epochs epochs (or stop after `max_steps` global steps, for tests); returns
         the position {global_step, epoch, step_in_epoch}."""
         cfg = self.cfg
-        self.check_splits()
         if cfg.resume:
             self.resume()
         batches = self._train_batches()
-        steps_per_epoch = self.steps_per_epoch = len(batches)
         pos = self.position
-        if pos["step_in_epoch"] >= steps_per_epoch:
-            pos["epoch"] += 1
-            pos["step_in_epoch"] = 0
+        self._continue_epoch(batches)
         profiler = None
         if cfg.enable_profiling:
             from mindspore import Profiler
             profiler = Profiler(output_path=os.path.join(cfg.output_path, "profiler"))
-        prog = Progress("train", steps_per_epoch * cfg.train_epochs - pos["global_step"], "steps", every=10.0,
-                        enabled=self.par.is_main)
+        regular = batches.steps_per_epoch(*self.layout)
+        prog = Progress("train", len(batches) - pos["step_in_epoch"] + regular * (cfg.train_epochs - pos["epoch"] - 1),
+                        "steps", every=10.0, enabled=self.par.is_main)
         window = [time.time(), 0]                    # loss.log throughput window: start, samples
         self.saved_at = pos["global_step"]
         while pos["epoch"] < cfg.train_epochs:
-            batches.epoch = pos["epoch"]
-            batches.skip_batches = pos["step_in_epoch"]
+            steps_per_epoch = self.steps_per_epoch = len(batches)
             source = self.feed.routed(iter(batches)) if self.par.hybrid else iter(batches)
             need = None                                  # hybrid: the next step's capacity, when agreed
             for (ids, dense, label), upcoming in with_next(background(source, depth=4)):
@@ -286,8 +281,27 @@ class Trainer:
                 self.run_eval(pos["epoch"] + 1, pos["global_step"])
             pos["epoch"] += 1
             pos["step_in_epoch"] = 0
+            self.leftover = None
         prog.finish()
         return self._finish(profiler)
+
+    def _continue_epoch(self, batches: PackedBatches) -> None:
+        """Point `batches` at the resumed position: a position at its epoch's end is the next epoch's start; the
+        rest of an epoch continues in this run's layout (the same stream, or the leftover stream of another layout:
+        reader.PackedBatches.continue_epoch), and this run records its position in this layout from then on."""
+        pos, here = self.position, (self.par.size, self.cfg.batch_size)
+        batches.epoch = pos["epoch"]
+        if pos["step_in_epoch"]:
+            end = batches.steps_per_epoch(*self.layout)
+            if self.leftover:                        # the length of the leftover stream in the saved layout
+                probe = PackedBatches(self.cfg.dataset_path, "train", self.layout[1], num_shards=self.layout[0])
+                probe.continue_epoch(pos["step_in_epoch"], self.layout, self.leftover)
+                end = len(probe)
+            if pos["step_in_epoch"] >= end:
+                pos["epoch"], pos["step_in_epoch"], self.leftover = pos["epoch"] + 1, 0, None
+                batches.epoch = pos["epoch"]
+        pos["step_in_epoch"], self.leftover = batches.continue_epoch(pos["step_in_epoch"], self.layout, self.leftover)
+        self.layout = here
 
     def close(self) -> None:
         """Distributed: every rank reaches this point, then communication is released, so that no rank

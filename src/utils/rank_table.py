@@ -10,6 +10,7 @@ This server is the one whose server_id is SERVER_ID, or one of this machine's ad
 server it is that one. A table without server_list (a placeholder) gives devices 0..NUM-1 as ranks
 0..NUM-1. Errors name the file and what is wrong, and exit 2.
 """
+import argparse
 import json
 import socket
 import sys
@@ -72,17 +73,19 @@ def placement(table: dict, path: str, num: int, server_id: Optional[str] = None)
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """CLI: print the rank count, then `device_id rank_id` per device of this server."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) not in (2, 3):
-        sys.stderr.write("usage: python -m src.utils.rank_table RANK_TABLE_FILE NUM [SERVER_ID]\n")
-        sys.exit(2)
-    path, num = argv[0], int(argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m src.utils.rank_table")
+    ap.add_argument("rank_table_file", help="HCCL rank table (JSON), as hccl_tools.py writes it")
+    ap.add_argument("num", type=int, help="devices of this server to start (DEVICE_NUM)")
+    ap.add_argument("server_id", nargs="?", default=None, help="this server's server_id in the table (default: "
+                    "found by this machine's addresses)")
+    args = ap.parse_args(argv)
+    path = args.rank_table_file
     try:
         with open(path, encoding="utf-8") as f:
             table = json.load(f)
         if not isinstance(table, dict):
             raise RankTableError(f"{path}: must hold a JSON object")
-        total, mine = placement(table, path, num, argv[2] if len(argv) == 3 else None)
+        total, mine = placement(table, path, args.num, args.server_id)
     except (OSError, json.JSONDecodeError, RankTableError) as exc:
         sys.stderr.write(f"rank table error: {exc}\n")
         sys.exit(2)

@@ -1,0 +1,129 @@
+"""The training loop: resume after a kill (also in another layout), the NaN stop, checkpoints that do not fit,
+and a model that learns."""
+import os
+
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from fixtures.paths import make_cfg
+from src.training import checkpoint
+from src.training.checkpoint import CheckpointError
+from src.training.trainer import Trainer, TrainingDiverged
+
+SMALL = ["--bottom_mlp_args=[32,16]", "--top_mlp_args=[32,1]"]
+
+
+def _cfg(ds, tmp, *extra):
+    return make_cfg(f"--dataset_path={ds}", f"--ckpt_path={tmp}/ckpt", f"--loss_file_name={tmp}/loss.log",
+                    f"--eval_file_name={tmp}/eval.log", "--batch_size=256", "--log_interval_steps=10",
+                    "--test_batch_size=1000", *SMALL, *extra)
+
+
+def _params(trainer):
+    return {p.name: p.asnumpy().copy() for p in trainer.state_params()}
+
+
+RECIPES = {"sgd": ["--optimizer=sgd"], "adagrad": ["--optimizer=adagrad", "--learning_rate=0.01"],
+           "dcn_adam_schedule": ["--interaction_op=dcn", "--dcn_num_layers=2", "--dcn_low_rank_dim=8", "--optimizer=adam",
+                                 "--learning_rate=0.003", "--warmup_steps=10", "--decay_start_step=25",
+                                 "--decay_steps=30"]}
+
+
+@pytest.mark.parametrize("recipe", ["adagrad", "sgd", pytest.param("dcn_adam_schedule", marks=pytest.mark.slow)])
+def test_kill_and_resume_gives_the_same_parameters(synth_dataset, tmp_path, recipe):
+    """60 steps uninterrupted against 20 + 20 + 20 resumed (two epochs of 33 steps: one resume mid-epoch 1, one in
+    epoch 2): every parameter and optimizer state (Adam's moments and step count, the accumulators) to 1e-6."""
+    from src.training.schedule import lr_at
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    extra = ["--train_epochs=2", "--do_eval=False", *RECIPES[recipe]]
+    full = Trainer(_cfg(ds, tmp_path / "a", *extra, "--save_checkpoint=False"), log=lambda *_: None)
+    full.run(max_steps=60)
+    for stop in (20, 40, 60):
+        part = Trainer(_cfg(ds, tmp_path / "b", *extra, "--save_checkpoint_steps=20", f"--resume={stop > 20}"),
+                       log=lambda *_: None)
+        assert part.run(max_steps=stop)["global_step"] == stop
+        if stop == 20:
+            ck = checkpoint.list_checkpoints(str(tmp_path / "b" / "ckpt"), "dlrm")
+            assert [os.path.basename(c) for c in ck] == ["dlrm-1_20.safetensors"]
+    a, b = _params(full), _params(part)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+    if recipe == "dcn_adam_schedule":
+        assert any("adam_m" in k for k in a) and any("cross" in k for k in a)
+        assert part.current_lr == lr_at(59, 0.003, 10, 25, 30)
+
+
+def test_an_epoch_resumed_with_another_batch_size_continues_on_the_rest_of_it(real_ds, tmp_path):
+    """Killed mid-epoch at batch 128 (layout 1 x 128, 5 of 13 steps done), resumed at batch 96: the rest of the
+    epoch is the samples the first run had not reached, in global batches of 96, then a regular epoch at 96; the
+    result equals one process trained over exactly those batches from the same checkpoint."""
+    from fixtures.distributed import global_batches, leftover_batches, reference
+    small = [*SMALL, "--optimizer=adagrad", "--learning_rate=0.01"]
+    first = Trainer(make_cfg(f"--dataset_path={real_ds}", f"--ckpt_path={tmp_path}/ck", "--batch_size=128",
+                             "--save_checkpoint_steps=5", "--do_eval=False", "--loss_file_name=", *small),
+                    log=lambda *_: None)
+    first.run(max_steps=5)
+    start = first.last_checkpoint
+    second = Trainer(make_cfg(f"--dataset_path={real_ds}", f"--ckpt_path={tmp_path}/ck", "--batch_size=96",
+                              "--train_epochs=2", "--resume=True", "--do_eval=False", "--loss_file_name=", *small),
+                     log=lambda *_: None)
+    pos = second.run()
+    rest = list(leftover_batches(real_ds, (1, 128, 5), 1, 96, epoch=0))
+    assert len(rest) == (13 - 5) * 128 // 96 == 10
+    assert pos == {"global_step": 5 + 10 + 1714 // 96, "epoch": 2, "step_in_epoch": 0}
+    want = reference(real_ds, rest + list(global_batches(real_ds, 1, 96, epoch=1)), *small, start=start,
+                     first_step=5)
+    got = {checkpoint.canonical(p.name): p.asnumpy() for p in second.state_params()}
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, atol=1e-6, err_msg=k)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synth_dataset, tmp_path):
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    tr = Trainer(_cfg(ds, tmp_path, "--do_eval=False", "--save_checkpoint_steps=2", "--keep_checkpoint_max=1"),
+                 log=lambda *_: None)
+    tr.run(max_steps=2)
+    good = tr.last_checkpoint
+    bias = tr.net.over_arch.trainable_params()[-1]
+    bias.set_data(Tensor(np.full(bias.shape, np.inf, np.float32)))  # a diverged parameter
+    tr.cfg.resume = False
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at epoch 1, step \d+: training stopped; "
+                                               r"last good checkpoint: .*dlrm-1_2\.safetensors"):
+        tr.run(max_steps=50)
+    assert checkpoint.list_checkpoints(str(tmp_path / "ckpt"), "dlrm")[-1] == good
+
+
+def test_checkpoint_from_another_dataset_is_refused(real_dataset, synth_dataset, tmp_path):
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    tr = Trainer(_cfg(ds, tmp_path, "--do_eval=False"), log=lambda *_: None)
+    tr.run(max_steps=1)
+    other = Trainer(_cfg(os.path.join(real_dataset[0], "mindrecord"), tmp_path / "o"), log=lambda *_: None)
+    arrays, _ = checkpoint.load(tr.last_checkpoint)
+    with pytest.raises(CheckpointError, match=r"parameter 'sparse_arch.table' has shape \(\d+, 16\), the model "
+                                              r"built from the config expects \(\d+, 16\)"):
+        checkpoint.restore(other.state_params(), arrays, tr.last_checkpoint)
+    with pytest.raises(CheckpointError, match="no parameter 'adagrad_acc"):
+        Trainer(_cfg(ds, tmp_path, "--optimizer=adagrad", "--resume=True"), log=lambda *_: None).resume()
+
+
+def test_yaml_table_sizes_must_agree_with_the_dataset(synth_dataset, tmp_path):
+    from src.data.packed_format import DatasetError
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    with pytest.raises(DatasetError, match="categorical_feature_sizes in the config disagrees"):
+        Trainer(_cfg(ds, tmp_path, "--categorical_feature_sizes=" + str([5] * 26)))
+    sizes = synth_dataset[1]["table_sizes"]
+    Trainer(_cfg(ds, tmp_path, "--categorical_feature_sizes=" + str(sizes).replace(" ", "")))
+
+
+def test_synthetic_model_learns_towards_the_best_auc(synth_dataset, tmp_path):
+    from src.tools.best_auc import best_test_metrics
+    ds = os.path.join(synth_dataset[0], "mindrecord")
+    tr = Trainer(_cfg(ds, tmp_path, "--train_epochs=3", "--save_checkpoint=False", "--batch_size=128"),
+                 log=lambda *_: None)
+    tr.run()
+    best = best_test_metrics(ds, os.path.join(synth_dataset[0], "train_prob.npy"))
+    aucs = [r["auc"] for r in tr.eval_results]
+    assert len(aucs) == 3 and all(r["samples"] == 2857 for r in tr.eval_results)
+    assert aucs[-1] > aucs[0] and aucs[-1] > 0.66 and aucs[-1] < best["auc"] + 0.01
