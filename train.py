@@ -1,7 +1,7 @@
 """Train DLRM on a preprocessed dataset (DIR/mindrecord from src/preprocess_data.py).
 
     python train.py --config_path=cpu_config.yaml --dataset_path=DIR/mindrecord [--key=value ...]
-    python train.py --plan_only=True --rank_size=64 --parallel_mode=hybrid_parallel ...   # memory plan, no training
+    python train.py --plan_only=True --rank_size=64 --parallel_mode=hybrid_parallel ...   # memory estimate, no training
 Distributed (parallel_mode data_parallel / hybrid_parallel): one process per rank, started by
 scripts/run_distribute_train_{cpu,gpu,ascend}.sh. The dataset is checked before MindSpore is loaded.
 """
@@ -25,11 +25,12 @@ def fail(message: str, rank=None) -> None:
 def plan_only() -> None:
     """--plan_only=True: print the plan for rank_size ranks and whether it fits memory_budget_gb; no training."""
     from src.data.packed_format import DatasetError
-    from src.training.memory_plan import MemoryBudgetError, budget_bytes, check_budget, plan, plan_table_sizes
+    from src.training.memory_estimate import MemoryBudgetError, budget_bytes, check_budget, estimate
+    from src.training.preflight import config_spec
     try:
-        sizes = plan_table_sizes(config)
-        print("\n".join(plan(config, sizes, config.rank_size).lines()))
-        check_budget(config, sizes, config.rank_size, budget_bytes(config))
+        spec = config_spec(config)
+        print("\n".join(estimate(config, spec, config.rank_size).lines()))
+        check_budget(config, spec, config.rank_size, budget_bytes(config))
     except MemoryBudgetError as exc:
         print(f"does not fit: {exc}")
         sys.exit(1)
@@ -68,11 +69,11 @@ def main() -> None:
 
 
 def train() -> None:
-    """Start communication, check the memory plan for this many ranks, train, report."""
+    """Start communication, check the memory estimate for this many ranks, train, report."""
     from src.data.packed_format import DatasetError
     from src.training.checkpoint import CheckpointError
     from src.training.logs import format_eval
-    from src.training.memory_plan import budget_bytes, check_budget
+    from src.training.memory_estimate import budget_bytes, check_budget
     from src.training.parallel import init_parallel
     from src.training.preflight import check_dataset
     from src.training.trainer import Trainer, TrainingDiverged
@@ -85,12 +86,12 @@ def train() -> None:
     if par.distributed:
         print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:
-        _, sizes = check_dataset(config, par.size)
-        rank_plan = check_budget(config, sizes, par.size, budget_bytes(config))     # before allocating
+        _, spec = check_dataset(config, par.size)
+        rank_memory = check_budget(config, spec, par.size, budget_bytes(config))      # before allocating
         trainer = Trainer(config, parallel=par)
         if par.is_main:
             print(trainer.describe(), flush=True)
-            print("\n".join(rank_plan.lines()), flush=True)
+            print("\n".join(rank_memory.lines()), flush=True)
         start = time.time()
         pos = trainer.run()
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:

@@ -22,7 +22,7 @@ PIECE_ROWS = 1 << 17    # samples mapped and written per step
 
 
 @dataclass(frozen=True)
-class Segment:
+class RecordRange:
     """Records [start, end) of one piece's record file."""
     records: str
     start: int
@@ -32,12 +32,12 @@ class Segment:
 @dataclass(frozen=True)
 class PartTask:
     """One part of one split: where its records are and where it goes. A training part lists no
-    segments: its worker reads them from the job's bucket table (one row per piece), so that neither
-    the tasks nor the parent hold pieces x parts segment objects."""
+    ranges: its worker reads them from the job's bucket table (one row per piece), so that neither
+    the tasks nor the parent hold pieces x parts range objects."""
     split: str
     index: int
     samples: int
-    segments: Optional[Tuple[Segment, ...]] = None     # held-out parts
+    ranges: Optional[Tuple[RecordRange, ...]] = None     # held-out parts
 
     @property
     def name(self) -> str:
@@ -96,18 +96,18 @@ def mappers_for(job: PartJob) -> List[SlotMapper]:
     return _MAPPERS[key]
 
 
-def train_segments(folder: str, index: int) -> List[Segment]:
-    """The segments of training part `index`: from every piece, its records of the part's buckets."""
+def train_ranges(folder: str, index: int) -> List[RecordRange]:
+    """The ranges of training part `index`: from every piece, its records of the part's buckets."""
     cuts = np.load(os.path.join(folder, "cuts.npy"), mmap_mode="r")
     with open(os.path.join(folder, "pieces.json"), encoding="utf-8") as f:
         records = json.load(f)
     lo, hi = np.asarray(cuts[:, index], np.int64), np.asarray(cuts[:, index + 1], np.int64)
-    return [Segment(records[r], int(lo[r]), int(hi[r])) for r in np.flatnonzero(hi > lo)]
+    return [RecordRange(records[r], int(lo[r]), int(hi[r])) for r in np.flatnonzero(hi > lo)]
 
 
-def _gather(segments: List[Segment], dtype: np.dtype) -> np.ndarray:
+def _gather(ranges: List[RecordRange], dtype: np.dtype) -> np.ndarray:
     recs = [np.fromfile(s.records, dtype, count=s.end - s.start, offset=s.start * dtype.itemsize)
-            for s in segments if s.end > s.start]
+            for s in ranges if s.end > s.start]
     return np.concatenate(recs) if recs else np.zeros(0, dtype)
 
 
@@ -118,9 +118,9 @@ def write_part(job: PartJob, task: PartTask) -> dict:
     if done is not None:
         return done
     from src.data.writer import PackedWriter        # MindSpore is imported by the workers that write
-    shuffle = task.segments is None
-    segments = train_segments(job.bucket_table, task.index) if shuffle else task.segments
-    rec = _gather(segments, record_dtype(job.dense_dim, job.slot_dim))
+    shuffle = task.ranges is None
+    ranges = train_ranges(job.bucket_table, task.index) if shuffle else task.ranges
+    rec = _gather(ranges, record_dtype(job.dense_dim, job.slot_dim))
     if len(rec) != task.samples:
         raise RuntimeError(f"part {task.name}: gathered {len(rec)} records, expected {task.samples}")
     if shuffle:

@@ -32,7 +32,7 @@ import numpy as np
 from src.data.criteo import CriteoFormatError, MAX_EXAMPLES, count_lines
 from src.data.inputs import InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
-from src.data.parts import PartJob, PartTask, Segment, write_part
+from src.data.parts import PartJob, PartTask, RecordRange, write_part
 from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
 from src.data.vocab import merge_counts
 from src.utils.progress import Progress
@@ -41,7 +41,7 @@ from src.utils.workers import Workers, default_workers
 
 
 @dataclass
-class Plan:
+class Preprocessing:
     """What every phase agrees on: input layout, work folder, split and id settings."""
     layout: Layout
     work: WorkDir
@@ -95,26 +95,26 @@ def fingerprint(cfg, layout: Layout) -> dict:
             **{k: getattr(cfg, k) for k in keys}}
 
 
-def kaggle_split(plan: Plan) -> Tuple[Optional[tuple], int, int, int]:
+def kaggle_split(prep: Preprocessing) -> Tuple[Optional[tuple], int, int, int]:
     """Kaggle layout: (lines before every piece (plain file; None for gzip), total, n_train, n_val)."""
-    file = plan.layout.files[0]
+    file = prep.layout.files[0]
     offsets = None
     if file.gzip:
-        total = plan.train_line_count or count_lines(file.path)
+        total = prep.train_line_count or count_lines(file.path)
     else:
-        n = piece_count(file.path, plan.piece_bytes)
-        prog = Progress("preprocess: counting lines", n, "pieces", enabled=plan.progress)
-        counts = plan.workers.run(_count_task, (file.path, plan.piece_bytes), list(range(n)), prog)
+        n = piece_count(file.path, prep.piece_bytes)
+        prog = Progress("preprocess: counting lines", n, "pieces", enabled=prep.progress)
+        counts = prep.workers.run(_count_task, (file.path, prep.piece_bytes), list(range(n)), prog)
         prog.finish()
         offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]]))
         total = int(sum(counts))
-        if plan.train_line_count and plan.train_line_count != total:
-            raise CriteoFormatError(f"{file.path}: has {total} lines but train_line_count={plan.train_line_count}; "
+        if prep.train_line_count and prep.train_line_count != total:
+            raise CriteoFormatError(f"{file.path}: has {total} lines but train_line_count={prep.train_line_count}; "
                                     f"set it to the file's line count, or 0 to count it")
     n_test = total // 7
     if n_test == 0:
         raise CriteoFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
-    return offsets, total, total - n_test, n_test // 2 if plan.val_split else 0
+    return offsets, total, total - n_test, n_test // 2 if prep.val_split else 0
 
 
 def _count_task(shared: Tuple[str, int], k: int) -> int:
@@ -125,33 +125,33 @@ def _piece_task(job: PieceJob, task: Tuple[InputFile, Optional[int]]) -> List[in
     return run_file(job, task[0], task[1])
 
 
-def parse_phase(plan: Plan, job: PieceJob) -> None:
-    """Phase A: every piece not yet done, on plan.workers processes (a gzip file is one task)."""
+def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
+    """Phase A: every piece not yet done, on prep.workers processes (a gzip file is one task)."""
     tasks, weights = [], []
-    for f in plan.layout.files:
+    for f in prep.layout.files:
         if f.gzip:
             tasks.append((f, None))
             weights.append(os.path.getsize(f.path))
         else:
-            n = piece_count(f.path, plan.piece_bytes)
+            n = piece_count(f.path, prep.piece_bytes)
             todo = [k for k in range(n) if not job.done(f, k)]
             tasks += [(f, k) for k in todo]
-            weights += [min(plan.piece_bytes, os.path.getsize(f.path) - k * plan.piece_bytes) for k in todo]
+            weights += [min(prep.piece_bytes, os.path.getsize(f.path) - k * prep.piece_bytes) for k in todo]
     finished = sum(1 for name in os.listdir(job.folder) if name.endswith(".npz"))
     if finished:
-        print(f"preprocess: resuming in {plan.work.path}: {finished:,} finished pieces are kept and skipped",
+        print(f"preprocess: resuming in {prep.work.path}: {finished:,} finished pieces are kept and skipped",
               file=sys.stderr)
-    prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=plan.progress)
-    plan.workers.run(_piece_task, job, tasks, prog, weights)
+    prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=prep.progress)
+    prep.workers.run(_piece_task, job, tasks, prog, weights)
     prog.finish()
 
 
-def list_pieces(plan: Plan, job: PieceJob) -> List[Piece]:
+def list_pieces(prep: Preprocessing, job: PieceJob) -> List[Piece]:
     """Every finished piece in input order, with its line offset in its file."""
     pieces = []
-    for f in plan.layout.files:
+    for f in prep.layout.files:
         k, offset = 0, 0
-        n = None if f.gzip else piece_count(f.path, plan.piece_bytes)
+        n = None if f.gzip else piece_count(f.path, prep.piece_bytes)
         while (k < n) if n is not None else job.done(f, k):
             stem = job.stem(f, k)
             with np.load(stem + ".npz") as z:
@@ -162,7 +162,7 @@ def list_pieces(plan: Plan, job: PieceJob) -> List[Piece]:
     return pieces
 
 
-def merge_bad_lines(plan: Plan, pieces: List[Piece]) -> dict:
+def merge_bad_lines(prep: Preprocessing, pieces: List[Piece]) -> dict:
     """The bad-line summary over all pieces, with line numbers in their files (day layout: 'day_3:120')."""
     counts, first = {}, {}
     for p in pieces:
@@ -172,7 +172,7 @@ def merge_bad_lines(plan: Plan, pieces: List[Piece]) -> dict:
             counts[reason] = counts.get(reason, 0) + n
             got = first.setdefault(reason, [])
             for line in bad["first_lines"][reason][:MAX_EXAMPLES - len(got)]:
-                got.append(p.offset + line if plan.layout.kind == "kaggle" else f"{p.file.name}:{p.offset + line}")
+                got.append(p.offset + line if prep.layout.kind == "kaggle" else f"{p.file.name}:{p.offset + line}")
     return {"total": sum(counts.values()), "counts": counts, "first_lines": first}
 
 
@@ -220,23 +220,23 @@ def _merge_slot(shared: Tuple[List[str], int], s: int) -> Tuple[np.ndarray, np.n
     return merge_counts(parts, threshold)
 
 
-def build_vocab(plan: Plan, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray], List[int], Optional[tuple]]:
+def build_vocab(prep: Preprocessing, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray], List[int], Optional[tuple]]:
     """(vocab.npz arrays, table sizes, largest ids (id mode)) from the piece summaries."""
-    if plan.mode == "hash":
-        return {}, [plan.max_ind_range] * plan.slot_dim, None
-    if plan.mode == "ids":
-        max_ids = np.zeros(plan.slot_dim, np.int64)
+    if prep.mode == "hash":
+        return {}, [prep.max_ind_range] * prep.slot_dim, None
+    if prep.mode == "ids":
+        max_ids = np.zeros(prep.slot_dim, np.int64)
         for p in pieces:
             with np.load(p.stem + ".npz") as z:
                 max_ids = np.maximum(max_ids, z["max_ids"])
         bad = np.flatnonzero(max_ids >= 2 ** 31 - 1)
         if len(bad):
-            raise CriteoFormatError(f"{plan.layout.describe()}: slot C{bad[0] + 1} holds id {max_ids[bad[0]]}, above "
+            raise CriteoFormatError(f"{prep.layout.describe()}: slot C{bad[0] + 1} holds id {max_ids[bad[0]]}, above "
                                     f"the int32 range")
         return {}, [int(m) + 1 for m in max_ids], tuple(int(m) for m in max_ids)
     stems = [p.stem for p in pieces if p.n_train]
-    prog = Progress("preprocess: merging value counts", plan.slot_dim, "slots", enabled=plan.progress)
-    merged = plan.workers.run(_merge_slot, (stems, plan.threshold), list(range(plan.slot_dim)), prog)
+    prog = Progress("preprocess: merging value counts", prep.slot_dim, "slots", enabled=prep.progress)
+    merged = prep.workers.run(_merge_slot, (stems, prep.threshold), list(range(prep.slot_dim)), prog)
     prog.finish()
     arrays = {}
     for s, (keys, counts) in enumerate(merged):
@@ -244,15 +244,15 @@ def build_vocab(plan: Plan, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray],
     return arrays, [len(k) + 2 for k, _ in merged], None
 
 
-def train_parts(plan: Plan, pieces: List[Piece]) -> List[PartTask]:
+def train_parts(prep: Preprocessing, pieces: List[Piece]) -> List[PartTask]:
     """Training parts: runs of the FINE_BUCKETS shuffle buckets of about part_lines lines each. Writes the
     bucket table the part workers read: `cuts.npy` [training pieces, parts + 1] (record offsets of the
     part boundaries in each piece) and `pieces.json` (their record files)."""
     train = [p for p in pieces if p.n_train]
     n_train = sum(p.n_train for p in train)
-    n_parts = min(FINE_BUCKETS, max(1, -(-n_train // plan.part_lines)))
+    n_parts = min(FINE_BUCKETS, max(1, -(-n_train // prep.part_lines)))
     cuts = [i * FINE_BUCKETS // n_parts for i in range(n_parts + 1)]
-    table = np.lib.format.open_memmap(plan.path("parts", "cuts.npy.tmp"), "w+", np.uint32, (len(train), n_parts + 1))
+    table = np.lib.format.open_memmap(prep.path("parts", "cuts.npy.tmp"), "w+", np.uint32, (len(train), n_parts + 1))
     samples = np.zeros(n_parts, np.int64)
     for r, p in enumerate(train):
         with np.load(p.stem + ".npz") as z:
@@ -260,22 +260,22 @@ def train_parts(plan: Plan, pieces: List[Piece]) -> List[PartTask]:
         samples += np.diff(table[r].astype(np.int64))
     table.flush()
     del table
-    os.replace(plan.path("parts", "cuts.npy.tmp"), plan.path("parts", "cuts.npy"))
-    write_json_atomic(plan.path("parts", "pieces.json"), [p.stem + ".rec" for p in train])
+    os.replace(prep.path("parts", "cuts.npy.tmp"), prep.path("parts", "cuts.npy"))
+    write_json_atomic(prep.path("parts", "pieces.json"), [p.stem + ".rec" for p in train])
     return [PartTask("train", i, int(n)) for i, n in enumerate(samples)]
 
 
-def held_out_parts(plan: Plan, pieces: List[Piece], val_end: int) -> Dict[str, List[PartTask]]:
+def held_out_parts(prep: Preprocessing, pieces: List[Piece], val_end: int) -> Dict[str, List[PartTask]]:
     """val/test parts: held-out lines in file order; a line is validation when its line number in its
-    file is at most val_end. Parts are whole piece segments of about part_lines lines."""
+    file is at most val_end. Parts are whole piece ranges of about part_lines lines."""
     segs = {"val": [], "test": []}
     for p in pieces:
         if not p.n_held_out:
             continue
-        rec = np.memmap(p.stem + ".rec", mode="r", dtype=_dtype(plan))[p.n_train:]
+        rec = np.memmap(p.stem + ".rec", mode="r", dtype=_dtype(prep))[p.n_train:]
         n_val = int(np.searchsorted(rec["line"].astype(np.int64) + p.offset, val_end, side="right"))
-        segs["val"].append(Segment(p.stem + ".rec", p.n_train, p.n_train + n_val))
-        segs["test"].append(Segment(p.stem + ".rec", p.n_train + n_val, p.n_train + p.n_held_out))
+        segs["val"].append(RecordRange(p.stem + ".rec", p.n_train, p.n_train + n_val))
+        segs["test"].append(RecordRange(p.stem + ".rec", p.n_train + n_val, p.n_train + p.n_held_out))
     out = {}
     for split, seg in segs.items():
         parts, cur, n_cur = [], [], 0
@@ -283,25 +283,25 @@ def held_out_parts(plan: Plan, pieces: List[Piece], val_end: int) -> Dict[str, L
             if sg.end > sg.start:
                 cur.append(sg)
                 n_cur += sg.end - sg.start
-            if n_cur >= plan.part_lines:
+            if n_cur >= prep.part_lines:
                 parts.append(cur)
                 cur, n_cur = [], 0
         if cur:
             parts.append(cur)
-        if parts or split == "test" or plan.val_split:
+        if parts or split == "test" or prep.val_split:
             out[split] = [PartTask(split, i, sum(x.end - x.start for x in c), tuple(c)) for i, c in enumerate(parts)]
     return out
 
 
-def _dtype(plan: Plan) -> np.dtype:
-    return record_dtype(plan.dense_dim, plan.slot_dim)
+def _dtype(prep: Preprocessing) -> np.dtype:
+    return record_dtype(prep.dense_dim, prep.slot_dim)
 
 
 def _part_task(job: PartJob, task: PartTask) -> dict:
     return write_part(job, task)
 
 
-def write_phase(plan: Plan, job: PartJob, parts: Dict[str, List[PartTask]]) -> Tuple[dict, dict]:
+def write_phase(prep: Preprocessing, job: PartJob, parts: Dict[str, List[PartTask]]) -> Tuple[dict, dict]:
     """Phase B: every part not yet written; returns (per split the [file name, samples] of its parts,
     {file name: {bytes, sha256}} of the files written)."""
     tasks = [t for split in ("train", "val", "test") for t in parts.get(split, [])]
@@ -310,8 +310,8 @@ def write_phase(plan: Plan, job: PartJob, parts: Dict[str, List[PartTask]]) -> T
         print(f"preprocess: {done:,} of {len(tasks):,} parts were written by an earlier run; skipping them",
               file=sys.stderr)
     prog = Progress("preprocess phase B (shuffle, map, write)", sum(t.samples for t in tasks), "lines",
-                    enabled=plan.progress)
-    results = plan.workers.run(_part_task, job, tasks, prog, [t.samples for t in tasks])
+                    enabled=prep.progress)
+    results = prep.workers.run(_part_task, job, tasks, prog, [t.samples for t in tasks])
     prog.finish()
     out, files = {}, {}
     for t, r in zip(tasks, results):
@@ -333,24 +333,24 @@ def vocab_fingerprint(mode: str, threshold: int, max_ind_range: int, table_sizes
     return h.hexdigest()
 
 
-def build_metadata(plan: Plan, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
+def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
                    split_text: str, bad_lines: dict, fingerprint_hex: str) -> dict:
     """The metadata.json dict without "files" (see src/data/packed_format.py for the keys every reader checks)."""
-    layout = plan.layout
+    layout = prep.layout
     return {
         "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "input": layout.files[0].path if layout.kind == "kaggle" else layout.folder,
         "input_files": [f.name for f in layout.files],
-        "dense_dim": plan.dense_dim,
-        "slot_dim": plan.slot_dim,
-        "id_mode": plan.mode,
-        "threshold": plan.threshold if plan.mode == "vocab" else None,
-        "max_ind_range": plan.max_ind_range or None,
+        "dense_dim": prep.dense_dim,
+        "slot_dim": prep.slot_dim,
+        "id_mode": prep.mode,
+        "threshold": prep.threshold if prep.mode == "vocab" else None,
+        "max_ind_range": prep.max_ind_range or None,
         "table_sizes": table_sizes,
         "total_rows": int(sum(table_sizes)),
-        "pack_size": plan.pack_size,
-        "random_seed": plan.seed,
+        "pack_size": prep.pack_size,
+        "random_seed": prep.seed,
         "lines": lines,
         "split": split_text,
         "samples": {split: sum(n for _, n in p) for split, p in parts.items()},
@@ -360,57 +360,57 @@ def build_metadata(plan: Plan, table_sizes: List[int], parts: Dict[str, List[Tup
     }
 
 
-def split_lines(plan: Plan, pieces: List[Piece], kaggle: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
+def split_lines(prep: Preprocessing, pieces: List[Piece], kaggle: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
     """(metadata "lines", the last line number of validation in the held-out file, the split in words)."""
     if kaggle is not None:
         total, n_train, n_val = kaggle
         found = sum(p.lines for p in pieces)
         if found != total:
-            raise CriteoFormatError(f"{plan.layout.files[0].path}: has {found} lines but train_line_count={total}; "
+            raise CriteoFormatError(f"{prep.layout.files[0].path}: has {found} lines but train_line_count={total}; "
                                     f"set it to the file's line count, or 0 to count it")
         n_held = total - n_train
         text = f"last {n_held} lines (N // 7) are held out" + (
             f"; the first {n_val} of them are validation" if n_val else "")
         return {"total": total, "train": n_train, "test": n_held - n_val, "val": n_val}, n_train + n_val, text
-    last = plan.layout.files[-1]
+    last = prep.layout.files[-1]
     held = sum(p.lines for p in pieces if p.file == last)
     total = sum(p.lines for p in pieces)
-    n_val = -(-held // 2) if plan.val_split else 0
+    n_val = -(-held // 2) if prep.val_split else 0
     text = f"{last.name} (the last day) is held out" + (
         f"; its first {n_val} lines (ceil(n/2), the half MLPerf's reference evaluates on) are validation, the "
         f"other {held - n_val} test" if n_val else ", all of it test")
     return {"total": total, "train": total - held, "test": held - n_val, "val": n_val}, n_val, text
 
 
-def run_phases(plan: Plan) -> dict:
+def run_phases(prep: Preprocessing) -> dict:
     """All phases into the work folder; returns the metadata written to the staged dataset."""
     kaggle, offsets = None, None
-    if plan.layout.kind == "kaggle":
-        offsets, total, n_train, n_val = kaggle_split(plan)
+    if prep.layout.kind == "kaggle":
+        offsets, total, n_train, n_val = kaggle_split(prep)
         kaggle = (total, n_train, n_val)
-    elif plan.train_line_count:
-        raise CriteoFormatError(f"train_line_count={plan.train_line_count} applies to train.txt; day files are "
+    elif prep.train_line_count:
+        raise CriteoFormatError(f"train_line_count={prep.train_line_count} applies to train.txt; day files are "
                                 f"counted as they are read: set it to 0")
-    os.makedirs(plan.path("pieces"), exist_ok=True)
-    os.makedirs(plan.path("parts"), exist_ok=True)
-    job = PieceJob(plan.path("pieces"), plan.dense_dim, plan.slot_dim, plan.piece_bytes, plan.mode, plan.strict,
-                   plan.seed, kaggle[1] if kaggle else 0, offsets)
-    parse_phase(plan, job)
-    pieces = list_pieces(plan, job)
-    lines, val_end, split_text = split_lines(plan, pieces, kaggle)
-    bad = merge_bad_lines(plan, pieces)
-    parts = {"train": train_parts(plan, pieces), **held_out_parts(plan, pieces, val_end)}
-    check_enough_good_lines(plan.layout.describe(), lines["total"], plan.max_bad_fraction, bad,
+    os.makedirs(prep.path("pieces"), exist_ok=True)
+    os.makedirs(prep.path("parts"), exist_ok=True)
+    job = PieceJob(prep.path("pieces"), prep.dense_dim, prep.slot_dim, prep.piece_bytes, prep.mode, prep.strict,
+                   prep.seed, kaggle[1] if kaggle else 0, offsets)
+    parse_phase(prep, job)
+    pieces = list_pieces(prep, job)
+    lines, val_end, split_text = split_lines(prep, pieces, kaggle)
+    bad = merge_bad_lines(prep, pieces)
+    parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val_end)}
+    check_enough_good_lines(prep.layout.describe(), lines["total"], prep.max_bad_fraction, bad,
                             {s: sum(t.samples for t in p) for s, p in parts.items()})
-    arrays, sizes, max_ids = build_vocab(plan, pieces)
-    out = plan.work.staged()
+    arrays, sizes, max_ids = build_vocab(prep, pieces)
+    out = prep.work.staged()
     np.savez(os.path.join(out, "vocab.npz"), **arrays)
-    write_json_atomic(os.path.join(out, "stats.json"), merge_stats(pieces, plan.dense_dim, plan.slot_dim))
-    part_job = PartJob(out, plan.path("parts"), plan.dense_dim, plan.slot_dim, plan.pack_size, plan.seed, plan.mode,
-                       os.path.join(out, "vocab.npz"), plan.max_ind_range, max_ids, plan.path("parts"))
-    written, files = write_phase(plan, part_job, parts)
-    meta = build_metadata(plan, sizes, written, lines, split_text, bad,
-                          vocab_fingerprint(plan.mode, plan.threshold, plan.max_ind_range, sizes, arrays))
+    write_json_atomic(os.path.join(out, "stats.json"), merge_stats(pieces, prep.dense_dim, prep.slot_dim))
+    part_job = PartJob(out, prep.path("parts"), prep.dense_dim, prep.slot_dim, prep.pack_size, prep.seed, prep.mode,
+                       os.path.join(out, "vocab.npz"), prep.max_ind_range, max_ids, prep.path("parts"))
+    written, files = write_phase(prep, part_job, parts)
+    meta = build_metadata(prep, sizes, written, lines, split_text, bad,
+                          vocab_fingerprint(prep.mode, prep.threshold, prep.max_ind_range, sizes, arrays))
     files.update({name: file_record(os.path.join(out, name)) for name in ("vocab.npz", "stats.json")})
     meta["files"] = dict(sorted(files.items()))
     write_json_atomic(os.path.join(out, METADATA), meta)
@@ -426,11 +426,14 @@ def preprocess(cfg, progress: bool = True) -> dict:
     try:
         with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
                 Workers(default_workers(cfg.workers)) as workers:
-            plan = Plan(layout, work, id_mode(cfg), cfg.dense_dim, cfg.slot_dim, cfg.threshold, cfg.max_ind_range,
-                        cfg.pack_size, cfg.chunk_bytes, cfg.shuffle_bucket_lines, bool(cfg.strict),
-                        cfg.max_bad_fraction, bool(cfg.val_split), cfg.random_seed, workers,
-                        progress, cfg.train_line_count)
-            meta = run_phases(plan)
+            prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), dense_dim=cfg.dense_dim,
+                                 slot_dim=cfg.slot_dim, threshold=cfg.threshold, max_ind_range=cfg.max_ind_range,
+                                 pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,
+                                 part_lines=cfg.shuffle_bucket_lines, strict=bool(cfg.strict),
+                                 max_bad_fraction=cfg.max_bad_fraction, val_split=bool(cfg.val_split),
+                                 seed=cfg.random_seed, workers=workers, progress=progress,
+                                 train_line_count=cfg.train_line_count)
+            meta = run_phases(prep)
     except OSError as exc:      # a full disk, a file-size limit, a read-only folder
         raise OutputError(f"cannot write the dataset for {out_dir}: {exc}. Free space (the dataset needs about "
                           f"2.5x the input's uncompressed size while it is written) and run again: finished pieces "

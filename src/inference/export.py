@@ -1,8 +1,8 @@
 """The trained network for inference, and its export to MINDIR / ONNX / AIR.
 
 Exported signature (every format):
-    inputs  ids   int32   [B, slot_dim]   per-slot ids as written by preprocessing (0 missing, 1 OOV)
-            dense float32 [B, dense_dim]  log(1 + max(x, 0)) transformed integer features
+    inputs  ids   int32   [B, L]          per-slot ids as written by preprocessing (0 missing, 1 OOV); L = spec.lookups
+            dense float32 [B, Dn]         log(1 + max(x, 0)) transformed numbers; Dn = spec.dense_dim
     output  prob  float32 [B, 1]          click probability (sigmoid of the logit)
 B is dynamic (-1) in MINDIR when export_batch_size is 0; ONNX export from MindSpore 2.10 needs a fixed B.
 
@@ -18,12 +18,15 @@ from typing import Callable, List, Optional, Tuple
 import mindspore as ms
 from mindspore import Tensor
 
-from src.data.packed_format import METADATA, load_metadata, table_sizes_for
-from src.model.dlrm import ARCH_KEYS, CompactDLRMProbability, DLRMProbability, build_model
-from src.model_utils.config import Config
+from src.model.dlrm import build_model
+from src.model.serving import CompactDLRMProbability, DLRMProbability
+from src.model_utils.spec import DLRMSpec, spec_from_legacy
 from src.training import checkpoint
+from src.training.preflight import config_spec
 from src.utils.staged_dir import LOCK, locked_tmpdir
 
+LEGACY_KEYS = ("dense_dim", "data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op", "interaction_itself",
+               "dcn_num_layers", "dcn_low_rank_dim")   # checkpoints before specs stored these config keys
 ONNX_LIMIT = 2 ** 31 - (64 << 20)   # protobuf's 2 GB message limit, less room for the graph
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 
@@ -32,37 +35,38 @@ class ExportError(ValueError):
     """The export cannot be done as configured; the message says which key to change."""
 
 
-def table_sizes(cfg) -> List[int]:
-    """Per-slot table sizes for a checkpoint without a model description: the dataset's metadata.json
-    (checked against a non-empty categorical_feature_sizes), or categorical_feature_sizes alone."""
-    if cfg.categorical_feature_sizes and not os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
-        return list(cfg.categorical_feature_sizes)
-    return table_sizes_for(cfg, load_metadata(cfg.dataset_path))
+def checkpoint_spec(cfg, path: str, model: dict) -> DLRMSpec:
+    """The model a checkpoint holds: its stored spec (meta.model["spec"]), the spec of an older checkpoint's
+    architecture keys, or, for a checkpoint without a description, the config's (config_spec). Raises
+    CheckpointError when the command line asks for another model than the checkpoint's."""
+    if not model:
+        return config_spec(cfg)
+    if "spec" in model:
+        spec = DLRMSpec.from_json(model["spec"])
+    else:
+        spec = spec_from_legacy({k: cfg[k] for k in LEGACY_KEYS} | model)      # keys added later keep their defaults
+    if cfg.categorical_feature_sizes and tuple(cfg.categorical_feature_sizes) != spec.table_sizes:
+        raise checkpoint.CheckpointError(f"categorical_feature_sizes in the config disagrees with the table sizes "
+                                         f"recorded in '{path}'; set categorical_feature_sizes='[]'")
+    have = spec.config_values()
+    clash = [k for k in have if k in cfg.cli_keys and cfg[k] != have[k]]
+    if clash:
+        raise checkpoint.CheckpointError(
+            f"checkpoint '{path}' holds a network with " + ", ".join(f"{k}={have[k]}" for k in clash) +
+            " but the command line asks for " + ", ".join(f"{k}={cfg[k]}" for k in clash) +
+            ": the network is rebuilt from the checkpoint; drop those options or pick another checkpoint")
+    return spec
 
 
 def load_inference_net(cfg, checkpoint_path: str) -> Tuple[DLRMProbability, str, dict, dict]:
     """(probability net in eval mode, checkpoint file, position, model description) for a checkpoint file
-    or folder. The network is rebuilt from the checkpoint's own description (table sizes and ARCH_KEYS),
-    so no dataset is needed; the config's architecture keys do not apply to it."""
+    or folder. The network is rebuilt from the checkpoint's own spec (checkpoint_spec), so no dataset is
+    needed; the config's model keys do not apply to it."""
     path = checkpoint.resolve(checkpoint_path, cfg.ckpt_file_name_prefix)
     arrays, position, _, model = checkpoint.read(path)
     position.pop("shard", None)
-    if model:
-        sizes = model["table_sizes"]
-        if cfg.categorical_feature_sizes and list(cfg.categorical_feature_sizes) != sizes:
-            raise checkpoint.CheckpointError(f"categorical_feature_sizes in the config disagrees with the table sizes "
-                                             f"recorded in '{path}'; set categorical_feature_sizes='[]'")
-        model = {k: model.get(k, cfg[k]) for k in ARCH_KEYS} | model   # keys added later keep their defaults
-        clash = [k for k in ARCH_KEYS if k in cfg.cli_keys and cfg[k] != model[k]]
-        if clash:
-            raise checkpoint.CheckpointError(
-                f"checkpoint '{path}' holds a network with " + ", ".join(f"{k}={model[k]}" for k in clash) +
-                " but the command line asks for " + ", ".join(f"{k}={cfg[k]}" for k in clash) +
-                ": the network is rebuilt from the checkpoint; drop those options or pick another checkpoint")
-        cfg = Config(cfg, **{k: model[k] for k in ARCH_KEYS})
-    else:
-        sizes = table_sizes(cfg)
-    net = build_model(cfg, sizes)
+    spec = checkpoint_spec(cfg, path, model)
+    net = build_model(spec, cfg.random_seed, cfg.convert_dtype)
     checkpoint.restore(net.trainable_params(), arrays, path)
     del arrays
     prob = DLRMProbability(net)
@@ -123,8 +127,9 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
     param_bytes = sum(p.nbytes for p in prob_net.get_parameters())
     check_format(cfg, param_bytes)
     batch = export_batch(cfg)
-    ids = Tensor(shape=[batch, cfg.slot_dim], dtype=ms.int32)
-    dense = Tensor(shape=[batch, cfg.dense_dim], dtype=ms.float32)
+    spec = prob_net.spec
+    ids = Tensor(shape=[batch, spec.lookups], dtype=ms.int32)
+    dense = Tensor(shape=[batch, spec.dense_dim], dtype=ms.float32)
     target = os.path.abspath(cfg.file_name)
     folder, base = os.path.dirname(target), os.path.basename(target)
     if not base:
@@ -141,7 +146,7 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
             os.replace(os.path.join(tmp, entry), os.path.join(folder, entry))
     path = os.path.join(folder, main)
     log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "
-        f"inputs ids int32 [B,{cfg.slot_dim}], dense float32 [B,{cfg.dense_dim}]; output float32 [B,1]; "
+        f"inputs ids int32 [B,{spec.lookups}], dense float32 [B,{spec.dense_dim}]; output float32 [B,1]; "
         f"{param_bytes / 2 ** 20:.1f} MB of parameters, table in {cfg.export_table_dtype}"
         + (f", stored in {os.path.join(folder, base + '_variables')}" if main.endswith("_graph" + ext) else "")
         + ")")

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from src.data.synthetic import KAGGLE_SIZES as KAGGLE
+from src.model_utils.spec import DLRMSpec, criteo_features
 from src.utils.runtime import setup_context
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,6 +55,12 @@ def gb(n):
 
 
 # ---------------------------------------------------------------- children (one measurement each)
+def spec_of(sizes, *options) -> DLRMSpec:
+    """The default config's model (plus train.py `options`) over Criteo-layout tables of `sizes` rows, with SGD."""
+    from src.model_utils.config import parse_cli
+    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd", *options]), criteo_features(sizes))
+
+
 def child_preprocess(data_dir, lines):
     from src.model_utils.config import parse_cli
     from src.data.preprocess import preprocess
@@ -119,13 +126,13 @@ def child_tables(sizes_kind, batch, steps, device, ckpt_dir):
     """Step time with random ids over Kaggle-sized or small tables (no data loading), plus checkpoint size."""
     setup_context(device, None)
     from src.training import checkpoint
-    from src.model.dlrm import DLRM
-    from src.training.train_step import TrainStep
+    from src.model.dlrm import build_model
+    from src.training.train_step import make_train_step
     sizes = KAGGLE if sizes_kind == "kaggle" else [min(s, 1000) for s in KAGGLE]
     t = time.time()
-    net = DLRM(sizes, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1)
+    net = build_model(spec_of(sizes), seed=1)
     init_s = time.time() - t
-    dt = time_steps(TrainStep(net, "sgd", 0.1), sizes, batch, steps, np.random.default_rng(0), 8)
+    dt = time_steps(make_train_step(net, 0.1), sizes, batch, steps, np.random.default_rng(0), 8)
     out = {"samples_per_s": steps * batch / dt, "init_seconds": init_s, "rows": int(sum(sizes))}
     if ckpt_dir:
         path = os.path.join(ckpt_dir, f"bench_{sizes_kind}.safetensors")
@@ -173,11 +180,12 @@ def child_export(file_name, device, dtype="float32"):
     """Export a Kaggle-sized DLRM (33,762,577 rows, random init) to MINDIR with a dynamic batch, its table in `dtype`."""
     setup_context(device, None)
     from src.inference.export import export_network
-    from src.model.dlrm import DLRM, DLRMProbability
+    from src.model.dlrm import build_model
+    from src.model.serving import DLRMProbability
     from src.model_utils.config import parse_cli
     cfg = parse_cli([f"--file_name={file_name}", "--file_format=MINDIR", "--export_batch_size=0",
                      f"--export_table_dtype={dtype}"])
-    net = DLRMProbability(DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
+    net = DLRMProbability(build_model(spec_of(KAGGLE), seed=1))
     net.set_train(False)
     t = time.time()
     path = export_network(net, cfg, log=lambda *_: None)
@@ -267,31 +275,31 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
     default sharding plan (own_agreement=1: see time_hybrid_steps)."""
     import resource
     setup_context(device, None)
-    from src.model.dlrm import DLRM
+    from src.model.dlrm import build_model
     from src.model_utils.config import parse_cli
     from src.training.cost_model import exchange_is_alltoall
     from src.training.exchange_feed import ExchangeFeed
     from src.training.parallel import init_parallel
     from src.training.sharded_lookup import ShardedLookup
     from src.training.sharding import Router, make_plan
-    from src.training.train_step import HybridTrainStep, TrainStep
+    from src.training.train_step import make_train_step
     cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}", f"--batch_size={batch}"])
     par = init_parallel(cfg.parallel_mode)
     rng = np.random.default_rng([7, par.rank])
-    plan = make_plan(KAGGLE, par.size, cfg.sharding_plan, batch) if par.hybrid else None
+    spec = spec_of(KAGGLE)
+    plan = make_plan(spec, par.size, cfg.sharding_plan, batch) if par.hybrid else None
     t = time.time()
-    net = DLRM(KAGGLE, 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1,
-               segments=plan.segments(par.rank) if plan else None)
+    net = build_model(spec, seed=1, segments=plan.segments(par.rank) if plan else None)
     init_s = time.time() - t
     if plan:
         router = Router(plan, par.rank)
-        lookup = ShardedLookup(par, exchange_is_alltoall(device), router.rep_slots, router.ex_slots, 16)
-        step = HybridTrainStep(net, "sgd", 0.1, 1.0, par, lookup, plan.replicated_rows)
+        lookup = ShardedLookup(par, exchange_is_alltoall(device), router.rep_slots, router.ex_slots, spec.emb_dim)
+        step = make_train_step(net, 0.1, 1.0, par, lookup, plan.replicated_rows)
         feed = ExchangeFeed(router)
         dt = time_hybrid_steps(step, feed, KAGGLE, batch, steps, rng, 4, bool(own_agreement))
     else:
         feed = None
-        dt = time_steps(TrainStep(net, "sgd", 0.1, parallel=par), KAGGLE, batch, steps, rng, 4)
+        dt = time_steps(make_train_step(net, 0.1, parallel=par), KAGGLE, batch, steps, rng, 4)
     if par.distributed:                  # every rank finishes its steps before any leaves the cluster
         from mindspore.communication import release
         from src.training.collectives import Barrier
@@ -331,14 +339,12 @@ def child_collectives(device):
     return out
 
 
-MLP_PARAMS = 475_985        # Kaggle architecture: bottom 13-512-256-64-16 + top 367-512-256-1
-
-
 def onnx_fit_sizes():
     """Kaggle table sizes with every table over 1M rows scaled by one factor, so that the float32 model
     is as large as fits ONNX's 2 GB limit (less 32 MB for the graph): what the C++ path can serve."""
     from src.inference.export import ONNX_LIMIT
-    rows = (ONNX_LIMIT - (32 << 20) - 4 * MLP_PARAMS) // (16 * 4)
+    spec = spec_of(KAGGLE)
+    rows = (ONNX_LIMIT - (32 << 20) - 4 * spec.mlp_params) // (spec.emb_dim * 4)
     small = sum(s for s in KAGGLE if s <= 1_000_000)
     big = sum(s for s in KAGGLE if s > 1_000_000)
     f = (rows - small) / big
@@ -350,9 +356,10 @@ def child_export_pair(folder, device):
     dynamic batch (the Python runner's) and ONNX at batch 128 and 16384 (the C++ path's)."""
     setup_context(device, None)
     from src.inference.export import export_network
-    from src.model.dlrm import DLRM, DLRMProbability
+    from src.model.dlrm import build_model
+    from src.model.serving import DLRMProbability
     from src.model_utils.config import parse_cli
-    net = DLRMProbability(DLRM(onnx_fit_sizes(), 13, 16, [512, 256, 64, 16], [512, 256, 1], seed=1))
+    net = DLRMProbability(build_model(spec_of(onnx_fit_sizes()), seed=1))
     net.set_train(False)
     out = {}
     for fmt, batch in (("MINDIR", 0), ("ONNX", 128), ("ONNX", 16384)):
@@ -378,12 +385,10 @@ def child_compute(arch, batch, steps, device):
     """Seconds per sample of one process's train step for an architecture, over small tables (1000 rows per
     slot: the step's cost does not grow with the table, README "Training"), random ids, SGD."""
     setup_context(device, None)
-    from src.model_utils.config import parse_cli
     from src.model.dlrm import build_model
-    from src.training.train_step import TrainStep
-    cfg = parse_cli(ARCHS[arch][0])
+    from src.training.train_step import make_train_step
     sizes = [1000] * 26
-    step = TrainStep(build_model(cfg, sizes), "sgd", 0.1)
+    step = make_train_step(build_model(spec_of(sizes, *ARCHS[arch][0])), 0.1)
     dt = time_steps(step, sizes, batch, steps, np.random.default_rng(0), 2)
     return {"seconds_per_sample": dt / (steps * batch)}
 
@@ -463,7 +468,7 @@ def bench_plan(device):
     """The cost model: per-rank memory and bytes per step from the planner (what --plan_only prints) and a
     modelled step time, for N = 8, 64, 512 at batch 16384 per rank, Kaggle and MLPerf Terabyte."""
     from src.model_utils.config import parse_cli
-    from src.training.memory_plan import plan
+    from src.training.memory_estimate import estimate
     links = {"25 Gb/s Ethernet": 25e9 / 8, "100 Gb/s InfiniBand": 100e9 / 8}
     print("== cost model (hybrid_parallel, default sharding plan, batch 16384 per rank, SGD; step = batch x compute "
           "per sample measured here on 2 CPU cores + bytes sent / link bandwidth, no overlap)")
@@ -475,7 +480,8 @@ def bench_plan(device):
         cfg = parse_cli(opts + ["--parallel_mode=hybrid_parallel", "--batch_size=16384", "--device_target=GPU"])
         dp_cfg = parse_cli(opts + ["--parallel_mode=data_parallel", "--batch_size=16384", "--device_target=GPU"])
         for n in (8, 64, 512):
-            p, dp = plan(cfg, sizes, n), plan(dp_cfg, sizes, n)
+            spec = DLRMSpec.from_config(cfg, criteo_features(sizes))
+            p, dp = estimate(cfg, spec, n), estimate(dp_cfg, spec, n)
             kinds = "/".join(str(p.sharding.kinds.count(k)) for k in ("row", "table", "replicated"))
             steps = [f"{p.step_seconds(res['seconds_per_sample'], bw):.2f} s" for bw in links.values()]
             print(f"| {arch}, compute {res['seconds_per_sample'] * 1e6:.1f} us/sample | {n} | {kinds} | {gb(p.total)} | "
@@ -776,12 +782,13 @@ def bench_collectives(device):
 def _plan_vs_measured(per_rank, single_peak, hybrid_ranks, dp_ranks):
     """--plan_only's per-rank memory next to the measured peaks of the same runs."""
     from src.model_utils.config import parse_cli
-    from src.training.memory_plan import plan
+    from src.training.memory_estimate import estimate
     rows = []
     for mode, n, batch, measured in (("stand_alone", 1, 2 * per_rank, single_peak),
                                      ("hybrid_parallel", 2, per_rank, max(r["peak_rss"] for r in hybrid_ranks)),
                                      ("data_parallel", 2, per_rank, max(r["peak_rss"] for r in dp_ranks))):
-        p = plan(parse_cli([f"--parallel_mode={mode}", f"--batch_size={batch}"]), KAGGLE, n, False)
+        cfg = parse_cli([f"--parallel_mode={mode}", f"--batch_size={batch}"])
+        p = estimate(cfg, DLRMSpec.from_config(cfg, criteo_features(KAGGLE)), n, False)
         rows.append(f"{mode} x{n}: plan {gb(p.total)}, measured {gb(measured)} ({p.total / measured - 1:+.0%})")
     print("  --plan_only memory vs measured peak: " + "; ".join(rows))
 
@@ -848,12 +855,13 @@ def _agreement_ab(per_rank, steps, device):
 def _bytes_from_plan():
     """Bytes each rank sends per step, from the planner, for N = 2, 8, 64 (Kaggle, batch 16384 per rank)."""
     from src.model_utils.config import parse_cli
-    from src.training.memory_plan import plan
+    from src.training.memory_estimate import estimate
     print("bytes sent per rank per step at batch 16384 per rank, Kaggle tables, from the planner (--plan_only):")
     for n in (2, 8, 64):
         out = []
         for mode, device in (("hybrid_parallel", "GPU"), ("hybrid_parallel", "CPU"), ("data_parallel", "GPU")):
-            p = plan(parse_cli([f"--parallel_mode={mode}", "--batch_size=16384", f"--device_target={device}"]), KAGGLE, n)
+            cfg = parse_cli([f"--parallel_mode={mode}", "--batch_size=16384", f"--device_target={device}"])
+            p = estimate(cfg, DLRMSpec.from_config(cfg, criteo_features(KAGGLE)), n)
             what = f"{mode}{' (CPU: AllGather rounds)' if device == 'CPU' else ''}"
             out.append(f"{what} {p.exchange['total'] / 2 ** 20:,.1f} MB")
         print(f"  N={n}: " + "; ".join(out))

@@ -28,6 +28,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
+from src.model_utils.spec import DLRMSpec
 from src.utils.staged_dir import folder_lock
 
 EXT = ".safetensors"
@@ -196,6 +197,23 @@ def check_same_vocab(model: dict, ckpt: str, meta: dict, dataset_path: str) -> N
                               f"vocab_fingerprint is {want[:12]}..., dataset '{dataset_path}' has {have[:12]}... "
                               f"(another vocabulary, threshold, max_ind_range or input); use the dataset it was "
                               f"trained on")
+
+
+def check_same_model(model: dict, ckpt: str, spec: DLRMSpec) -> None:
+    """A checkpoint that stores its spec must hold the model `spec` describes: CheckpointError naming the config
+    keys (or features) that differ."""
+    if "spec" not in model:
+        return
+    have = DLRMSpec.from_json(model["spec"])
+    if have == spec:
+        return
+    a, b = have.config_values(), spec.config_values()
+    a["optimizer"], b["optimizer"] = have.optimizer.name, spec.optimizer.name
+    keys = [f"{k}={a.get(k)} (config: {b.get(k)})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if have.features != spec.features:
+        keys.append("the dataset's features or table sizes")
+    raise CheckpointError(f"checkpoint '{ckpt}' holds another model than the config describes: "
+                          f"{', '.join(keys)}; train with the checkpoint's settings or use another ckpt_path")
 
 
 def restore(params: Sequence, arrays: Dict[str, np.ndarray], path: str) -> None:

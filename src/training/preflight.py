@@ -1,9 +1,11 @@
 """Checks a training run makes before it loads MindSpore or allocates anything: the dataset is there and whole,
 its tables fit the config, and its splits have samples for every rank. train.py runs them first (errors in a
 second, not after MindSpore's start-up); the Trainer runs them again with the real number of ranks."""
-from typing import List, Tuple
+import os
+from typing import Tuple
 
-from src.data.packed_format import load_metadata, shard_sizes, table_sizes_for
+from src.data.packed_format import METADATA, load_metadata, shard_sizes, table_sizes_for
+from src.model_utils.spec import DLRMSpec, criteo_features, features_of
 
 
 def evaluates(cfg) -> bool:
@@ -11,13 +13,14 @@ def evaluates(cfg) -> bool:
     return bool(cfg.do_eval or cfg.eval_interval_steps)
 
 
-def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, List[int]]:
-    """(metadata.json, table sizes) of cfg.dataset_path after checking that its files have their recorded sizes,
-    that its tables agree with the config, that the test split has samples when training evaluates, and that
-    each of `ranks` ranks gets at least one batch of training samples. Raises DatasetError or ValueError naming
-    the dataset and the key to change."""
+def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, DLRMSpec]:
+    """(metadata.json, the model's spec) of cfg.dataset_path after checking that its files have their recorded
+    sizes, that its tables agree with the config and the model keys with its features, that the test split has
+    samples when training evaluates, and that each of `ranks` ranks gets at least one batch of training samples.
+    Raises DatasetError or ValueError naming the dataset and the key to change."""
     meta = load_metadata(cfg.dataset_path)
-    sizes = table_sizes_for(cfg, meta)
+    table_sizes_for(cfg, meta)
+    spec = DLRMSpec.from_config(cfg, features_of(meta))
     if evaluates(cfg) and meta["samples"].get("test", 0) == 0:
         raise ValueError(f"the test split of {cfg.dataset_path} has 0 samples, so the evaluation after training "
                          f"would fail: preprocess again with more lines, or set do_eval=False and "
@@ -27,4 +30,18 @@ def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, List[int]]:
         where = f" per rank ({ranks} ranks)" if ranks > 1 else ""
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split of {cfg.dataset_path}: "
                          f"{per_rank:,} samples{where}; lower batch_size or preprocess more lines")
-    return meta, sizes
+    return meta, spec
+
+
+def config_spec(cfg) -> DLRMSpec:
+    """The model of the config's keys without a checkpoint: over the dataset's features (metadata.json, checked
+    against the config) when cfg.dataset_path has one, else over categorical_feature_sizes (the Criteo layout,
+    dense_dim dense features); neither is an error naming both keys."""
+    if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
+        meta = load_metadata(cfg.dataset_path, check_files=False)
+        table_sizes_for(cfg, meta)
+        return DLRMSpec.from_config(cfg, features_of(meta))
+    if cfg.categorical_feature_sizes:
+        return DLRMSpec.from_config(cfg, criteo_features(cfg.categorical_feature_sizes, cfg.dense_dim))
+    raise ValueError(f"no table sizes for the model: dataset_path '{cfg.dataset_path}' holds no {METADATA} and "
+                     f"categorical_feature_sizes is empty; set one of them")

@@ -24,6 +24,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from src.model_utils.spec import DLRMSpec
+
 KINDS = ("row", "table", "replicated")
 _ENTRY = re.compile(r"^(auto|row|replicated|table)(?::(\d+))?$")
 
@@ -34,17 +36,26 @@ class ShardingError(ValueError):
 
 @dataclass(frozen=True)
 class ShardingPlan:
-    """Placement of every table over `ranks` ranks: kinds[t] in KINDS, owners[t] the rank of a
+    """Placement of every table of `spec` over `ranks` ranks: kinds[t] in KINDS, owners[t] the rank of a
     table-wise table (-1 for the other kinds)."""
-    table_sizes: Tuple[int, ...]
+    spec: DLRMSpec
     kinds: Tuple[str, ...]
     owners: Tuple[int, ...]
     ranks: int
 
     @property
+    def table_sizes(self) -> Tuple[int, ...]:
+        """Rows of each slot's table (the spec's)."""
+        return self.spec.table_sizes
+
+    @property
     def offsets(self) -> np.ndarray:
-        """First fused row of each table, int64 [S]."""
-        return np.concatenate(([0], np.cumsum(self.table_sizes)[:-1])).astype(np.int64)
+        """First fused row of each table, int64 [S] (the spec's offsets)."""
+        return np.asarray(self.spec.offsets, np.int64)
+
+    def exchanged_lookups(self) -> int:
+        """Ids per sample that go through the exchange: those of the tables that are not replicated."""
+        return sum(f.max_len for f, k in zip(self.spec.sparse, self.kinds) if k != "replicated")
 
     def held(self, t: int, rank: int) -> Tuple[int, int]:
         """Rows [lo, hi) of table t (its own numbering) held by `rank`; lo == hi when none."""
@@ -94,16 +105,16 @@ class ShardingPlan:
     def lines(self) -> List[str]:
         """The plan in words: counts per kind and each rank's rows."""
         count = {k: sum(1 for x in self.kinds if x == k) for k in KINDS}
-        spec = ",".join(k if k != "table" else f"table:{o}" for k, o in zip(self.kinds, self.owners))
+        entries = ",".join(k if k != "table" else f"table:{o}" for k, o in zip(self.kinds, self.owners))
         rows = self.rows_per_rank()
         return [f"sharding: {count['row']} row-wise, {count['table']} table-wise, {count['replicated']} replicated "
                 f"tables over {self.ranks} ranks; rows per rank {int(rows.min()):,} .. {int(rows.max()):,}",
-                f"sharding_plan: [{spec}]"]
+                f"sharding_plan: [{entries}]"]
 
 
-def _parse(spec: Sequence[str], slots: int, ranks: int) -> List[Tuple[str, int]]:
+def _parse(given: Sequence[str], slots: int, ranks: int) -> List[Tuple[str, int]]:
     """Entries of sharding_plan -> [(kind or 'auto', pinned rank or -1)] per table."""
-    entries = list(spec) or ["auto"]
+    entries = list(given) or ["auto"]
     if len(entries) not in (1, slots):
         raise ShardingError(f"sharding_plan has {len(entries)} entries: give one for every table or one per table "
                             f"({slots})")
@@ -143,18 +154,20 @@ def _place(sizes: List[int], kinds: List[str], pins: List[int], ranks: int) -> L
     return owners
 
 
-def make_plan(table_sizes: Sequence[int], ranks: int, spec: Sequence[str], batch: int) -> ShardingPlan:
-    """The plan for `spec` (the sharding_plan key) over `ranks` ranks at `batch` samples per rank."""
-    sizes = [int(n) for n in table_sizes]
-    entries = _parse(spec, len(sizes), ranks)
-    exchanged = sum(n for n, (k, _) in zip(sizes, entries) if k != "replicated" and not (k == "auto" and n <= batch))
+def make_plan(spec: DLRMSpec, ranks: int, entries: Sequence[str], batch: int) -> ShardingPlan:
+    """The plan of `entries` (the sharding_plan key) for the tables of `spec` over `ranks` ranks at `batch` samples
+    per rank."""
+    sizes = list(spec.table_sizes)
+    parsed = _parse(entries, len(sizes), ranks)
+    exchanged = sum(n for n, (k, _) in zip(sizes, parsed) if k != "replicated" and not (k == "auto" and n <= batch))
     kinds = [k if k != "auto" else "replicated" if n <= batch else "row" if n * ranks > exchanged else "table"
-             for n, (k, _) in zip(sizes, entries)]
-    pins = [p for _, p in entries]
+             for n, (k, _) in zip(sizes, parsed)]
+    pins = [p for _, p in parsed]
     while True:
-        plan = ShardingPlan(tuple(sizes), tuple(kinds), tuple(_place(sizes, kinds, pins, ranks)), ranks)
+        plan = ShardingPlan(spec=spec, kinds=tuple(kinds), owners=tuple(_place(sizes, kinds, pins, ranks)),
+                            ranks=ranks)
         held = plan.rows_per_rank() - plan.replicated_rows
-        movable = [t for t, (k, _) in enumerate(entries) if k == "auto" and kinds[t] == "table"]
+        movable = [t for t, (k, _) in enumerate(parsed) if k == "auto" and kinds[t] == "table"]
         if not movable or held.max() <= BALANCE * held.mean():
             return plan
         kinds[max(movable, key=lambda t: sizes[t])] = "row"

@@ -9,11 +9,12 @@ from mindspore import Tensor
 
 from src.data.packed_format import shard_sizes
 from src.data.reader import PackedBatches
-from src.model.dlrm import ARCH_KEYS, DLRMProbability, build_model, model_size
+from src.model.dlrm import build_model
+from src.model.serving import DLRMProbability
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
-from src.training.memory_plan import plan
+from src.training.memory_estimate import estimate
 from src.training.preflight import check_dataset
 from src.training.schedule import lr_at
 from src.training.collectives import AllGatherCell, Barrier
@@ -22,7 +23,7 @@ from src.training.exchange_feed import ExchangeFeed
 from src.training.parallel import ParallelInfo
 from src.training.sharded_lookup import ShardedLookup, ShardedProbability
 from src.training.sharding import Router, make_plan
-from src.training.train_step import HybridTrainStep, TrainStep
+from src.training.train_step import make_train_step
 from src.utils.progress import Progress, background, with_next
 from src.utils.runtime import append_line, human_bytes
 
@@ -42,15 +43,15 @@ class Trainer:
         self.cfg = cfg
         self.par = parallel or ParallelInfo()
         self.log = log if self.par.is_main else (lambda *_: None)
-        self.meta, self.table_sizes = check_dataset(cfg, self.par.size)
+        self.meta, self.spec = check_dataset(cfg, self.par.size)
         self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
         self.plan = None
         if self.par.hybrid:
             self._build_hybrid()
         else:
-            self.net = build_model(cfg, self.table_sizes)
-            self.step = TrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par,
-                                  cfg.adagrad_eps, cfg.adam_eps)
+            self.net = build_model(self.spec, cfg.random_seed, cfg.convert_dtype)
+            self.step = make_train_step(self.net, cfg.learning_rate, self.loss_scale, self.par,
+                                        adagrad_eps=cfg.adagrad_eps, adam_eps=cfg.adam_eps)
             self.prob_net = DLRMProbability(self.net)
         if self.par.distributed:
             self.barrier, self.gather = Barrier(), AllGatherCell()
@@ -66,13 +67,13 @@ class Trainer:
     def _build_hybrid(self) -> None:
         """This rank's part of the tables under the sharding plan, its train step and inference cell."""
         cfg = self.cfg
-        self.plan = make_plan(self.table_sizes, self.par.size, cfg.sharding_plan, cfg.batch_size)
+        self.plan = make_plan(self.spec, self.par.size, cfg.sharding_plan, cfg.batch_size)
         router = Router(self.plan, self.par.rank)
         self.feed = ExchangeFeed(router)
-        self.net = build_model(cfg, self.table_sizes, self.plan.segments(self.par.rank))
+        self.net = build_model(self.spec, cfg.random_seed, cfg.convert_dtype, self.plan.segments(self.par.rank))
         lookup = ShardedLookup(self.par, exchange_is_alltoall(cfg.device_target), router.rep_slots, router.ex_slots,
-                               cfg.data_emb_dim)
-        self.step = HybridTrainStep(self.net, cfg.optimizer, cfg.learning_rate, self.loss_scale, self.par, lookup,
+                               self.spec.emb_dim)
+        self.step = make_train_step(self.net, cfg.learning_rate, self.loss_scale, self.par, lookup,
                                     self.plan.replicated_rows, cfg.adagrad_eps, cfg.adam_eps)
         self.prob_net = ShardedProbability(self.net, lookup)
 
@@ -82,9 +83,7 @@ class Trainer:
 
     def model_description(self) -> dict:
         """What a checkpoint needs to rebuild the network and to recognise its dataset's ids."""
-        desc = {k: self.cfg[k] for k in ARCH_KEYS}
-        desc.update(table_sizes=list(self.table_sizes), optimizer=self.cfg.optimizer,
-                    vocab_fingerprint=self.meta["vocab_fingerprint"])
+        desc = {"spec": self.spec.to_json(), "vocab_fingerprint": self.meta["vocab_fingerprint"]}
         if self.plan:
             desc["sharding"] = self.plan.to_json()
         return desc
@@ -95,16 +94,16 @@ class Trainer:
 
     def describe(self) -> str:
         """What is about to be trained: parallel layout, model size, memory estimate."""
-        s = model_size(self.net, self.cfg)
-        peak = plan(self.cfg, self.table_sizes, self.par.size).total
+        s = self.spec.sizes()
+        peak = estimate(self.cfg, self.spec, self.par.size).total
         par = ""
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
                    f"({self.cfg.batch_size * self.par.size} global)\n")
-        return par + (f"model: {len(self.table_sizes)} tables, {s['rows']:,} embedding rows x {self.cfg.data_emb_dim}, "
+        return par + (f"model: {self.spec.slots} tables, {s['rows']:,} embedding rows x {self.spec.emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
-                f"state ({self.cfg.optimizer}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
+                f"state ({self.spec.optimizer.name}), checkpoint ~{human_bytes(s['checkpoint_bytes'])}, expected peak "
                 f"memory ~{human_bytes(peak)}{' per rank' if self.par.distributed else ''}")
 
     def resume(self) -> None:
@@ -118,6 +117,7 @@ class Trainer:
             return
         arrays, position, desc, model = checkpoint.load_rows(source, self.net.segments if self.plan else None)
         checkpoint.check_same_vocab(model, desc, self.meta, cfg.dataset_path)
+        checkpoint.check_same_model(model, desc, self.spec)
         checkpoint.restore(self.state_params(), arrays, desc)
         self.layout = (position.pop("data_shards", self.layout[0]), position.pop("data_batch", self.layout[1]))
         left = tuple(position.pop(k, 0) for k in ("leftover_shards", "leftover_batch", "leftover_done"))
@@ -141,7 +141,7 @@ class Trainer:
         shard = None
         if self.par.hybrid:
             path = os.path.join(checkpoint.rank_dir(cfg.ckpt_path, self.par.rank), name)
-            shard = {"rows": sum(self.table_sizes), "rank": self.par.rank, "size": self.par.size,
+            shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
                      "segments": self.net.segments}
         else:
             path = os.path.join(cfg.ckpt_path, name)
@@ -172,8 +172,8 @@ class Trainer:
             batch = next(batches, None)
             if batch is None and not par.hybrid:
                 break
-            ids, dense, label = batch if batch is not None else (np.zeros((0, cfg.slot_dim), np.int32),
-                                                                    np.zeros((0, cfg.dense_dim), np.float32),
+            ids, dense, label = batch if batch is not None else (np.zeros((0, self.spec.lookups), np.int32),
+                                                                    np.zeros((0, self.spec.dense_dim), np.float32),
                                                                     np.zeros((0, 1), np.float32))
             n = len(label)
             if par.hybrid:

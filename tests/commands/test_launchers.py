@@ -40,7 +40,8 @@ def test_train_eval_export_through_the_scripts(real_ds, tmp_path):
     train_eval = (tmp_path / "train" / "eval.log").read_text().splitlines()[-1]
     assert "samples: 285," in train_eval and "final eval: accuracy" in (tmp_path / "train" / "train.log").read_text()
     _, _, _, model = checkpoint.read(checkpoint.resolve(str(ck), "dlrm"))
-    assert (model["interaction_op"], model["dcn_low_rank_dim"], model["optimizer"]) == ("dcn", 32, "adam")
+    spec = model["spec"]
+    assert (spec["interaction"]["name"], spec["interaction"]["rank"], spec["optimizer"]) == ("dcn", 32, "adam")
     r = _sh("scripts/run_eval.sh", "0", "CPU", real_ds, str(ck), "--test_batch_size=100",
             env=env(RUN_DIR=str(tmp_path / "eval")))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

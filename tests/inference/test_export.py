@@ -100,7 +100,33 @@ def test_compact_table_exports_match_float32_within_tolerance(trained, tmp_path,
     names = [i.name for i in sess.get_inputs()]
     assert np.max(np.abs(sess.run(None, {names[0]: ids, names[1]: dense})[0] - want)) <= tol
     # the file holds the compact table: R rows of 2 bytes x 16 (float16) or 16 + 4 + 4 bytes (int8), not 4 x 16
-    rows = sum(net.net.table_sizes)
+    rows = net.spec.total_rows
     cfg.export_table_dtype, cfg.file_name = "float32", str(tmp_path / "f")
     saved = os.path.getsize(export_network(net, cfg, log=lambda *_: None)) - os.path.getsize(tmp_path / "o.onnx")
     assert abs(saved - rows * (64 - (32 if dtype == "float16" else 24))) < 4096, saved
+
+
+def test_checkpoint_spec_rebuilds_the_network_also_from_a_checkpoint_written_before_specs(trained, tmp_path):
+    """The checkpoint stores its DLRMSpec, and the network comes back from it alone; a checkpoint of the earlier
+    format (the config's architecture keys and table sizes, no spec) gives the same network; a command line that
+    asks for another architecture is refused, naming the keys."""
+    from src.training import checkpoint
+    cfg, ckpt = own(trained)
+    net, path, position, model = load_inference_net(cfg, ckpt)
+    spec = net.spec
+    assert model["spec"] == spec.to_json()
+    arrays, _ = checkpoint.load(path)
+    legacy = {"table_sizes": list(spec.table_sizes), "dense_dim": spec.dense_dim, "data_emb_dim": spec.emb_dim,
+              "bottom_mlp_args": list(spec.bottom), "top_mlp_args": list(spec.top), "interaction_op": "dot",
+              "optimizer": spec.optimizer.name, "vocab_fingerprint": model["vocab_fingerprint"]}
+    old = str(tmp_path / "old.safetensors")
+    checkpoint.save(old, list(arrays.items()), position, model=legacy)
+    again, _, _, _ = load_inference_net(cfg, old)
+    assert again.spec == spec
+    ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
+    np.testing.assert_array_equal(again(Tensor(ids), Tensor(dense)).asnumpy(), want)
+    clash = make_cfg(f"--dataset_path={cfg.dataset_path}", "--top_mlp_args=[8,1]", "--interaction_op=cat")
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds a network with top_mlp_args=\[.*\], interaction_op=dot "
+                                                         r"but the command line asks for top_mlp_args=\[8, 1\], "
+                                                         r"interaction_op=cat"):
+        load_inference_net(clash, ckpt)

@@ -5,7 +5,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from src.model.dlrm import CrossNet
+from src.model.interactions import CrossNet
 
 
 def _np_cross(x0, layers):

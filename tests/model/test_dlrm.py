@@ -2,15 +2,17 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.model.dlrm import DLRM, InteractionArch
+from fixtures.specs import spec_of
+from src.model.dlrm import build_model
+from src.model.interactions import DotInteractionCell
+from src.model.serving import CompactSparseArch
+from src.model_utils.spec import CatInteraction, DotInteraction
 
 SIZES = [50, 3, 2000, 7] + [11] * 22
 
 
-def _net(**kw):
-    args = dict(table_sizes=SIZES, dense_dim=13, emb_dim=16, bottom=[512, 256, 64, 16], top=[512, 256, 1], seed=7)
-    args.update(kw)
-    return DLRM(**args)
+def _net(sizes=SIZES, seed=7, **kw):
+    return build_model(spec_of(sizes, **{"bottom": (512, 256, 64, 16), "top": (512, 256, 1), **kw}), seed)
 
 
 def test_shapes_through_every_cell():
@@ -29,13 +31,13 @@ def test_shapes_through_every_cell():
 
 
 def test_interaction_indices():
-    inter = InteractionArch(26, 16)
+    inter = DotInteractionCell(spec_of(SIZES))
     idx = inter.flat_index.asnumpy()
     i, j = idx // 27, idx % 27
     assert len(idx) == 351 and (i > j).all() and len(set(idx)) == 351
-    with_diag = InteractionArch(26, 16, itself=True).flat_index.asnumpy()
+    with_diag = DotInteractionCell(spec_of(SIZES, interaction=DotInteraction(itself=True))).flat_index.asnumpy()
     assert len(with_diag) == 378 and ((with_diag // 27) == (with_diag % 27)).sum() == 27
-    assert InteractionArch(26, 16, op="cat").out_dim == 16 + 26 * 16
+    assert spec_of(SIZES, interaction=CatInteraction()).interaction_width == 16 + 26 * 16
     # values: dot products of the right vectors
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 16)).astype(np.float32)
@@ -48,7 +50,7 @@ def test_interaction_indices():
 
 
 def test_init_statistics():
-    net = _net(table_sizes=[40000, 100] + [10] * 24)
+    net = _net([40000, 100] + [10] * 24)
     table = net.sparse_arch.table.asnumpy()
     big = table[:40000]
     bound = 1 / np.sqrt(40000)
@@ -60,21 +62,20 @@ def test_init_statistics():
     assert abs(w.std() - np.sqrt(2 / (367 + 512))) < 0.02 * np.sqrt(2 / (367 + 512))
     b = net.over_arch.trainable_params()[1].asnumpy()                 # [512]
     assert abs(b.std() - np.sqrt(1 / 512)) < 0.1 * np.sqrt(1 / 512)
-    again = _net(table_sizes=[40000, 100] + [10] * 24)
+    again = _net([40000, 100] + [10] * 24)
     np.testing.assert_array_equal(again.sparse_arch.table.asnumpy(), table)  # seeded
 
 
 def test_dot_interaction_needs_matching_widths():
-    with pytest.raises(ValueError, match=r"bottom \[64, 8\] ends with 8, emb_dim is 16"):
+    with pytest.raises(ValueError, match=r"bottom \[64, 8\] ends with 8, data_emb_dim is 16"):
         _net(bottom=[64, 8])
-    out = _net(bottom=[64, 8], interaction_op="cat")(Tensor(np.zeros((2, 26), np.int32)),
-                                                     Tensor(np.zeros((2, 13), np.float32)))
+    out = _net(bottom=[64, 8], interaction=CatInteraction())(Tensor(np.zeros((2, 26), np.int32)),
+                                                             Tensor(np.zeros((2, 13), np.float32)))
     assert out.shape == (2, 1)                  # cat: the over arch takes 8 + 26 * 16 inputs
 
 
-def _quantised(table, **patch):
-    from src.model.dlrm import CompactSparseArch
-    arch = CompactSparseArch(table, [len(table)], "int8")
+def _quantised(table):
+    arch = CompactSparseArch(table, [0], "int8")
     q = arch.table.asnumpy().astype(np.float32)
     scale, offset = arch.scale.asnumpy(), arch.offset.asnumpy()
     return q, scale, offset, q * scale + offset
@@ -84,7 +85,6 @@ def test_int8_rows_are_within_half_a_step_of_the_float_rows(monkeypatch):
     """Row-wise int8: every value dequantises to within scale/2 of the float32 value (round to nearest), the row's
     minimum and maximum are hit exactly, a constant row comes back exact, and a table of several chunks (the
     quantiser works 2^20 rows at a time; here 1,000) is quantised as one."""
-    from src.model.dlrm import CompactSparseArch
     monkeypatch.setattr(CompactSparseArch, "CHUNK", 1000)
     rng = np.random.default_rng(3)
     table = rng.normal(0, 0.05, (2500, 16)).astype(np.float32)

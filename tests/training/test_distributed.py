@@ -63,8 +63,10 @@ def test_two_ranks_equal_one_process(real_ds, two_ranks):
     cutting the merged file to them gives the shard bit for bit; the shards alone resume one process exactly;
     the merge command rebuilds the merged file; the ranks agreed on the exchange capacity inside the step's
     AllReduce, except on each epoch's first step and each evaluation batch."""
-    from src.model.dlrm import DLRMProbability, build_model
+    from src.model.dlrm import build_model
+    from src.model.serving import DLRMProbability
     from src.training.evaluation import evaluate
+    from src.training.preflight import config_spec
     from src.training.trainer import Trainer
     run_dir, r = two_ranks
     arrays, position = merged_state(run_dir / "ckpt")
@@ -73,15 +75,15 @@ def test_two_ranks_equal_one_process(real_ds, two_ranks):
     assert_same(arrays, want, 1e-5)
     # distributed evaluation = one process's over every test sample
     cfg = make_cfg(f"--dataset_path={real_ds}", *recipe("adagrad"))
-    net = build_model(cfg, load_metadata(real_ds)["table_sizes"])
+    spec = config_spec(cfg)
+    net = build_model(spec, cfg.random_seed)
     checkpoint.restore(net.trainable_params(), arrays, "merged")
     one = evaluate(DLRMProbability(net), real_ds, "test", 64)
     line = (run_dir / "eval.log").read_text().strip().splitlines()[-1]
     auc, logloss, samples = re.search(r"auc: ([0-9.]+), logloss: ([0-9.]+), samples: (\d+)", line).groups()
     assert int(samples) == 285 and abs(float(auc) - one["auc"]) < 1e-5 and abs(float(logloss) - one["logloss"]) < 1e-5
     # shards: their plan and segments
-    sizes = load_metadata(real_ds)["table_sizes"]
-    plan = make_plan(sizes, 2, MIXED.strip("[]").split(","), B)
+    plan = make_plan(spec, 2, MIXED.strip("[]").split(","), B)
     assert {"row", "table", "replicated"} <= set(plan.kinds) and plan.lines()[0] in r.stdout
     merged = checkpoint.list_checkpoints(str(run_dir / "ckpt"), "dlrm")[-1]
     for k in range(2):

@@ -3,6 +3,7 @@ with the all-to-all's round schedule simulated in numpy for 2 to 8 ranks."""
 import numpy as np
 import pytest
 
+from fixtures.specs import spec_of
 from src.training.sharding import Router, ShardingError, make_plan
 
 
@@ -10,7 +11,7 @@ def test_the_default_planner():
     """auto: tables up to the batch replicated, a table over a rank's share row-wise, the rest whole on one rank,
     balanced; entries checked with the entry named."""
     sizes = [3, 50, 1000, 20000, 7, 400, 900]
-    p = make_plan(sizes, 2, ["auto"], 16)
+    p = make_plan(spec_of(sizes), 2, ["auto"], 16)
     assert p.kinds == ("replicated", "table", "table", "row", "replicated", "table", "table")
     assert p.owners[0] == -1 and sorted(p.owners[i] for i in (1, 2, 5, 6)) == [0, 0, 1, 1]
     per_rank = p.rows_per_rank()
@@ -18,21 +19,21 @@ def test_the_default_planner():
     for r in range(2):                                            # replicated first, then the rank's parts
         segs = p.segments(r)
         assert segs[:2] == [(0, 3), (21053, 21060)] and sum(hi - lo for lo, hi in segs) == per_rank[r]
-    pinned = make_plan(sizes, 3, ["table:2"] * 7, 16)
+    pinned = make_plan(spec_of(sizes), 3, ["table:2"] * 7, 16)
     assert set(pinned.owners) == {2} and pinned.rows_per_rank().tolist() == [0, 0, sum(sizes)]
     with pytest.raises(ShardingError, match=r"entry 1 = 'tabel'"):
-        make_plan(sizes, 2, ["row", "tabel"] + ["row"] * 5, 16)
+        make_plan(spec_of(sizes), 2, ["row", "tabel"] + ["row"] * 5, 16)
     with pytest.raises(ShardingError, match=r"entry 0 = 'table:5': rank 5 does not exist"):
-        make_plan(sizes, 2, ["table:5"], 16)
+        make_plan(spec_of(sizes), 2, ["table:5"], 16)
     with pytest.raises(ShardingError, match=r"has 2 entries"):
-        make_plan(sizes, 2, ["row", "row"], 16)
+        make_plan(spec_of(sizes), 2, ["row", "row"], 16)
 
 
 def test_routing_sends_each_owner_its_distinct_rows_and_brings_every_lookup_back():
     """Every rank's send blocks hold only rows that owner has, each once; the vectors an owner returns, put
     back by `inverse`, are exactly the looked-up rows (the fused table here is its own row numbers)."""
     sizes = [3, 50, 1000, 20000, 7, 400]
-    p = make_plan(sizes, 3, ["row", "table:2", "replicated", "row", "table", "table"], 16)
+    p = make_plan(spec_of(sizes), 3, ["row", "table:2", "replicated", "row", "table", "table"], 16)
     rng = np.random.default_rng(0)
     ids = np.stack([rng.integers(0, n, 64) for n in sizes], 1).astype(np.int32)
     ids[:, 3] = ids[0, 3]                                          # one row asked 64 times: sent once
@@ -60,10 +61,10 @@ def test_the_rebalance_turns_the_biggest_table_wise_tables_row_wise_by_hand():
     40 -> rank 1, 5 -> rank 2, giving ranks 16+45, 17+40, 17+5 = 61, 57, 22 rows. 61 > 1.1 x 46.7 = 51.3, so the 45-row
     table turns row-wise (15 rows each): 40 -> rank 0, 5 -> rank 1, giving 71, 37, 32; still over, so the 40-row table
     turns row-wise (13, 13, 14): 5 -> rank 0, giving 49, 45, 46, within 1.1 x the mean."""
-    p = make_plan([50, 45, 40, 5], 3, ["auto"], 1)
+    p = make_plan(spec_of([50, 45, 40, 5]), 3, ["auto"], 1)
     assert p.kinds == ("row", "row", "row", "table") and p.owners == (-1, -1, -1, 0)
     assert p.rows_per_rank().tolist() == [49, 45, 46]
-    unbalanced = make_plan([50, 45, 40, 5], 3, ["row", "table", "table", "table"], 1)   # pinned kinds: no rebalance
+    unbalanced = make_plan(spec_of([50, 45, 40, 5]), 3, ["row", "table", "table", "table"], 1)   # pinned kinds: no rebalance
     assert unbalanced.owners == (-1, 0, 1, 2) and unbalanced.rows_per_rank().tolist() == [61, 57, 22]
 
 
@@ -92,8 +93,8 @@ def test_the_exchange_routes_every_lookup_to_its_owner_and_every_gradient_back(n
     gradients sent back add up, on each owner, to the row gradients one process would compute."""
     rng = np.random.default_rng(n)
     sizes = [int(s) for s in rng.integers(2, 400, 12)]
-    spec = ["row", "table", "replicated", "auto"] * 3
-    plan = make_plan(sizes, n, spec, 8)
+    entries = ["row", "table", "replicated", "auto"] * 3
+    plan = make_plan(spec_of(sizes), n, entries, 8)
     local = [np.concatenate([np.arange(lo, hi) for lo, hi in plan.segments(k)]) for k in range(n)]   # global rows
     routers = [Router(plan, r) for r in range(n)]
     ids = [np.stack([rng.integers(0, s, 8) for s in sizes], 1).astype(np.int32) for _ in range(n)]

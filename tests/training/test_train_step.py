@@ -6,9 +6,11 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from fixtures.paths import make_cfg
-from src.model.dlrm import DLRM
+from fixtures.specs import spec_of
+from src.model.dlrm import build_model
+from src.model_utils.spec import DcnInteraction
 from src.training.schedule import MIN_LR, lr_at
-from src.training.train_step import TrainStep
+from src.training.train_step import make_train_step
 
 SIZES = (30, 5, 200) + (9,) * 23
 
@@ -43,9 +45,8 @@ class DenseSGD(nn.Cell):
 
 def test_sparse_sgd_equals_dense_sgd():
     sizes = (30, 5, 200) + (9,) * 23
-    a = DLRM(sizes, 13, 16, [32, 16], [32, 1], seed=3)
-    b = DLRM(sizes, 13, 16, [32, 16], [32, 1], seed=3)
-    sparse, dense = TrainStep(a, "sgd", 0.3), DenseSGD(b, 0.3)
+    a, b = build_model(spec_of(sizes), seed=3), build_model(spec_of(sizes), seed=3)
+    sparse, dense = make_train_step(a, 0.3), DenseSGD(b, 0.3)
     for ids, d, y in _batches(12, sizes=SIZES):
         la = sparse(Tensor(ids), Tensor(d), Tensor(y)).asnumpy()
         lb = dense(Tensor(ids), Tensor(d), Tensor(y)).asnumpy()
@@ -53,17 +54,16 @@ def test_sparse_sgd_equals_dense_sgd():
     for pa, pb in zip(a.trainable_params(), b.trainable_params()):
         assert pa.name == pb.name
         np.testing.assert_allclose(pa.asnumpy(), pb.asnumpy(), atol=1e-6, err_msg=pa.name)
-    assert not np.allclose(a.sparse_arch.table.asnumpy(), DLRM(sizes, 13, 16, [32, 16], [32, 1], seed=3)
-                           .sparse_arch.table.asnumpy())
+    assert not np.allclose(a.sparse_arch.table.asnumpy(), build_model(spec_of(sizes), seed=3).sparse_arch.table.asnumpy())
 
 
 def test_rowwise_adagrad_matches_a_numpy_reference():
     sizes = (30, 5, 200) + (9,) * 23
-    net = DLRM(sizes, 13, 16, [32, 16], [32, 1], seed=4)
-    step = TrainStep(net, "adagrad", 0.1)
+    net = build_model(spec_of(sizes, optimizer="adagrad"), seed=4)
+    step = make_train_step(net, 0.1)
     table = net.sparse_arch.table.asnumpy().copy()
     acc = np.zeros(table.shape[0], np.float32)
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    offsets = np.cumsum((0,) + sizes[:-1])                      # numpy's own, not the spec's
     # gradients w.r.t. the gathered rows, from a forward pass of the same net before the step
     bce = nn.BCEWithLogitsLoss()
 
@@ -98,9 +98,9 @@ def test_adam_with_schedule_matches_a_numpy_reference():
     """Adam (PyTorch's form) for the MLP and cross weights, row-wise Adagrad for the table, with the lr of
     a warmup + decay schedule set before each step: 5 steps against numpy."""
     sizes = (30, 5, 200) + (9,) * 23
-    net = DLRM(sizes, 13, 16, [32, 16], [32, 1], interaction_op="dcn", dcn_layers=2, dcn_rank=4, seed=6)
-    step = TrainStep(net, "adam", 0.05)
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    net = build_model(spec_of(sizes, interaction=DcnInteraction(layers=2, rank=4), optimizer="adam"), seed=6)
+    step = make_train_step(net, 0.05)
+    offsets = np.cumsum((0,) + sizes[:-1])
     weights = ms.ParameterTuple(net.mlp_params())
     bce = nn.BCEWithLogitsLoss()
 
@@ -142,7 +142,6 @@ def test_the_trainer_applies_the_schedule_to_every_step(real_ds):
     whose step rates are set by hand (set_learning_rate itself is checked against numpy above), and differ from a
     replay at the constant base rate, so a trainer that did not apply the schedule would fail here."""
     from src.data.reader import PackedBatches
-    from src.model.dlrm import build_model
     from src.training.trainer import Trainer
     args = [f"--dataset_path={real_ds}", "--batch_size=64", "--bottom_mlp_args=[32,16]", "--top_mlp_args=[32,1]",
             "--learning_rate=0.5", "--warmup_steps=3", "--decay_start_step=3", "--decay_steps=3", "--do_eval=False",
@@ -152,8 +151,8 @@ def test_the_trainer_applies_the_schedule_to_every_step(real_ds):
     batches = list(PackedBatches(real_ds, "train", 64, shuffle=True, seed=123, drop_remainder=True))[:6]
 
     def replay(rates):
-        net = build_model(make_cfg(*args), tr.table_sizes)
-        step = TrainStep(net, "sgd", 0.5)
+        net = build_model(tr.spec, seed=make_cfg(*args).random_seed)
+        step = make_train_step(net, 0.5)
         for lr, batch in zip(rates, batches):
             step.set_learning_rate(lr)
             step(*[Tensor(x) for x in batch])

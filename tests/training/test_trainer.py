@@ -104,8 +104,11 @@ def test_checkpoint_from_another_dataset_is_refused(real_dataset, synth_dataset,
     with pytest.raises(CheckpointError, match=r"parameter 'sparse_arch.table' has shape \(\d+, 16\), the model "
                                               r"built from the config expects \(\d+, 16\)"):
         checkpoint.restore(other.state_params(), arrays, tr.last_checkpoint)
-    with pytest.raises(CheckpointError, match="no parameter 'adagrad_acc"):
+    with pytest.raises(CheckpointError, match=r"holds another model than the config describes: optimizer=sgd "
+                                              r"\(config: adagrad\); train with"):
         Trainer(_cfg(ds, tmp_path, "--optimizer=adagrad", "--resume=True"), log=lambda *_: None).resume()
+    with pytest.raises(CheckpointError, match=r"top_mlp_args=\[32, 1\] \(config: \[16, 1\]\)"):
+        Trainer(_cfg(ds, tmp_path, "--top_mlp_args=[16,1]", "--resume=True"), log=lambda *_: None).resume()
 
 
 def test_yaml_table_sizes_must_agree_with_the_dataset(synth_dataset, tmp_path):

@@ -2,7 +2,7 @@
 
     python train.py --plan_only=True --rank_size=64 --categorical_feature_sizes='[...]' ...
 
-`plan(cfg, table_sizes, ranks)` gives, for parallel_mode and N ranks, what each rank holds:
+`estimate(cfg, spec, ranks)` gives, for parallel_mode and N ranks, what each rank holds:
   table       its embedding rows x dim x 4 B (hybrid_parallel: the rows the sharding plan gives the fullest
               rank, src/training/sharding.py; otherwise all R)
   optimizer   row-wise accumulators (adagrad, adam: 4 B per local row) + MLP state (adagrad 1x, adam 2x)
@@ -19,9 +19,9 @@ fitted on this machine's measured peaks (`bash scripts/run_benchmark.sh parallel
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-from src.data.packed_format import METADATA, load_metadata, table_sizes_for
+from src.model_utils.spec import DLRMSpec
 from src.training.cost_model import bytes_per_step, exchange_is_alltoall
 from src.training.sharding import ShardingPlan, make_plan
 
@@ -34,32 +34,8 @@ class MemoryBudgetError(ValueError):
     """A rank would need more memory than memory_budget_gb allows."""
 
 
-def interaction_width(cfg, slots: int) -> int:
-    """Width F of the interaction output for the config's interaction_op (the over arch's input)."""
-    dx, dim = cfg.bottom_mlp_args[-1], cfg.data_emb_dim
-    if cfg.interaction_op == "dot":
-        vectors = slots + 1
-        return dx + vectors * (vectors - 1) // 2 + (vectors if cfg.interaction_itself else 0)
-    return dx + slots * dim
-
-
-def _dense_params(widths: Sequence[int]) -> int:
-    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-
-
-def dense_params(cfg, slots: int) -> int:
-    """Parameters of the bottom MLP, the top MLP and (dcn) the cross layers: everything but the table."""
-    width = interaction_width(cfg, slots)
-    n = _dense_params([cfg.dense_dim] + list(cfg.bottom_mlp_args)) + _dense_params([width] + list(cfg.top_mlp_args))
-    if cfg.interaction_op == "dcn":
-        f = cfg.bottom_mlp_args[-1] + slots * cfg.data_emb_dim
-        per_layer = (2 * f * cfg.dcn_low_rank_dim if cfg.dcn_low_rank_dim else f * f) + f
-        n += cfg.dcn_num_layers * per_layer
-    return n
-
-
 @dataclass
-class RankPlan:
+class RankMemory:
     """What one rank holds (bytes) and sends per step, for one layout."""
     mode: str
     ranks: int
@@ -95,27 +71,23 @@ class RankPlan:
         return self.batch * compute_per_sample + self.exchange["total"] / link_bytes_per_s
 
 
-def plan(cfg, table_sizes: Sequence[int], ranks: int, native_alltoall: Optional[bool] = None) -> RankPlan:
-    """The memory and traffic of one rank for cfg.parallel_mode over `ranks` ranks (see module docstring).
-    native_alltoall: default, the device target's exchange (Ascend: AlltoAll; CPU and GPU: AllGather rounds)."""
-    slots, dim, batch = len(table_sizes), cfg.data_emb_dim, cfg.batch_size
+def estimate(cfg, spec: DLRMSpec, ranks: int, native_alltoall: Optional[bool] = None) -> RankMemory:
+    """The memory and traffic of one rank for cfg.parallel_mode over `ranks` ranks at cfg.batch_size per rank, for
+    the model `spec` (see module docstring). native_alltoall: default, the device target's exchange (Ascend:
+    AlltoAll; CPU and GPU: AllGather rounds)."""
+    dim, batch = spec.emb_dim, cfg.batch_size
     native = exchange_is_alltoall(cfg.device_target) if native_alltoall is None else native_alltoall
-    rows = int(sum(table_sizes))
     mode = cfg.parallel_mode if ranks > 1 else "stand_alone"
-    sp = make_plan(table_sizes, ranks, cfg.sharding_plan, batch) if mode == "hybrid_parallel" else None
-    local = int(sp.rows_per_rank().max()) if sp else rows
-    mlp = dense_params(cfg, slots)
-    opt_rows = local if cfg.optimizer in ("adagrad", "adam") else 0
-    opt_mlp = {"adagrad": mlp, "adam": 2 * mlp}.get(cfg.optimizer, 0)
-    width = interaction_width(cfg, slots)
-    per_sample = 4 * ACTIVATION_FACTOR * (sum(cfg.bottom_mlp_args) + sum(cfg.top_mlp_args) + 3 * width
-                                          + 3 * slots * dim + max(list(cfg.bottom_mlp_args) + list(cfg.top_mlp_args) + [width]))
-    exchanged = len(sp.slots(False)) if sp else slots
+    sp = make_plan(spec, ranks, cfg.sharding_plan, batch) if mode == "hybrid_parallel" else None
+    local = int(sp.rows_per_rank().max()) if sp else spec.total_rows
+    exchanged = sp.exchanged_lookups() if sp else spec.lookups
     spread = 1 if (sp and native) else ranks
     exchange_buffers = EXCHANGE_BUFFERS.get(mode, 0) * spread * batch * exchanged * dim * 4
-    sent = bytes_per_step(mode, ranks, batch, slots, dim, mlp, exchanged, sp.replicated_rows if sp else 0, native)
-    return RankPlan(mode, ranks, batch, rows, local, 4 * local * dim, 4 * (opt_rows + opt_mlp), 2 * 4 * mlp,
-                    RUNTIME_BYTES + batch * per_sample + exchange_buffers, sent, sp)
+    sent = bytes_per_step(mode, ranks, batch, spec.lookups, dim, spec.mlp_params, exchanged,
+                          sp.replicated_rows if sp else 0, native)
+    activations = batch * 4 * ACTIVATION_FACTOR * spec.activation_width()
+    return RankMemory(mode, ranks, batch, spec.total_rows, local, 4 * local * dim, spec.state_bytes(local),
+                    2 * 4 * spec.mlp_params, RUNTIME_BYTES + activations + exchange_buffers, sent, sp)
 
 
 def available_memory() -> int:
@@ -127,32 +99,21 @@ def available_memory() -> int:
     raise OSError("no MemAvailable in /proc/meminfo")
 
 
-def check_budget(cfg, table_sizes: Sequence[int], ranks: int, budget: int) -> RankPlan:
+def check_budget(cfg, spec: DLRMSpec, ranks: int, budget: int) -> RankMemory:
     """The plan for `ranks`; raises MemoryBudgetError naming the ranks or memory that would fit when a rank
     would need more than `budget` bytes."""
-    p = plan(cfg, table_sizes, ranks)
+    p = estimate(cfg, spec, ranks)
     if p.total <= budget:
         return p
     gib = 2 ** 30
     advice = f"give each rank at least {p.total / gib:.2f} GB (memory_budget_gb)"
     if cfg.parallel_mode == "hybrid_parallel":
-        fits = next((n for n in (2 ** k for k in range(1, 21)) if plan(cfg, table_sizes, n).total <= budget), None)
+        fits = next((n for n in (2 ** k for k in range(1, 21)) if estimate(cfg, spec, n).total <= budget), None)
         advice += f", or use {fits} ranks of hybrid_parallel" if fits else ", or shrink the tables (max_ind_range)"
     else:
         advice += ", or use hybrid_parallel (table rows split across ranks)"
     raise MemoryBudgetError(f"each of the {ranks} rank(s) would need {p.total / gib:.2f} GB ({'; '.join(p.lines()[1:2])}) "
                             f"but memory_budget_gb allows {budget / gib:.2f} GB: {advice}")
-
-
-def plan_table_sizes(cfg) -> List[int]:
-    """Table sizes to plan for: the dataset's (metadata.json, checked against the config), else
-    categorical_feature_sizes; neither is an error naming both keys."""
-    if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
-        return table_sizes_for(cfg, load_metadata(cfg.dataset_path, check_files=False))
-    if cfg.categorical_feature_sizes:
-        return list(cfg.categorical_feature_sizes)
-    raise ValueError(f"no table sizes to plan for: dataset_path '{cfg.dataset_path}' holds no {METADATA} and "
-                     f"categorical_feature_sizes is empty; set one of them")
 
 
 def budget_bytes(cfg) -> int:

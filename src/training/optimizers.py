@@ -1,0 +1,139 @@
+"""The optimizers of the train step, one class each (chosen by `rule_for(spec.optimizer)`): the state each keeps and
+how it updates the MLP weights (dense gradients) and the table rows (sparse: only the batch's rows).
+
+  SGDRule      w -= lr * g; table[r] -= lr * (the batch's summed gradient of row r).
+  AdagradRule  MLPs: acc += g^2, w -= lr * g / (sqrt(acc) + eps). Table: row-wise Adagrad, one accumulator per row:
+               acc[r] += mean(G_r^2) over the row's dims, table[r] -= lr * G_r / (sqrt(acc[r]) + eps).
+  AdamRule     MLPs and the interaction: PyTorch's Adam (beta1 0.9, beta2 0.999), step t = 1, 2, ...:
+               m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+               Table: row-wise Adagrad as above (no table-sized moment buffers).
+The rules are mixins of the train step cell (src/training/train_step.py), so their state Parameters keep the names
+checkpoints have always used (adagrad_acc.*, adam_m.*, adam_v.*, adam_step, adagrad_acc.embedding.table).
+"""
+from typing import List
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, ops
+from mindspore.common.initializer import initializer
+
+from src.model_utils.spec import Adagrad, Adam, Optimizer, SGD
+
+ADAGRAD_EPS = 1e-10            # PyTorch's Adagrad; the config key adagrad_eps
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8                # PyTorch's Adam; the config key adam_eps
+
+_sgd = ops.MultitypeFuncGraph("sgd")
+_adagrad = ops.MultitypeFuncGraph("adagrad")
+_adam = ops.MultitypeFuncGraph("adam")
+
+
+@_sgd.register("Tensor", "Tensor", "Tensor")
+def _sgd_update(lr, param, grad):
+    return ops.assign_sub(param, lr * grad)
+
+
+@_adagrad.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adagrad_update(lr, eps, param, acc, grad):
+    acc_new = ops.assign_add(acc, grad * grad)
+    return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + eps))
+
+
+@_adam.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adam_update(lr, bc1, bc2, eps, param, m, v, grad):
+    m_new = ops.assign(m, m * ADAM_BETAS[0] + grad * (1.0 - ADAM_BETAS[0]))
+    v_new = ops.assign(v, v * ADAM_BETAS[1] + grad * grad * (1.0 - ADAM_BETAS[1]))
+    return ops.assign_sub(param, lr * (m_new / bc1) / (ops.sqrt(v_new / bc2) + eps))
+
+
+class SGDRule:
+    """SGD: no state; the table's rows take -lr x their summed gradient (ScatterAdd sums duplicates)."""
+
+    def _init_state(self, adagrad_eps: float, adam_eps: float) -> None:
+        pass
+
+    def _update_mlps(self, g_w):
+        self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
+
+    def _update_rows(self, keys, local, g, mask):
+        """Sparse table update: occurrence i adds gradient g[i] float32 [K, D] to local row local[i] (int32 [K]);
+        mask float32 [K, 1] or None zeroes occurrences that are not this rank's."""
+        if mask is not None:
+            g = g * mask
+        ops.scatter_add(self.table, local, -self.lr * g)
+
+    def optimizer_state(self) -> List[Parameter]:
+        """Parameters of the optimizer, as checkpoints hold them."""
+        return []
+
+    def row_sharded_state(self) -> List[Parameter]:
+        """Optimizer parameters split by rows like the table."""
+        return []
+
+
+class AdagradRule(SGDRule):
+    """Adagrad for the MLPs, row-wise Adagrad for the table (see the module docstring)."""
+
+    def _init_state(self, adagrad_eps: float, adam_eps: float) -> None:
+        self.adagrad_eps = Tensor(adagrad_eps, ms.float32)
+        self.row_acc = Parameter(initializer("zeros", (self.table.shape[0],), ms.float32),
+                                 name="adagrad_acc.embedding.table")
+        self.unique = ops.Unique()
+        self._init_mlp_state(adam_eps)
+
+    def _init_mlp_state(self, adam_eps: float) -> None:
+        self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
+
+    def _update_mlps(self, g_w):
+        self.hyper_map(ops.partial(_adagrad, self.lr, self.adagrad_eps), self.weights, self.mlp_acc, g_w)
+
+    def _update_rows(self, keys, local, g, mask):
+        """Row-wise Adagrad: keys int32 [K] tell equal rows apart (padding: a key of its own); each row's
+        accumulator grows by the mean square of its summed gradient, split over its occurrences."""
+        if mask is not None:
+            g = g * mask
+        _, inverse = self.unique(keys)                                     # [K] int32
+        n = keys.shape[0]
+        summed = ops.unsorted_segment_sum(g, inverse, n)                   # [K, D] per unique row
+        per_occ = ops.gather(summed, inverse, 0)                           # row's summed grad per occurrence
+        occ = ops.gather(ops.unsorted_segment_sum(ops.ones_like(keys).astype(ms.float32), inverse, n),
+                         inverse, 0)                                       # occurrences of the row
+        sq = (per_occ * per_occ).mean(1) / occ                             # split acc increment over occurrences
+        if mask is not None:
+            sq = sq * mask.reshape(-1)
+        ops.scatter_add(self.row_acc, local, sq)
+        acc = ops.gather(self.row_acc, local, 0)
+        ops.scatter_add(self.table, local, -self.lr * g / (ops.sqrt(acc) + self.adagrad_eps).expand_dims(1))
+
+    def optimizer_state(self) -> List[Parameter]:
+        return list(self.mlp_acc) + [self.row_acc]
+
+    def row_sharded_state(self) -> List[Parameter]:
+        return [self.row_acc]
+
+
+class AdamRule(AdagradRule):
+    """Adam for the MLPs and the interaction, row-wise Adagrad for the table (see the module docstring)."""
+
+    def _init_mlp_state(self, adam_eps: float) -> None:
+        self.adam_m = self.weights.clone(prefix="adam_m", init="zeros")
+        self.adam_v = self.weights.clone(prefix="adam_v", init="zeros")
+        self.adam_step = Parameter(Tensor(0.0, ms.float32), name="adam_step", requires_grad=False)
+        self.betas = (Tensor(ADAM_BETAS[0], ms.float32), Tensor(ADAM_BETAS[1], ms.float32))
+        self.adam_eps = Tensor(adam_eps, ms.float32)
+
+    def _update_mlps(self, g_w):
+        t = ops.assign_add(self.adam_step, ops.ones_like(self.adam_step))
+        bc1, bc2 = 1.0 - ops.pow(self.betas[0], t), 1.0 - ops.pow(self.betas[1], t)
+        self.hyper_map(ops.partial(_adam, self.lr, bc1, bc2, self.adam_eps), self.weights, self.adam_m,
+                       self.adam_v, g_w)
+
+    def optimizer_state(self) -> List[Parameter]:
+        return list(self.adam_m) + list(self.adam_v) + [self.adam_step, self.row_acc]
+
+
+RULES = {SGD: SGDRule, Adagrad: AdagradRule, Adam: AdamRule}
+
+
+def rule_for(optimizer: Optimizer) -> type:
+    """The rule class of a spec's optimizer (the one place a kind of optimizer picks its code)."""
+    return RULES[type(optimizer)]
