@@ -13,7 +13,8 @@
 #   MINDSPORE_PATH: the MindSpore C++ API (include/api/ + lib/). With DEVICE_TYPE=CPU and nothing set,
 #     MindSpore Lite 2.0.0 is fetched once into .whl/ (ascend310_infer/fetch_mindspore_lite.sh).
 #   LOAD_MODE=auto|file|graph for the C++ program (see ascend310_infer/src/main.cc).
-# Everything goes to output/infer_<device>_<id>/ (or INFER_DIR): preprocess_Result/{00_ids,01_dense,label}/,
+# Everything goes to output/infer_<device>_<id>/ (or INFER_DIR): preprocess_Result/{00_ids,01_dense,label}/ (no
+# 01_dense/ for data without dense features),
 # model/ (a converted model), result_Files/, time_Result/, acc.log and the steps' logs.
 set -e
 usage() { echo "usage: bash $0 MODEL_PATH DATASET_PATH NEED_PREPROCESS(y|n) [DEVICE_ID] [--key=value ...]" >&2; exit 2; }
@@ -97,8 +98,9 @@ if [ "$RUNNER" = cpp ]; then
     tail -1 convert.log
     MODEL_PATH="$(tail -1 convert.log)"; MODEL_PATH="${MODEL_PATH##* -> }"   # X.mindir, or X_graph.mindir when large
   fi
-  "$ROOT/ascend310_infer/out/main" --mindir_path="$MODEL_PATH" --input0_path="$DATA/00_ids" \
-    --input1_path="$DATA/01_dense" --result_path=./result_Files --time_path=./time_Result \
+  DENSE=(); [ -d "$DATA/01_dense" ] && DENSE=(--input1_path="$DATA/01_dense")   # none without dense features
+  "$ROOT/ascend310_infer/out/main" --mindir_path="$MODEL_PATH" --input0_path="$DATA/00_ids" "${DENSE[@]}" \
+    --result_path=./result_Files --time_path=./time_Result \
     --device_type="$DEVICE_TYPE" --device_id="$DEVICE_ID" --load_mode="${LOAD_MODE:-auto}" > infer.log 2>&1 || {
     cat infer.log >&2; echo "inference failed, see $RUN_DIR/infer.log" >&2; exit 1; }
 else

@@ -2,12 +2,13 @@
  * DLRM batch inference with the MindSpore C++ API.
  *
  * Runs every batch that preprocess.py wrote through a model with inputs ids int32 [B, S] and
- * dense float32 [B, Dn] and output click probability float32 [B, 1], and writes
+ * dense float32 [B, Dn] (or ids alone: a model without dense features) and output click probability
+ * float32 [B, 1], and writes
  *   <result_path>/<batch>_0.bin            float32 [b, 1], little-endian, one row per real sample
  *   <time_path>/test_perform_static.txt    mean Predict latency
  * S and Dn are read from the model's inputs (the int32 input is the ids); b from each batch file's size.
  *
- *   main --mindir_path=MODEL --input0_path=preprocess_Result/00_ids --input1_path=preprocess_Result/01_dense
+ *   main --mindir_path=MODEL --input0_path=preprocess_Result/00_ids [--input1_path=preprocess_Result/01_dense]
  *        [--result_path=./result_Files] [--time_path=./time_Result] [--device_type=Ascend310|Ascend|GPU|CPU]
  *        [--device_id=0] [--load_mode=auto|file|graph]
  *
@@ -177,7 +178,7 @@ int main(int argc, char **argv) {
       {"mindir_path", ""},           {"input0_path", ""},           {"input1_path", ""},
       {"result_path", "./result_Files"}, {"time_path", "./time_Result"}, {"device_type", "Ascend310"},
       {"device_id", "0"},            {"load_mode", "auto"}};
-  if (!ParseFlags(argc, argv, {"mindir_path", "input0_path", "input1_path"}, &flags)) return 2;
+  if (!ParseFlags(argc, argv, {"mindir_path", "input0_path"}, &flags)) return 2;
   auto context = MakeContext(flags["device_type"], static_cast<uint32_t>(std::stoul(flags["device_id"])));
   if (context == nullptr) return 2;
   Model model;
@@ -186,15 +187,17 @@ int main(int argc, char **argv) {
   const double load_ms = NowMs() - load_start;
 
   std::vector<MSTensor> inputs = model.GetInputs();
-  if (inputs.size() != 2) {
-    std::cerr << "the model has " << inputs.size() << " inputs; DLRM's are (ids, dense)" << std::endl;
+  const size_t want = flags["input1_path"].empty() ? 1 : 2;
+  if (inputs.size() != want) {
+    std::cerr << "the model has " << inputs.size() << " inputs but " << want << " input folder(s) were given: DLRM's "
+              << "are (ids, dense), or ids alone for data without dense features" << std::endl;
     return 1;
   }
   // The int32 input is the ids (input0_path), the other the dense features (input1_path), whatever
   // order a converter gave them.
   const int ids_at = inputs[0].DataType() == mindspore::DataType::kNumberTypeInt32 ? 0 : 1;
-  const std::vector<Input> ins = {{flags["input0_path"], sizeof(int32_t), inputs[ids_at].Shape().back(), ids_at},
-                                  {flags["input1_path"], sizeof(float), inputs[1 - ids_at].Shape().back(), 1 - ids_at}};
+  std::vector<Input> ins = {{flags["input0_path"], sizeof(int32_t), inputs[ids_at].Shape().back(), ids_at}};
+  if (want == 2) ins.push_back({flags["input1_path"], sizeof(float), inputs[1 - ids_at].Shape().back(), 1 - ids_at});
   const int64_t fixed_batch = inputs[0].Shape().front();   // -1: dynamic
   std::vector<std::string> names = ListBatches(ins[0].dir);
   if (names.empty()) {
@@ -206,7 +209,7 @@ int main(int argc, char **argv) {
   int64_t current_batch = fixed_batch;
   std::vector<double> latencies;
   int64_t samples = 0;
-  std::vector<std::vector<char>> data(2);
+  std::vector<std::vector<char>> data(ins.size());
   for (size_t b = 0; b <= names.size(); ++b) {   // b == 0: an untimed warm-up call on the first batch
     const std::string &name = names[b == 0 ? 0 : b - 1];
     int64_t rows = 0;
@@ -217,7 +220,9 @@ int main(int argc, char **argv) {
       return 1;
     }
     if (fixed_batch <= 0 && rows != current_batch) {
-      Status ret = model.Resize(inputs, {{rows, inputs[0].Shape().back()}, {rows, inputs[1].Shape().back()}});
+      std::vector<std::vector<int64_t>> shapes;
+      for (const MSTensor &t : inputs) shapes.push_back({rows, t.Shape().back()});
+      Status ret = model.Resize(inputs, shapes);
       if (ret != kSuccess) {
         std::cerr << "Model::Resize to batch " << rows << " failed: " << ret.ToString() << std::endl;
         return 1;

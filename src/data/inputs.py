@@ -1,23 +1,27 @@
-"""The raw input of preprocessing: which files, which split each belongs to, and the pieces of work.
+"""The raw input of preprocessing: which files, which split each belongs to, the columns, and the pieces of work.
 
-Two layouts of DIR (`data_path`):
-  Kaggle     DIR/train.txt or DIR/train.txt.gz: the last N // 7 lines are held out (test, or with
-             val_split: first half validation, second half test); the rest is training.
-  Terabyte   DIR/day_A ... DIR/day_B (each optionally .gz), any contiguous run of day numbers, at least
-             two: the last day is held out (with val_split: its first ceil(n/2) lines validation, the
-             rest test), the others are training.
+The files and columns come from a feature spec (src/data/feature_spec.py). Without one, DIR holding
+  train.txt or train.txt.gz   uses the shipped Criteo Kaggle spec (split tail: the last N // 7 lines are held out
+                              (test, or with val_split: first half validation, second half test); the rest is training)
+  day_A ... day_B[.gz]        uses the shipped Criteo Terabyte spec: any contiguous run of day numbers, at least two
+                              (split last_file: the last day is held out; with val_split its first ceil(n/2) lines
+                              validation, the rest test), the others are training.
+A feature spec's `split` is one of these two (tail: one file; last_file: at least two).
 
 A piece is the unit of parallel work and of resume: piece k of a file holds the lines that *start* at
 an uncompressed byte offset in [k*C, (k+1)*C) (C = chunk_bytes). The rule is the same for plain and
 gzip files, so a file and its .gz give the same pieces. Plain files are cut by seeking (any worker can
-take any piece); a gzip file is one task that streams its pieces in order.
+take any piece); a gzip file is one task that streams its pieces in order. A file with a header has it in
+its piece 0 (the worker checks and drops it).
 """
+import csv
 import os
 import re
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, List, Tuple
 
-from src.data.criteo import CriteoFormatError, _raw_open, _read
+from src.data.feature_spec import Columns, FeatureSpec, list_files, load_feature_spec, resolve
+from src.data.text_parser import InputFormatError, _raw_open, _read
 
 DAY_RE = re.compile(r"^day_(\d+)(\.gz)?$")
 
@@ -28,7 +32,7 @@ class InputFile:
     index: int          # 0.. in input order
     path: str
     name: str           # file name, used in messages ("day_3.gz:120: ...")
-    held_out: bool      # day layout: the last day; Kaggle layout: decided per line (the tail)
+    held_out: bool      # split last_file: the last file; split tail: decided per line (the tail)
 
     @property
     def gzip(self) -> bool:
@@ -38,14 +42,15 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Layout:
-    """The input files and how they split."""
-    kind: str                   # "kaggle" | "days"
+    """The input files, how they split, and their columns."""
+    kind: str                   # the split: "tail" | "last_file"
     files: Tuple[InputFile, ...]
     folder: str                 # the folder holding them (DIR/mindrecord is written beside them)
+    columns: Columns
 
     def describe(self) -> str:
-        """One line for logs: 'day_0 .. day_23 (24 files, day_23 held out)' or the Kaggle file."""
-        if self.kind == "kaggle":
+        """One line for logs: 'day_0 .. day_23 (24 files, day_23 held out)' or the one file."""
+        if self.kind == "tail":
             return self.files[0].path
         return f"{self.files[0].name} .. {self.files[-1].name} ({len(self.files)} files, " \
                f"{self.files[-1].name} held out)"
@@ -58,53 +63,84 @@ def _day_files(folder: str) -> List[Tuple[int, str]]:
         if m and os.path.isfile(os.path.join(folder, name)):
             day = int(m.group(1))
             if day in days:
-                raise CriteoFormatError(f"'{folder}' holds both {days[day]} and {name}: keep one of them")
+                raise InputFormatError(f"'{folder}' holds both {days[day]} and {name}: keep one of them")
             days[day] = name
     return sorted(days.items())
 
 
 def _check_nonempty(path: str) -> None:
     if os.path.getsize(path) == 0:
-        raise CriteoFormatError(f"input file '{path}' is empty")
+        raise InputFormatError(f"input file '{path}' is empty")
 
 
-def find_layout(data_path: str) -> Layout:
-    """The input layout of data_path (a folder, or a train.txt[.gz] file); clear errors for anything else."""
-    if os.path.isfile(data_path):
-        _check_nonempty(data_path)
-        path = os.path.abspath(data_path)
-        return Layout("kaggle", (InputFile(0, path, os.path.basename(path), False),), os.path.dirname(path))
-    if not os.path.isdir(data_path):
-        raise CriteoFormatError(f"input '{data_path}' does not exist (expected a folder holding train.txt[.gz] "
-                                f"or day_0 .. day_23[.gz])")
-    folder = os.path.abspath(data_path)
+def _criteo_files(folder: str) -> Tuple[str, List[str]]:
+    """Without a feature spec: (the shipped Criteo spec, the file names) of a folder; errors for anything else."""
     kaggle = [n for n in ("train.txt", "train.txt.gz") if os.path.isfile(os.path.join(folder, n))]
     days = _day_files(folder)
     if kaggle and days:
-        raise CriteoFormatError(f"'{folder}' holds both {kaggle[0]} and day files ({days[0][1]} ..): keep one "
-                                f"layout per folder")
+        raise InputFormatError(f"'{folder}' holds both {kaggle[0]} and day files ({days[0][1]} ..): keep one "
+                               f"layout per folder")
     if len(kaggle) == 2:
-        raise CriteoFormatError(f"'{folder}' holds both train.txt and train.txt.gz: keep one of them")
+        raise InputFormatError(f"'{folder}' holds both train.txt and train.txt.gz: keep one of them")
     if kaggle:
-        path = os.path.join(folder, kaggle[0])
-        _check_nonempty(path)
-        return Layout("kaggle", (InputFile(0, path, kaggle[0], False),), folder)
+        return "criteo_kaggle", kaggle
     if not days:
-        raise CriteoFormatError(f"no train.txt, train.txt.gz or day_N[.gz] files in '{folder}'")
+        raise InputFormatError(f"no train.txt, train.txt.gz or day_N[.gz] files in '{folder}' (for other data, "
+                               f"describe its columns in a feature spec: --feature_spec=SPEC.yaml)")
     numbers = [d for d, _ in days]
     gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     if gaps:
-        raise CriteoFormatError(f"'{folder}': the day files must be a contiguous run; day_{gaps[0]} is missing "
-                                f"between {days[0][1]} and {days[-1][1]}")
-    if len(days) < 2:
-        raise CriteoFormatError(f"'{folder}' holds one day file ({days[0][1]}); the last day is held out for "
-                                f"evaluation, so at least two are needed")
+        raise InputFormatError(f"'{folder}': the day files must be a contiguous run; day_{gaps[0]} is missing "
+                               f"between {days[0][1]} and {days[-1][1]}")
+    return "criteo_terabyte", [name for _, name in days]
+
+
+def first_fields(path: str, spec: FeatureSpec) -> List[str]:
+    """The fields of a file's first line (quotes removed for csv)."""
+    with _raw_open(path) as f:
+        line = _read(f, 1 << 20, path, 0).split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(f"{path}:1: not UTF-8 text ({exc})") from None
+    return split_line(text, spec)
+
+
+def split_line(text: str, spec: FeatureSpec) -> List[str]:
+    """The fields of one line of text (quotes removed for csv)."""
+    if spec.quoted:
+        return next(csv.reader([text], delimiter=spec.delimiter), [])
+    return text.split(spec.delimiter)
+
+
+def find_layout(data_path: str, feature_spec: str = "") -> Layout:
+    """The input of data_path (a folder, or with the Criteo Kaggle layout its train.txt[.gz]) under the feature
+    spec (a YAML path or a shipped spec's name; "" = the Criteo layouts); clear errors for anything else."""
+    if os.path.isfile(data_path) and not feature_spec:
+        folder, names, spec_name = os.path.dirname(os.path.abspath(data_path)), [os.path.basename(data_path)], \
+            "criteo_kaggle"
+    elif not os.path.isdir(data_path):
+        raise InputFormatError(f"input '{data_path}' does not exist (expected a folder holding train.txt[.gz], "
+                               f"day_0 .. day_23[.gz], or the files a feature spec names)")
+    else:
+        folder = os.path.abspath(data_path)
+        spec_name, names = (feature_spec, None) if feature_spec else _criteo_files(folder)
+    spec = load_feature_spec(spec_name)
+    names = names or list_files(folder, spec)
+    if spec.split == "tail" and len(names) != 1:
+        raise InputFormatError(f"feature spec '{spec.source}': split: tail holds out the end of one file, but "
+                               f"{len(names)} files match ({names[:3]}...): use split: last_file, or name one file")
+    if spec.split == "last_file" and len(names) < 2:
+        raise InputFormatError(f"'{folder}' holds one input file ({names[0]}); the last file is held out for "
+                               f"evaluation (split: last_file), so at least two are needed")
     files = []
-    for i, (_, name) in enumerate(days):
+    for i, name in enumerate(names):
         path = os.path.join(folder, name)
         _check_nonempty(path)
-        files.append(InputFile(i, path, name, i == len(days) - 1))
-    return Layout("days", tuple(files), folder)
+        files.append(InputFile(i, path, name, spec.split == "last_file" and i == len(names) - 1))
+    fields = first_fields(files[0].path, spec) if spec.header or not spec.names else None
+    columns = resolve(spec, fields, files[0].name)
+    return Layout(spec.split, tuple(files), folder, columns)
 
 
 def piece_count(path: str, piece_bytes: int) -> int:

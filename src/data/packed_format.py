@@ -138,6 +138,10 @@ def load_metadata(dataset_path: str, check_files: bool = True) -> dict:
 def table_sizes_for(cfg, meta: dict) -> List[int]:
     """Per-slot table sizes: the dataset's, checked against a non-empty categorical_feature_sizes."""
     sizes = list(meta["table_sizes"])
+    if cfg.categorical_feature_sizes and len(cfg.categorical_feature_sizes) != len(sizes):
+        raise DatasetError(f"categorical_feature_sizes in the config has {len(cfg.categorical_feature_sizes)} "
+                           f"entries but the dataset's {METADATA} has {len(sizes)} tables; set "
+                           f"categorical_feature_sizes='[]' to use the dataset's")
     if cfg.categorical_feature_sizes and list(cfg.categorical_feature_sizes) != sizes:
         diff = [i + 1 for i, (a, b) in enumerate(zip(cfg.categorical_feature_sizes, sizes)) if a != b]
         raise DatasetError(f"categorical_feature_sizes in the config disagrees with {METADATA} of the dataset "
@@ -145,9 +149,6 @@ def table_sizes_for(cfg, meta: dict) -> List[int]:
                            f"{[cfg.categorical_feature_sizes[i - 1] for i in diff[:3]]} vs dataset "
                            f"{[sizes[i - 1] for i in diff[:3]]}); set categorical_feature_sizes='[]' to use "
                            f"the dataset's")
-    if meta["dense_dim"] != cfg.dense_dim or meta["slot_dim"] != cfg.slot_dim:
-        raise DatasetError(f"dataset has dense_dim={meta['dense_dim']}, slot_dim={meta['slot_dim']} but the "
-                           f"config says {cfg.dense_dim}, {cfg.slot_dim}")
     return sizes
 
 

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from src.data.feature_spec import Columns
 from src.data.packed_format import file_record
 from src.data.pieces import record_dtype
 from src.data.vocab import SlotMapper
@@ -55,8 +56,7 @@ class PartJob:
     """What every part task shares (picklable): the output folder, the record layout, the id mapping."""
     out: str                           # the staged dataset folder
     markers: str                       # the work folder's marker folder
-    dense_dim: int
-    slot_dim: int
+    columns: Columns
     pack_size: int
     seed: int
     mode: str                          # "vocab" | "hash" | "ids"
@@ -88,9 +88,10 @@ def mappers_for(job: PartJob) -> List[SlotMapper]:
     if key not in _MAPPERS:
         if job.mode == "vocab":
             with np.load(job.vocab_file) as z:
-                _MAPPERS[key] = [SlotMapper("vocab", vocab_keys=z[f"C{s + 1}_keys"]) for s in range(job.slot_dim)]
+                _MAPPERS[key] = [SlotMapper("vocab", vocab_keys=z[f"C{s + 1}_keys"])
+                                 for s in range(job.columns.slot_dim)]
         elif job.mode == "hash":
-            _MAPPERS[key] = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.slot_dim
+            _MAPPERS[key] = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.columns.slot_dim
         else:
             _MAPPERS[key] = [SlotMapper("ids", max_id=m) for m in job.max_ids]
     return _MAPPERS[key]
@@ -120,7 +121,7 @@ def write_part(job: PartJob, task: PartTask) -> dict:
     from src.data.writer import PackedWriter        # MindSpore is imported by the workers that write
     shuffle = task.ranges is None
     ranges = train_ranges(job.bucket_table, task.index) if shuffle else task.ranges
-    rec = _gather(ranges, record_dtype(job.dense_dim, job.slot_dim))
+    rec = _gather(ranges, record_dtype(job.columns, job.mode))
     if len(rec) != task.samples:
         raise RuntimeError(f"part {task.name}: gathered {len(rec)} records, expected {task.samples}")
     if shuffle:
@@ -129,8 +130,8 @@ def write_part(job: PartJob, task: PartTask) -> dict:
     writer = PackedWriter(os.path.join(job.out, task.name), job.pack_size)
     for lo in range(0, len(rec), PIECE_ROWS):
         piece = rec[lo:lo + PIECE_ROWS]
-        ids = np.empty((len(piece), job.slot_dim), np.int32)
-        for s in range(job.slot_dim):
+        ids = np.empty((len(piece), job.columns.slot_dim), np.int32)
+        for s in range(job.columns.slot_dim):
             ids[:, s] = mappers[s](np.ascontiguousarray(piece["keys"][:, s]), piece["missing"][:, s])
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))

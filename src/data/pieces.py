@@ -16,32 +16,38 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from src.data.criteo import BlockParser, Chunk, CriteoFormatError
-from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, stream_pieces
+from src.data.feature_spec import Columns
+from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, split_line, stream_pieces
+from src.data.text_parser import BlockParser, Chunk, InputFormatError
 from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
 
 
-def record_dtype(dense_dim: int, slot_dim: int) -> np.dtype:
-    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4[S],
-    missing ?[S], line u4 (1-based line number within its piece)."""
-    return np.dtype([("label", "u1"), ("dense", "<f4", (dense_dim,)), ("keys", "<u4", (slot_dim,)),
-                     ("missing", "?", (slot_dim,)), ("line", "<u4")])
+def key_dtype(columns: Columns, mode: str) -> str:
+    """The categorical keys' type: uint32 for hex values and decimal ids, uint64 for hashed strings."""
+    return "<u8" if mode != "ids" and columns.spec.categorical_format == "string" else "<u4"
+
+
+def record_dtype(columns: Columns, mode: str) -> np.dtype:
+    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4 or u8 [S] (key_dtype),
+    missing ?[S], line u4 (1-based line number among its file's data lines, within its piece)."""
+    return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)),
+                     ("keys", key_dtype(columns, mode), (columns.slot_dim,)), ("missing", "?", (columns.slot_dim,)),
+                     ("line", "<u4")])
 
 
 @dataclass(frozen=True)
 class PieceJob:
     """What a worker needs to process pieces (picklable)."""
     folder: str             # the work folder's pieces/ directory
-    dense_dim: int
-    slot_dim: int
+    columns: Columns
     piece_bytes: int
     mode: str               # "vocab" | "hash" | "ids"
     strict: bool
     seed: int
-    n_train: int            # Kaggle layout: lines 1..n_train of the file are training; 0 for day files
-    offsets: Optional[tuple] = None   # Kaggle plain file: lines before every piece
+    n_train: int            # split tail: data lines 1..n_train of the file are training; 0 for last_file
+    offsets: Optional[tuple] = None   # split tail, plain file: data lines before every piece
 
     def stem(self, file: InputFile, k: int) -> str:
         """The path without extension of piece k of `file`."""
@@ -74,38 +80,58 @@ def _value_counts(chunk: Chunk, sel: np.ndarray, slot_dim: int) -> Dict[str, np.
     for s in range(slot_dim):
         vals = chunk.keys[s, sel][~chunk.missing[s, sel]]
         keys, counts = np.unique(vals, return_counts=True)
-        out[f"k{s}"], out[f"c{s}"] = keys.astype(np.uint32), counts.astype(np.int64)
+        out[f"k{s}"], out[f"c{s}"] = keys, counts.astype(np.int64)
     return out
+
+
+def strip_header(job: PieceJob, file: InputFile, k: int, text: bytes) -> bytes:
+    """Piece 0 of a file with a header: the header checked against the first file's, and dropped."""
+    if k != 0 or not job.columns.header or not text:
+        return text
+    end = text.find(b"\n") + 1
+    try:
+        fields = split_line(text[:end].rstrip(b"\r\n").decode("utf-8"), job.columns.spec)
+    except UnicodeDecodeError:
+        fields = None
+    if fields != list(job.columns.header):
+        raise InputFormatError(f"{file.path}:1: the header differs from the first file's: expected "
+                               f"{list(job.columns.header)}, found {fields}; every file must have the same columns")
+    return text[end:]
 
 
 def _parse(job: PieceJob, file: InputFile, k: int, text: bytes, parser: BlockParser,
            offset: Optional[int], n: int) -> Optional[Chunk]:
-    """Parse the n lines with piece-local line numbers; a strict-mode error is re-raised with the file's
-    line number (`offset`: lines before the piece, counted here when unknown)."""
+    """Parse the n lines with piece-local data-line numbers; an error (strict mode's first bad line, a line break
+    in a quoted field) is raised again with the line's number in the file (`offset`: data lines before the
+    piece, counted here when unknown; a header is line 1)."""
     if n == 0:
         return None
     try:
         return parser.parse(1, text, n)
-    except CriteoFormatError:
-        if not job.strict:
-            raise
+    except InputFormatError:
+        header = 1 if job.columns.header else 0
         if offset is None:
             with open(file.path, "rb") as f:
-                offset = lines_before(file.path, line_start_at_or_after(f, k * job.piece_bytes))
-        return parser.parse(offset + 1, text, n)      # raises again, naming the line in the file
+                before = lines_before(file.path, line_start_at_or_after(f, k * job.piece_bytes))
+            physical = before + (header if k == 0 else 0)
+        else:
+            physical = offset + header
+        return parser.parse(physical + 1, text, n)      # raises again, naming the line in the file
 
 
 def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: Optional[int] = None) -> int:
     """Parse piece k of `file` (its text; `offset` lines come before it, None when not known) and write
     its records and summary; returns its line count."""
-    parser = BlockParser(file.path, job.dense_dim, job.slot_dim, strict=job.strict, int_ids=job.mode == "ids",
-                         use_threads=False)
+    parser = BlockParser(file.path, job.columns, strict=job.strict, mode=job.mode, use_threads=False)
+    text = strip_header(job, file, k, text)
     n_lines = text.count(b"\n")
     chunk = _parse(job, file, k, text, parser, offset, n_lines)
-    dtype = record_dtype(job.dense_dim, job.slot_dim)
+    dtype = record_dtype(job.columns, job.mode)
+    dense_dim, slot_dim = job.columns.dense_dim, job.columns.slot_dim
     if chunk is None:
-        chunk = Chunk(np.zeros(0, np.uint8), np.zeros((job.dense_dim, 0), np.float32),
-                      np.zeros((job.slot_dim, 0), np.uint32), np.zeros((job.slot_dim, 0), bool), np.zeros(0, np.int64))
+        chunk = Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
+                      np.zeros((slot_dim, 0), dtype["keys"].base), np.zeros((slot_dim, 0), bool),
+                      np.zeros(0, np.int64))
     if file.held_out:
         is_train = np.zeros(len(chunk.label), bool)
     elif job.n_train:
@@ -120,9 +146,9 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
                "bad": np.frombuffer(json.dumps(parser.bad.as_dict()).encode(), np.uint8)}
     summary.update({f"stat_{key}": v for key, v in _sums(chunk, tr).items()})
     if job.mode == "vocab":
-        summary.update(_value_counts(chunk, tr, job.slot_dim))
+        summary.update(_value_counts(chunk, tr, slot_dim))
     elif job.mode == "ids":
-        summary["max_ids"] = chunk.keys.max(1).astype(np.int64) if len(chunk.label) else np.zeros(job.slot_dim, np.int64)
+        summary["max_ids"] = chunk.keys.max(1).astype(np.int64) if len(chunk.label) else np.zeros(slot_dim, np.int64)
     stem = job.stem(file, k)
     write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
                                                            _records(chunk, ho, dtype)]).tofile(f))

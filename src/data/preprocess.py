@@ -1,17 +1,18 @@
-"""Criteo text -> packed MindRecord parts, on N worker processes, resumable, in bounded memory.
+"""Click logs as delimited text -> packed MindRecord parts, on N worker processes, resumable, in bounded memory.
 
-    python src/preprocess_data.py --data_path=DIR/ [--workers=N] [--max_ind_range=M] ...
+    python src/preprocess_data.py --data_path=DIR/ [--feature_spec=SPEC.yaml] [--workers=N] [--max_ind_range=M] ...
 
-DIR holds train.txt[.gz] (Kaggle) or day_A .. day_B[.gz] (Terabyte); see src/data/inputs.py for the
-splits. DIR/mindrecord/ gets:
+DIR holds train.txt[.gz] (Criteo Kaggle), day_A .. day_B[.gz] (Criteo Terabyte), or the files a feature spec
+names (src/data/feature_spec.py); see src/data/inputs.py for the splits. DIR/mindrecord/ gets:
   {split}-{i:05d}.mindrecord   the parts of each split (train: a uniform random order of the training
                                lines; val/test: the held-out lines in file order)
-  vocab.npz                    vocabulary mode: per slot C1..C26 `C{k}_keys` (uint32 values in id order,
-                               id = position + 2) and `C{k}_counts` (training counts)
+  vocab.npz                    vocabulary mode: per slot k = 1..S `C{k}_keys` (the keys in id order: uint32
+                               values, or uint64 hashes of strings; id = position + 2) and `C{k}_counts`
   stats.json                   per-feature statistics of the training lines
-  metadata.json                table sizes, parts and sample counts, split, id mode, bad lines, checksums
+  metadata.json                features, table sizes, parts and sample counts, split, id mode, bad lines, checksums,
+                               the feature spec
 
-Phase 0 (Kaggle only) counts the lines of the file (the split is the last N // 7). Phase A parses every
+Phase 0 (split tail only) counts the lines of the file (the split is the last N // 7). Phase A parses every
 piece (src/data/pieces.py) into records and a summary. The summaries are merged: vocabulary (by value
 ranges, src/data/vocab.py), statistics, bad lines. Phase B writes the parts (src/data/parts.py).
 Pieces and parts are independent tasks: the dataset is the same for every number of workers, and all of
@@ -29,8 +30,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from src.data.criteo import CriteoFormatError, MAX_EXAMPLES, count_lines
-from src.data.inputs import InputFile, Layout, count_piece_lines, find_layout, piece_count
+from src.data.text_parser import InputFormatError, MAX_EXAMPLES, count_lines
+from src.data.feature_spec import Columns, FeatureSpecError
+from src.data.inputs import DAY_RE, InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
 from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
@@ -46,8 +48,6 @@ class Preprocessing:
     layout: Layout
     work: WorkDir
     mode: str                 # "vocab" | "hash" | "ids" (see src/data/vocab.py)
-    dense_dim: int
-    slot_dim: int
     threshold: int
     max_ind_range: int
     pack_size: int
@@ -81,7 +81,7 @@ class Piece:
 def id_mode(cfg) -> str:
     """"hash" (max_ind_range > 0), "ids" (skip_id_convert) or "vocab"."""
     if cfg.max_ind_range and cfg.max_ind_range < 2:
-        raise CriteoFormatError(f"max_ind_range must be 0 (off) or >= 2, got {cfg.max_ind_range}")
+        raise InputFormatError(f"max_ind_range must be 0 (off) or >= 2, got {cfg.max_ind_range}")
     return "hash" if cfg.max_ind_range else ("ids" if cfg.skip_id_convert else "vocab")
 
 
@@ -89,31 +89,36 @@ def fingerprint(cfg, layout: Layout) -> dict:
     """What the dataset depends on (inputs and settings; not the worker count): a work folder with
     another fingerprint is not resumed."""
     files = [[f.name, os.path.getsize(f.path), os.stat(f.path).st_mtime_ns] for f in layout.files]
-    keys = ("dense_dim", "slot_dim", "threshold", "max_ind_range", "skip_id_convert", "pack_size", "chunk_bytes",
+    keys = ("threshold", "max_ind_range", "skip_id_convert", "pack_size", "chunk_bytes",
             "shuffle_bucket_lines", "strict", "val_split", "random_seed", "train_line_count")
     return {"format_version": FORMAT_VERSION, "layout": layout.kind, "files": files,
+            "feature_spec": layout.columns.spec.to_json(),
             **{k: getattr(cfg, k) for k in keys}}
 
 
-def kaggle_split(prep: Preprocessing) -> Tuple[Optional[tuple], int, int, int]:
-    """Kaggle layout: (lines before every piece (plain file; None for gzip), total, n_train, n_val)."""
+def tail_split(prep: Preprocessing) -> Tuple[Optional[tuple], int, int, int]:
+    """Split tail: (data lines before every piece (plain file; None for gzip), data lines, n_train, n_val). A
+    header is not a data line."""
     file = prep.layout.files[0]
+    header = 1 if prep.layout.columns.header else 0
     offsets = None
     if file.gzip:
-        total = prep.train_line_count or count_lines(file.path)
+        total = prep.train_line_count or count_lines(file.path) - header
     else:
         n = piece_count(file.path, prep.piece_bytes)
         prog = Progress("preprocess: counting lines", n, "pieces", enabled=prep.progress)
         counts = prep.workers.run(_count_task, (file.path, prep.piece_bytes), list(range(n)), prog)
         prog.finish()
+        counts[0] -= header
         offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]]))
         total = int(sum(counts))
         if prep.train_line_count and prep.train_line_count != total:
-            raise CriteoFormatError(f"{file.path}: has {total} lines but train_line_count={prep.train_line_count}; "
-                                    f"set it to the file's line count, or 0 to count it")
+            raise InputFormatError(f"{file.path}: has {total} lines{' after its header' if header else ''} but "
+                                   f"train_line_count={prep.train_line_count}; set it to the file's line count, or "
+                                   f"0 to count it")
     n_test = total // 7
     if n_test == 0:
-        raise CriteoFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
+        raise InputFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
     return offsets, total, total - n_test, n_test // 2 if prep.val_split else 0
 
 
@@ -163,17 +168,26 @@ def list_pieces(prep: Preprocessing, job: PieceJob) -> List[Piece]:
 
 
 def merge_bad_lines(prep: Preprocessing, pieces: List[Piece]) -> dict:
-    """The bad-line summary over all pieces, with line numbers in their files (day layout: 'day_3:120')."""
-    counts, first = {}, {}
+    """The bad-line summary over all pieces, with line numbers in their files (split last_file: 'day_3:120'), and
+    per reason the lines each column made bad (when any did)."""
+    counts, first, columns = {}, {}, {}
     for p in pieces:
         with np.load(p.stem + ".npz") as z:
             bad = json.loads(bytes(z["bad"]).decode())
+        for reason, per in bad.get("columns", {}).items():
+            into = columns.setdefault(reason, {})
+            for name, n in per.items():
+                into[name] = into.get(name, 0) + n
         for reason, n in bad["counts"].items():
             counts[reason] = counts.get(reason, 0) + n
             got = first.setdefault(reason, [])
             for line in bad["first_lines"][reason][:MAX_EXAMPLES - len(got)]:
-                got.append(p.offset + line if prep.layout.kind == "kaggle" else f"{p.file.name}:{p.offset + line}")
-    return {"total": sum(counts.values()), "counts": counts, "first_lines": first}
+                line += p.offset + (1 if prep.layout.columns.header else 0)      # the line's number in its file
+                got.append(line if prep.layout.kind == "tail" else f"{p.file.name}:{line}")
+    out = {"total": sum(counts.values()), "counts": counts, "first_lines": first}
+    if columns:
+        out["columns"] = columns
+    return out
 
 
 def merge_stats(pieces: List[Piece], dense_dim: int, slot_dim: int) -> dict:
@@ -202,11 +216,11 @@ def check_enough_good_lines(path: str, total: int, max_bad_fraction: float, bad:
     frac = bad["total"] / max(total, 1)
     empty = [s for s, n in split_lines.items() if n == 0]
     if empty:
-        raise CriteoFormatError(f"{path}: no good lines in the {' and '.join(empty)} split(s): {bad['total']:,} "
+        raise InputFormatError(f"{path}: no good lines in the {' and '.join(empty)} split(s): {bad['total']:,} "
                                 f"of {total:,} lines are bad ({reasons or 'none'}); the previous dataset, if "
                                 f"any, is kept")
     if frac > max_bad_fraction:
-        raise CriteoFormatError(f"{path}: {bad['total']:,} of {total:,} lines ({frac:.2%}) are bad, more "
+        raise InputFormatError(f"{path}: {bad['total']:,} of {total:,} lines ({frac:.2%}) are bad, more "
                                 f"than max_bad_fraction={max_bad_fraction:g}: {reasons}. Fix the input, or "
                                 f"raise max_bad_fraction to keep the good lines; the previous dataset, if any, is kept")
 
@@ -223,20 +237,21 @@ def _merge_slot(shared: Tuple[List[str], int], s: int) -> Tuple[np.ndarray, np.n
 def build_vocab(prep: Preprocessing, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray], List[int], Optional[tuple]]:
     """(vocab.npz arrays, table sizes, largest ids (id mode)) from the piece summaries."""
     if prep.mode == "hash":
-        return {}, [prep.max_ind_range] * prep.slot_dim, None
+        return {}, [prep.max_ind_range] * prep.layout.columns.slot_dim, None
     if prep.mode == "ids":
-        max_ids = np.zeros(prep.slot_dim, np.int64)
+        max_ids = np.zeros(prep.layout.columns.slot_dim, np.int64)
         for p in pieces:
             with np.load(p.stem + ".npz") as z:
                 max_ids = np.maximum(max_ids, z["max_ids"])
         bad = np.flatnonzero(max_ids >= 2 ** 31 - 1)
         if len(bad):
-            raise CriteoFormatError(f"{prep.layout.describe()}: slot C{bad[0] + 1} holds id {max_ids[bad[0]]}, above "
-                                    f"the int32 range")
+            raise InputFormatError(f"{prep.layout.describe()}: slot C{bad[0] + 1} holds id {max_ids[bad[0]]}, above "
+                                   f"the int32 range")
         return {}, [int(m) + 1 for m in max_ids], tuple(int(m) for m in max_ids)
     stems = [p.stem for p in pieces if p.n_train]
-    prog = Progress("preprocess: merging value counts", prep.slot_dim, "slots", enabled=prep.progress)
-    merged = prep.workers.run(_merge_slot, (stems, prep.threshold), list(range(prep.slot_dim)), prog)
+    slots = prep.layout.columns.slot_dim
+    prog = Progress("preprocess: merging value counts", slots, "slots", enabled=prep.progress)
+    merged = prep.workers.run(_merge_slot, (stems, prep.threshold), list(range(slots)), prog)
     prog.finish()
     arrays = {}
     for s, (keys, counts) in enumerate(merged):
@@ -294,7 +309,7 @@ def held_out_parts(prep: Preprocessing, pieces: List[Piece], val_end: int) -> Di
 
 
 def _dtype(prep: Preprocessing) -> np.dtype:
-    return record_dtype(prep.dense_dim, prep.slot_dim)
+    return record_dtype(prep.layout.columns, prep.mode)
 
 
 def _part_task(job: PartJob, task: PartTask) -> dict:
@@ -329,8 +344,15 @@ def vocab_fingerprint(mode: str, threshold: int, max_ind_range: int, table_sizes
     for s in range(len(table_sizes)):
         keys = vocab_arrays.get(f"C{s + 1}_keys")
         if keys is not None:
-            h.update(np.ascontiguousarray(keys, "<u4").tobytes())
+            h.update(np.ascontiguousarray(keys, keys.dtype.newbyteorder("<")).tobytes())
     return h.hexdigest()
+
+
+def features(columns: Columns, table_sizes: List[int]) -> List[dict]:
+    """metadata.json "features": each dense and categorical feature with its kind and table rows, in model
+    order (the DLRMSpec features of the dataset)."""
+    return [{"name": n, "kind": "dense"} for n in columns.dense_names] + \
+        [{"name": n, "kind": "categorical", "rows": int(r)} for n, r in zip(columns.categorical_names, table_sizes)]
 
 
 def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
@@ -340,10 +362,12 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
     return {
         "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "input": layout.files[0].path if layout.kind == "kaggle" else layout.folder,
+        "input": layout.files[0].path if layout.kind == "tail" else layout.folder,
         "input_files": [f.name for f in layout.files],
-        "dense_dim": prep.dense_dim,
-        "slot_dim": prep.slot_dim,
+        "feature_spec": layout.columns.spec.to_json(),
+        "features": features(layout.columns, table_sizes),
+        "dense_dim": layout.columns.dense_dim,
+        "slot_dim": layout.columns.slot_dim,
         "id_mode": prep.mode,
         "threshold": prep.threshold if prep.mode == "vocab" else None,
         "max_ind_range": prep.max_ind_range or None,
@@ -360,14 +384,14 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
     }
 
 
-def split_lines(prep: Preprocessing, pieces: List[Piece], kaggle: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
+def split_lines(prep: Preprocessing, pieces: List[Piece], tail: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
     """(metadata "lines", the last line number of validation in the held-out file, the split in words)."""
-    if kaggle is not None:
-        total, n_train, n_val = kaggle
+    if tail is not None:
+        total, n_train, n_val = tail
         found = sum(p.lines for p in pieces)
         if found != total:
-            raise CriteoFormatError(f"{prep.layout.files[0].path}: has {found} lines but train_line_count={total}; "
-                                    f"set it to the file's line count, or 0 to count it")
+            raise InputFormatError(f"{prep.layout.files[0].path}: has {found} lines but train_line_count={total}; "
+                                   f"set it to the file's line count (without its header), or 0 to count it")
         n_held = total - n_train
         text = f"last {n_held} lines (N // 7) are held out" + (
             f"; the first {n_val} of them are validation" if n_val else "")
@@ -376,7 +400,7 @@ def split_lines(prep: Preprocessing, pieces: List[Piece], kaggle: Optional[Tuple
     held = sum(p.lines for p in pieces if p.file == last)
     total = sum(p.lines for p in pieces)
     n_val = -(-held // 2) if prep.val_split else 0
-    text = f"{last.name} (the last day) is held out" + (
+    text = f"{last.name} (the last {'day' if DAY_RE.match(last.name) else 'file'}) is held out" + (
         f"; its first {n_val} lines (ceil(n/2), the half MLPerf's reference evaluates on) are validation, the "
         f"other {held - n_val} test" if n_val else ", all of it test")
     return {"total": total, "train": total - held, "test": held - n_val, "val": n_val}, n_val, text
@@ -384,20 +408,21 @@ def split_lines(prep: Preprocessing, pieces: List[Piece], kaggle: Optional[Tuple
 
 def run_phases(prep: Preprocessing) -> dict:
     """All phases into the work folder; returns the metadata written to the staged dataset."""
-    kaggle, offsets = None, None
-    if prep.layout.kind == "kaggle":
-        offsets, total, n_train, n_val = kaggle_split(prep)
-        kaggle = (total, n_train, n_val)
+    tail, offsets = None, None
+    if prep.layout.kind == "tail":
+        offsets, total, n_train, n_val = tail_split(prep)
+        tail = (total, n_train, n_val)
     elif prep.train_line_count:
-        raise CriteoFormatError(f"train_line_count={prep.train_line_count} applies to train.txt; day files are "
-                                f"counted as they are read: set it to 0")
+        raise InputFormatError(f"train_line_count={prep.train_line_count} applies to split tail (one file, such as "
+                               f"train.txt); the files of split last_file are counted as they are read: set it to 0")
     os.makedirs(prep.path("pieces"), exist_ok=True)
     os.makedirs(prep.path("parts"), exist_ok=True)
-    job = PieceJob(prep.path("pieces"), prep.dense_dim, prep.slot_dim, prep.piece_bytes, prep.mode, prep.strict,
-                   prep.seed, kaggle[1] if kaggle else 0, offsets)
+    job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
+                   mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
+                   offsets=offsets)
     parse_phase(prep, job)
     pieces = list_pieces(prep, job)
-    lines, val_end, split_text = split_lines(prep, pieces, kaggle)
+    lines, val_end, split_text = split_lines(prep, pieces, tail)
     bad = merge_bad_lines(prep, pieces)
     parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val_end)}
     check_enough_good_lines(prep.layout.describe(), lines["total"], prep.max_bad_fraction, bad,
@@ -405,9 +430,11 @@ def run_phases(prep: Preprocessing) -> dict:
     arrays, sizes, max_ids = build_vocab(prep, pieces)
     out = prep.work.staged()
     np.savez(os.path.join(out, "vocab.npz"), **arrays)
-    write_json_atomic(os.path.join(out, "stats.json"), merge_stats(pieces, prep.dense_dim, prep.slot_dim))
-    part_job = PartJob(out, prep.path("parts"), prep.dense_dim, prep.slot_dim, prep.pack_size, prep.seed, prep.mode,
-                       os.path.join(out, "vocab.npz"), prep.max_ind_range, max_ids, prep.path("parts"))
+    write_json_atomic(os.path.join(out, "stats.json"),
+                      merge_stats(pieces, prep.layout.columns.dense_dim, prep.layout.columns.slot_dim))
+    part_job = PartJob(out=out, markers=prep.path("parts"), columns=prep.layout.columns, pack_size=prep.pack_size,
+                       seed=prep.seed, mode=prep.mode, vocab_file=os.path.join(out, "vocab.npz"),
+                       max_ind_range=prep.max_ind_range, max_ids=max_ids, bucket_table=prep.path("parts"))
     written, files = write_phase(prep, part_job, parts)
     meta = build_metadata(prep, sizes, written, lines, split_text, bad,
                           vocab_fingerprint(prep.mode, prep.threshold, prep.max_ind_range, sizes, arrays))
@@ -420,14 +447,14 @@ def run_phases(prep: Preprocessing) -> dict:
 def preprocess(cfg, progress: bool = True) -> dict:
     """Preprocess cfg.data_path into DIR/mindrecord (appearing whole or not at all; a killed run resumes
     from its finished pieces and parts); returns the metadata dict plus "dataset_path".
-    Raises CriteoFormatError on bad input, OutputError when the output cannot be written."""
-    layout = find_layout(cfg.data_path)
+    Raises InputFormatError on bad input, OutputError when the output cannot be written."""
+    layout = find_layout(cfg.data_path, cfg.feature_spec)
     out_dir = os.path.join(layout.folder, "mindrecord")
     try:
         with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
                 Workers(default_workers(cfg.workers)) as workers:
-            prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), dense_dim=cfg.dense_dim,
-                                 slot_dim=cfg.slot_dim, threshold=cfg.threshold, max_ind_range=cfg.max_ind_range,
+            prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), threshold=cfg.threshold,
+                                 max_ind_range=cfg.max_ind_range,
                                  pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,
                                  part_lines=cfg.shuffle_bucket_lines, strict=bool(cfg.strict),
                                  max_bad_fraction=cfg.max_bad_fraction, val_split=bool(cfg.val_split),
@@ -449,7 +476,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     cfg = get_config(argv, description=__doc__)
     try:
         meta = preprocess(cfg)
-    except (CriteoFormatError, OutputError) as exc:
+    except (InputFormatError, FeatureSpecError, OutputError) as exc:
         sys.stderr.write(f"preprocess error: {exc}\n")
         sys.exit(2)
     bad = meta["bad_lines"]

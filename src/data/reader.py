@@ -102,7 +102,10 @@ class PackedBatches:
             sampler = ds.SequentialSampler(start_index=lo, num_samples=hi - lo)
             data = ds.MindDataset(self.parts[i][0], columns_list=list(COLUMNS), sampler=sampler)
             for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
-                yield ids.reshape(-1, self.slot_dim), dense.reshape(-1, self.dense_dim), label
+                n = len(label)
+                if not self.dense_dim:          # MindRecord gives an empty float32 column back as a scalar
+                    dense = np.zeros((n, 0), np.float32)
+                yield ids.reshape(n, self.slot_dim), dense.reshape(n, self.dense_dim), label
 
     def _windows(self, rng):
         buf = []

@@ -4,7 +4,8 @@ Id layout of every slot in vocabulary mode:
   0       the value was missing (empty field)
   1       out of vocabulary: seen fewer than `threshold` times in the training lines, or never
   2..     values seen at least `threshold` times, most frequent first (ties: smaller value first)
-Hashing mode (`max_ind_range` = M): 0 = missing, 1 + value % (M - 1) otherwise; M rows, no counting.
+Hashing mode (`max_ind_range` = M): 0 = missing, 1 + key % (M - 1) otherwise; M rows, no counting.
+A key is the value itself (hex or decimal, uint32) or, for a string column, its 64-bit hash (uint64).
 Id mode (`skip_id_convert` = 1): the field already holds an id; missing -> 0; rows = max id + 1.
 """
 from typing import List, Optional, Tuple
@@ -14,7 +15,7 @@ import pandas as pd
 
 
 class SlotMapper:
-    """Maps one slot's raw values (uint32) + missing flags to int32 ids."""
+    """Maps one slot's keys (uint32 or uint64) + missing flags to int32 ids."""
 
     def __init__(self, mode: str, vocab_keys: Optional[np.ndarray] = None, max_ind_range: int = 0, max_id: int = 0):
         self.mode = mode
@@ -30,12 +31,12 @@ class SlotMapper:
             raise ValueError(f"unknown id mode {mode!r}")
 
     def __call__(self, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-        """values uint32 [n], missing bool [n] -> ids int32 [n] in [0, size)."""
+        """values uint32 or uint64 [n], missing bool [n] -> ids int32 [n] in [0, size)."""
         if self.mode == "vocab":
             ids = self.index.get_indexer(values).astype(np.int32)
             ids += 2                     # -1 (unknown) -> 1, position p -> p + 2
         elif self.mode == "hash":
-            ids = (values % np.uint32(self.modulus)).astype(np.int32) + 1
+            ids = (values % values.dtype.type(self.modulus)).astype(np.int32) + 1
         else:
             ids = values.astype(np.int32)
         ids[missing] = 0
@@ -46,21 +47,24 @@ MERGE_ENTRIES = 1 << 24     # (value, count) pairs merged at once: bounds the me
 
 
 def merge_counts(parts: List[Tuple[np.ndarray, np.ndarray]], threshold: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Merge per-piece value counts of one slot into the vocabulary: (keys uint32, counts int64) of the
-    values seen >= threshold times, in id order (count desc, value asc).
+    """Merge per-piece value counts of one slot into the vocabulary: (keys, counts int64) of the values seen
+    >= threshold times, in id order (count desc, value asc).
 
-    parts: per piece (keys uint32 [m] sorted ascending, counts int64 [m]); they may be memory-mapped. The
-    value range is cut into partitions of at most about MERGE_ENTRIES pairs, merged one at a time, so the
+    parts: per piece (keys uint32 or uint64 [m] sorted ascending, counts int64 [m]); they may be memory-mapped.
+    The key range is cut into partitions of at most about MERGE_ENTRIES pairs, merged one at a time, so the
     memory is bounded whatever the number of pieces or distinct values.
     """
+    dtype = parts[0][0].dtype if parts else np.dtype(np.uint32)
+    bits = 8 * dtype.itemsize
     entries = sum(len(k) for k, _ in parts)
     n_part = max(1, -(-entries // MERGE_ENTRIES))
-    cuts = [p * (1 << 32) // n_part for p in range(n_part + 1)]
+    cuts = [p * (1 << bits) // n_part for p in range(n_part + 1)]
     kept_keys, kept_counts = [], []
     for p in range(n_part):
         ks, cs = [], []
         for keys, counts in parts:
-            lo, hi = np.searchsorted(keys, [cuts[p], cuts[p + 1]])
+            lo = np.searchsorted(keys, dtype.type(cuts[p]))
+            hi = len(keys) if p == n_part - 1 else np.searchsorted(keys, dtype.type(cuts[p + 1]))
             ks.append(np.asarray(keys[lo:hi]))
             cs.append(np.asarray(counts[lo:hi]))
         keys, counts = np.concatenate(ks), np.concatenate(cs)
@@ -69,9 +73,9 @@ def merge_counts(parts: List[Tuple[np.ndarray, np.ndarray]], threshold: int) -> 
         codes, uniq = pd.factorize(keys, sort=False)
         total = np.bincount(codes, weights=counts, minlength=len(uniq)).astype(np.int64)
         keep = total >= threshold
-        kept_keys.append(np.asarray(uniq, np.uint32)[keep])
+        kept_keys.append(np.asarray(uniq, dtype)[keep])
         kept_counts.append(total[keep])
-    keys = np.concatenate(kept_keys) if kept_keys else np.zeros(0, np.uint32)
+    keys = np.concatenate(kept_keys) if kept_keys else np.zeros(0, dtype)
     counts = np.concatenate(kept_counts) if kept_counts else np.zeros(0, np.int64)
     order = np.lexsort((keys, -counts))
     return keys[order], counts[order]

@@ -2,7 +2,8 @@
 
 Layout of infer_data_path (written by preprocess.py):
     00_ids/batch_000000.bin     int32   little-endian, C order, shape [b, slot_dim]   (model input 0)
-    01_dense/batch_000000.bin   float32 little-endian, C order, shape [b, dense_dim]  (model input 1)
+    01_dense/batch_000000.bin   float32 little-endian, C order, shape [b, dense_dim]  (model input 1; absent when
+                                                                                   the data has no dense features)
     label/batch_000000.bin      float32 little-endian, C order, shape [b, 1]          (0.0 or 1.0)
     manifest.json               the above plus batch count, batch size and sample count
 Every batch holds test_batch_size samples except the last, which keeps the remainder; b is the file
@@ -37,25 +38,34 @@ def batch_name(index: int) -> str:
     return f"batch_{index:06d}"
 
 
+def model_inputs(manifest: dict) -> List[Tuple[str, str, int]]:
+    """(folder, numpy dtype, width) of each model input the manifest lists, in the model's input order."""
+    dtypes = {"int32": "<i4", "float32": "<f4"}
+    return [(x["folder"], dtypes[x["dtype"]], int(x["shape"][1])) for x in manifest["inputs"]]
+
+
 def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: str, slot_dim: int,
                   dense_dim: int, batch_size: int, progress=None) -> dict:
     """Write (ids int32 [b, S], dense float32 [b, Dn], label float32 [b, 1]) batches into out_dir
-    atomically (temporary folder, then rename); returns the manifest."""
+    atomically (temporary folder, then rename); returns the manifest. Without dense features (Dn = 0) the
+    model has the ids input alone, and there is no 01_dense/."""
     n_batches = samples = 0
+    inputs = INPUTS if dense_dim else INPUTS[:1]
     with staged_dir(out_dir, has_file(MANIFEST), "the inference batch files") as tmp:
-        for folder, _, _ in INPUTS + (LABEL,):
+        for folder, _, _ in inputs + (LABEL,):
             os.makedirs(os.path.join(tmp, folder))
         for ids, dense, label in batches:
             name = batch_name(n_batches) + ".bin"
-            for (folder, dtype, _), arr in zip(INPUTS + (LABEL,), (ids, dense, label)):
+            arrays = (ids, dense, label) if dense_dim else (ids, label)
+            for (folder, dtype, _), arr in zip(inputs + (LABEL,), arrays):
                 np.ascontiguousarray(arr, dtype=dtype).tofile(os.path.join(tmp, folder, name))
             n_batches += 1
             samples += len(label)
             if progress is not None:
                 progress.update(len(label))
         manifest = {
-            "inputs": [{"folder": INPUTS[0][0], "dtype": "int32", "shape": ["b", slot_dim]},
-                       {"folder": INPUTS[1][0], "dtype": "float32", "shape": ["b", dense_dim]}],
+            "inputs": [{"folder": INPUTS[0][0], "dtype": "int32", "shape": ["b", slot_dim]}] +
+                      ([{"folder": INPUTS[1][0], "dtype": "float32", "shape": ["b", dense_dim]}] if dense_dim else []),
             "label": {"folder": LABEL[0], "dtype": "float32", "shape": ["b", 1]},
             "byte_order": "little-endian", "batches": n_batches, "batch_size": batch_size, "samples": samples,
         }
@@ -86,13 +96,14 @@ def read_array(path: str, dtype: str, width: int) -> np.ndarray:
     return np.fromfile(path, dtype=dtype).reshape(-1, width)
 
 
-def read_inputs(data_dir: str, name: str, slot_dim: int, dense_dim: int) -> List[np.ndarray]:
-    """(ids int32 [b, slot_dim], dense float32 [b, dense_dim]) of one batch, checked to agree on b."""
-    widths = {"slot_dim": slot_dim, "dense_dim": dense_dim}
-    arrays = [read_array(os.path.join(data_dir, folder, name + ".bin"), dtype, widths[w]) for folder, dtype, w in INPUTS]
-    if len(arrays[0]) != len(arrays[1]):
-        raise InferFilesError(f"batch '{name}' has {len(arrays[0])} rows in {INPUTS[0][0]}/ but {len(arrays[1])} "
-                              f"in {INPUTS[1][0]}/ of '{data_dir}'")
+def read_inputs(data_dir: str, name: str, inputs: List[Tuple[str, str, int]]) -> List[np.ndarray]:
+    """The model inputs of one batch (`inputs`: model_inputs(manifest); ids int32 [b, S] and, with dense
+    features, dense float32 [b, Dn]), checked to agree on b."""
+    arrays = [read_array(os.path.join(data_dir, folder, name + ".bin"), dtype, w) for folder, dtype, w in inputs]
+    for (folder, _, _), arr in zip(inputs[1:], arrays[1:]):
+        if len(arr) != len(arrays[0]):
+            raise InferFilesError(f"batch '{name}' has {len(arrays[0])} rows in {inputs[0][0]}/ but {len(arr)} "
+                                  f"in {folder}/ of '{data_dir}'")
     return arrays
 
 

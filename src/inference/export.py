@@ -2,7 +2,8 @@
 
 Exported signature (every format):
     inputs  ids   int32   [B, L]          per-slot ids as written by preprocessing (0 missing, 1 OOV); L = spec.lookups
-            dense float32 [B, Dn]         log(1 + max(x, 0)) transformed numbers; Dn = spec.dense_dim
+            dense float32 [B, Dn]         log(1 + max(x, 0)) transformed numbers; Dn = spec.dense_dim (a model
+                                          without dense features has the ids input alone)
     output  prob  float32 [B, 1]          click probability (sigmoid of the logit)
 B is dynamic (-1) in MINDIR when export_batch_size is 0; ONNX export from MindSpore 2.10 needs a fixed B.
 
@@ -19,13 +20,13 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.model.dlrm import build_model
-from src.model.serving import CompactDLRMProbability, DLRMProbability
+from src.model.serving import CompactDLRMProbability, DLRMProbability, IdsOnly
 from src.model_utils.spec import DLRMSpec, spec_from_legacy
 from src.training import checkpoint
 from src.training.preflight import config_spec
 from src.utils.staged_dir import LOCK, locked_tmpdir
 
-LEGACY_KEYS = ("dense_dim", "data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op", "interaction_itself",
+LEGACY_KEYS = ("data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op", "interaction_itself",
                "dcn_num_layers", "dcn_low_rank_dim")   # checkpoints before specs stored these config keys
 ONNX_LIMIT = 2 ** 31 - (64 << 20)   # protobuf's 2 GB message limit, less room for the graph
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -128,15 +129,18 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
     check_format(cfg, param_bytes)
     batch = export_batch(cfg)
     spec = prob_net.spec
-    ids = Tensor(shape=[batch, spec.lookups], dtype=ms.int32)
-    dense = Tensor(shape=[batch, spec.dense_dim], dtype=ms.float32)
+    inputs = [Tensor(shape=[batch, spec.lookups], dtype=ms.int32)]
+    if spec.dense_dim:
+        inputs.append(Tensor(shape=[batch, spec.dense_dim], dtype=ms.float32))
+    else:
+        prob_net = IdsOnly(prob_net)
     target = os.path.abspath(cfg.file_name)
     folder, base = os.path.dirname(target), os.path.basename(target)
     if not base:
         raise ExportError(f"file_name '{cfg.file_name}' names a folder; give a file name without extension")
     ext = EXTENSIONS[cfg.file_format]
     with locked_tmpdir(folder, base) as tmp:
-        ms.export(prob_net, ids, dense, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
+        ms.export(prob_net, *inputs, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
         written = [e for e in os.listdir(tmp) if e != LOCK]
         main = model_file(base, cfg.file_format, written)
         # a previous export of the other layout (single file vs graph + variables) must not linger
@@ -146,7 +150,8 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
             os.replace(os.path.join(tmp, entry), os.path.join(folder, entry))
     path = os.path.join(folder, main)
     log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "
-        f"inputs ids int32 [B,{spec.lookups}], dense float32 [B,{spec.dense_dim}]; output float32 [B,1]; "
+        f"inputs ids int32 [B,{spec.lookups}]" + (f", dense float32 [B,{spec.dense_dim}]" if spec.dense_dim else "") +
+        "; output float32 [B,1]; "
         f"{param_bytes / 2 ** 20:.1f} MB of parameters, table in {cfg.export_table_dtype}"
         + (f", stored in {os.path.join(folder, base + '_variables')}" if main.endswith("_graph" + ext) else "")
         + ")")

@@ -16,14 +16,15 @@ import numpy as np
 if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
     import mindspore
 
-from src.inference.batch_files import (INPUTS, MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, read_inputs,
-                             write_time)
+from src.inference.batch_files import (MANIFEST, RESULT_SUFFIX, InferFilesError, list_batches, model_inputs,
+                                       read_inputs, write_time)
 from src.utils.runtime import DeviceUnavailable, setup_context
 from src.utils.staged_dir import OutputError, only_files, staged_dir
 
 
 def load_graph(mindir_path: str, device_target: str = "CPU") -> "mindspore.nn.GraphCell":
-    """An exported MINDIR as a callable GraphCell (ids, dense) -> prob [B, 1], on `device_target`."""
+    """An exported MINDIR as a callable GraphCell (ids, dense) -> prob [B, 1] (ids alone without dense features), on
+    `device_target`."""
     import mindspore as ms
     from mindspore import nn
     if not os.path.isfile(mindir_path):
@@ -38,19 +39,18 @@ def run(graph, input_path: str, result_path: str, time_path: str, log=print, loa
     from mindspore import Tensor
     with open(os.path.join(input_path, MANIFEST), encoding="utf-8") as f:
         manifest = json.load(f)
-    slot_dim, dense_dim = manifest["inputs"][0]["shape"][1], manifest["inputs"][1]["shape"][1]
-    names = list_batches(os.path.join(input_path, INPUTS[0][0]))
+    inputs = model_inputs(manifest)
+    names = list_batches(os.path.join(input_path, inputs[0][0]))
     latencies, samples = [], 0
-    warm = read_inputs(input_path, names[0], slot_dim, dense_dim)
-    graph(Tensor(warm[0]), Tensor(warm[1])).asnumpy()          # compiles the graph for this shape
+    graph(*[Tensor(x) for x in read_inputs(input_path, names[0], inputs)]).asnumpy()   # compiles the graph
     with staged_dir(result_path, only_files(RESULT_SUFFIX), "the inference results") as tmp:
         for name in names:
-            ids, dense = read_inputs(input_path, name, slot_dim, dense_dim)
+            arrays = [Tensor(x) for x in read_inputs(input_path, name, inputs)]
             start = time.perf_counter()
-            prob = graph(Tensor(ids), Tensor(dense)).asnumpy()
+            prob = graph(*arrays).asnumpy()
             latencies.append(time.perf_counter() - start)
             np.ascontiguousarray(prob, "<f4").tofile(os.path.join(tmp, name + RESULT_SUFFIX))
-            samples += len(ids)
+            samples += len(prob)
     total = float(np.sum(latencies))
     log(write_time(time_path, [1000.0 * t for t in latencies], samples, load_s).rstrip())
     return {"batches": len(latencies), "samples": samples, "mean_ms": 1000.0 * total / len(latencies),

@@ -1,5 +1,6 @@
 """Serving heads of a trained DLRM: the click probability, and the same with the table in float16 or int8 for a
-smaller export. (ids int32 [B, L], dense float32 [B, Dn]) -> probability float32 [B, 1]."""
+smaller export. (ids int32 [B, L], dense float32 [B, Dn]) -> probability float32 [B, 1]; `IdsOnly` gives a model
+without dense features its one-input form."""
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,11 @@ class DLRMProbability(nn.Cell):
 
     def construct(self, ids, dense):
         return ops.sigmoid(self.net(ids, dense))
+
+    def ids_only(self, ids: Tensor) -> Tensor:
+        """A model without dense features: ids int32 [B, L] -> probability float32 [B, 1]."""
+        emb = self.net.sparse_arch(ids)
+        return ops.sigmoid(self.net.over_arch(self.net.interaction(emb, emb)))      # x is unused without dense
 
 
 class CompactSparseArch(nn.Cell):
@@ -79,3 +85,20 @@ class CompactDLRMProbability(nn.Cell):
     def construct(self, ids, dense):
         x = self.dense_arch(dense) if self.with_dense else dense
         return ops.sigmoid(self.over_arch(self.interaction(x, self.sparse_arch(ids))))
+
+    def ids_only(self, ids: Tensor) -> Tensor:
+        """A model without dense features: ids int32 [B, L] -> probability float32 [B, 1]."""
+        emb = self.sparse_arch(ids)
+        return ops.sigmoid(self.over_arch(self.interaction(emb, emb)))                # x is unused without dense
+
+
+class IdsOnly(nn.Cell):
+    """The export head of a model without dense features: ids int32 [B, L] -> probability float32 [B, 1], one input
+    (inference runtimes reject a [B, 0] input: MindSpore Lite 2.0.0's build fails with "Unsupported Feature")."""
+
+    def __init__(self, head: nn.Cell):
+        super().__init__()
+        self.head, self.spec = head, head.spec
+
+    def construct(self, ids):
+        return self.head.ids_only(ids)

@@ -43,12 +43,15 @@ class Key:
 # Each key has an effect somewhere in the project.
 GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "data_path": Key(str,
-               "Folder holding train.txt[.gz] (Criteo Kaggle) or day_0 .. day_23[.gz] (Criteo Terabyte, any "
-               "contiguous run of days; the last is held out); preprocessing writes DIR/mindrecord/"),
+               "Folder holding train.txt[.gz] (Criteo Kaggle), day_0 .. day_23[.gz] (Criteo Terabyte, any "
+               "contiguous run of days; the last is held out) or the files feature_spec names; preprocessing writes "
+               "DIR/mindrecord/"),
+    "feature_spec": Key(str,
+               "Your own data: a YAML file naming the files and which columns are the label, dense and categorical "
+               "features (docs/data.md), or a shipped spec's name (criteo_kaggle, criteo_terabyte). Empty = the "
+               "Criteo layout of the files in data_path"),
     "dataset_path": Key(str,
                "MindRecord folder made by preprocessing (train-*.mindrecord, test-*.mindrecord parts, metadata.json)"),
-    "dense_dim": Key(int, "Number of integer (dense) features per line (Criteo: 13)", minimum=1),
-    "slot_dim": Key(int, "Number of categorical slots per line (Criteo: 26)", minimum=1),
     "threshold": Key(int,
                "A categorical value needs at least this many occurrences in the training lines to get its own id", minimum=1),
     "train_line_count": Key(int,
@@ -56,7 +59,8 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "skip_id_convert": Key(int,
                "1: categorical fields are already non-negative decimal ids, used as they are", choices=(0, 1)),
     "max_ind_range": Key(int,
-               "0 = build a vocabulary; M > 0 = hash: id = 1 + int(hex) % (M-1), id 0 = missing, no counting", minimum=0),
+               "0 = build a vocabulary; M > 0 = hash: id = 1 + key % (M-1) (key: the hex value, or a string's 64-bit "
+               "hash), id 0 = missing, no counting", minimum=0),
     "val_split": Key(bool, "Split the held-out lines in half: first half validation (val parts), second half test"),
     "strict": Key(int,
                "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason", choices=(0, 1)),
@@ -360,9 +364,6 @@ def check_consistency(cfg: "Config") -> None:
         raise ConfigError(f"top_mlp_args must end with 1 (the click logit), got {cfg.top_mlp_args}")
     if any(v <= 0 for v in cfg.bottom_mlp_args + cfg.top_mlp_args):
         raise ConfigError("bottom_mlp_args/top_mlp_args must be positive layer widths")
-    if cfg.categorical_feature_sizes and len(cfg.categorical_feature_sizes) != cfg.slot_dim:
-        raise ConfigError(f"categorical_feature_sizes has {len(cfg.categorical_feature_sizes)} entries, "
-                          f"slot_dim is {cfg.slot_dim}")
     if cfg.convert_dtype and cfg.device_target == "CPU":
         raise ConfigError("convert_dtype=True (fp16 MLPs) is for GPU/Ascend; on CPU fp16 is 1.4-3x slower "
                           "and bf16 MatMul has no kernel: set convert_dtype=False")

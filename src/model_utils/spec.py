@@ -299,11 +299,11 @@ class DLRMSpec:
         return 3 * fwd
 
     def config_values(self) -> Dict[str, object]:
-        """The model-zoo config keys this spec answers, with its values (from_config's keys, the dataset's widths):
-        a command line that sets one of them to another value asks for another model."""
+        """The model-zoo config keys this spec answers, with its values (from_config's keys): a command line that
+        sets one of them to another value asks for another model."""
         inter = self.interaction
-        values = {"dense_dim": self.dense_dim, "slot_dim": self.slots, "data_emb_dim": self.emb_dim,
-                  "bottom_mlp_args": list(self.bottom), "top_mlp_args": list(self.top), "interaction_op": inter.name}
+        values = {"data_emb_dim": self.emb_dim, "bottom_mlp_args": list(self.bottom), "top_mlp_args": list(self.top),
+                  "interaction_op": inter.name}
         if isinstance(inter, DotInteraction):
             values["interaction_itself"] = inter.itself
         elif isinstance(inter, DcnInteraction):
@@ -357,7 +357,7 @@ def spec_from_legacy(model: dict) -> DLRMSpec:
     inter = {"dot": DotInteraction(itself=bool(model.get("interaction_itself", False))), "cat": CatInteraction(),
              "dcn": DcnInteraction(layers=int(model.get("dcn_num_layers", 3)),
                                    rank=int(model.get("dcn_low_rank_dim", 0)))}[model.get("interaction_op", "dot")]
-    return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model["dense_dim"])),
+    return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model.get("dense_dim", 13))),
                     emb_dim=int(model["data_emb_dim"]), bottom=tuple(model["bottom_mlp_args"]),
                     top=tuple(model["top_mlp_args"]), interaction=inter,
                     optimizer=OPTIMIZERS[model.get("optimizer", "sgd")]())

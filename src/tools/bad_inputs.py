@@ -18,12 +18,14 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.path.join(ROOT, "tests", "data", "samples", "criteo_kaggle_train_head1999.tsv")
+AVAZU = os.path.join(ROOT, "tests", "data", "samples", "avazu_sample.csv")
+AVAZU_SPEC = os.path.join(ROOT, "examples", "avazu", "avazu.yaml")
 DOC = os.path.join(ROOT, "docs", "reliability.md")
 BEGIN, END = "<!-- bad-input table: python -m src.tools.bad_inputs --write -->", "<!-- end of the table -->"
 
@@ -129,6 +131,44 @@ def prepare(ws: str) -> dict:
     return {"ds": ds, "other": os.path.join(ws, "other", "mindrecord"), "ckpt": os.path.join(ws, "ckpt", ckpt)}
 
 
+def _csv_dir(ws: str, name: str, edit=lambda lines: lines, spec_edit=lambda text: text) -> Tuple[str, str]:
+    """(ws/name holding the Avazu sample as train.csv, its spec) with `edit` applied to the CSV's lines and
+    `spec_edit` to the text of examples/avazu/avazu.yaml."""
+    d = os.path.join(ws, name)
+    os.makedirs(d)
+    with open(AVAZU, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(d, "train.csv"), "w", encoding="utf-8") as f:
+        f.write("\n".join(edit(lines)) + "\n")
+    spec = os.path.join(d, "spec.yaml")
+    with open(AVAZU_SPEC, encoding="utf-8") as f, open(spec, "w", encoding="utf-8") as g:
+        g.write(spec_edit(f.read()))
+    return d, spec
+
+
+def own_data_cases(ws: str) -> List[Case]:
+    """Your own CSV (the Avazu sample) with one thing wrong in the spec or the file."""
+    out = []
+    for what, name, edit, spec_edit, expect in (
+            ("a spec column the CSV header lacks", "spec_missing", None,
+             lambda t: t.replace("site_domain,", "site_domian,"), "did you mean 'site_domain'"),
+            ("a CSV column no spec key names", "spec_unnamed", None,
+             lambda t: t.replace("ignore: [id]", "ignore: []"), "columns the spec does not name: ['id']"),
+            ("a misspelt spec key", "spec_key", None, lambda t: t.replace("categorical:", "categorial:"),
+             "unknown key 'categorial' (did you mean 'categorical'?)"),
+            ("a multi-hot column in a spec", "spec_multi", None, lambda t: t + "multi_hot: [device_model]\n",
+             "not supported yet"),
+            ("a CSV field with an unquoted comma on every line", "csv_comma",
+             lambda ls: ls[:1] + [x.replace(",14102100,", ",1410,2100,", 1) for x in ls[1:]], None, "field_count 100"),
+            ("a quoted CSV field holding a line break", "csv_break",
+             lambda ls: ls[:50] + [ls[50].replace(",1005,", ',"10\n05",', 1)] + ls[51:], None,
+             "a quoted field holds a line break")):
+        d, spec = _csv_dir(ws, name, edit or (lambda ls: ls), spec_edit or (lambda t: t))
+        out.append(Case(what, ["src/preprocess_data.py", f"--data_path={d}", f"--feature_spec={spec}"], 2, expect,
+                        os.path.join(d, "mindrecord")))
+    return out
+
+
 def cases(ws: str, p: dict) -> List[Case]:
     lines = open(SAMPLE, "rb").read().splitlines(keepends=True)
     ds, ckpt = p["ds"], p["ckpt"]
@@ -151,6 +191,7 @@ def cases(ws: str, p: dict) -> List[Case]:
                     "not a whole gzip file (Not a gzipped file", os.path.join(d, "mindrecord")))
     cfg = os.path.join(ws, "latin1.yaml")
     open(cfg, "wb").write(open(os.path.join(ROOT, "cpu_config.yaml"), "rb").read() + "# caf\xe9\n".encode("latin-1"))
+    out += own_data_cases(ws)
     out.append(Case("config file not UTF-8", ["train.py", f"--config_path={cfg}"], 2, "not UTF-8 text"))
     out.append(Case("config_path is a folder", ["train.py", f"--config_path={ws}"], 2, "is a folder; expected a YAML"))
     out.append(Case("a misspelt option", ["train.py", "--bach_size=64"], 2, "did you mean 'batch_size'"))

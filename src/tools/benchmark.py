@@ -2,6 +2,7 @@
 peak RSS is its own.
 
     python -m src.tools.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
+    python -m src.tools.benchmark csv [--lines N]           # your own data: a 10-column CSV on 1 and 2 workers
     python -m src.tools.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
     python -m src.tools.benchmark quality [--seeds 3] [--lines N]   # recipes x batch sizes x seeds: AUC mean ± std
     python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
@@ -59,6 +60,64 @@ def spec_of(sizes, *options) -> DLRMSpec:
     """The default config's model (plus train.py `options`) over Criteo-layout tables of `sizes` rows, with SGD."""
     from src.model_utils.config import parse_cli
     return DLRMSpec.from_config(parse_cli(["--optimizer=sgd", *options]), criteo_features(sizes))
+
+
+CSV_SPEC = """files: [clicks.csv]
+format: csv
+header: true
+label: click
+dense: [price, age, score]
+categorical: [user, item, city, device, site, campaign]
+"""
+
+
+def write_clicks_csv(path: str, lines: int, seed: int = 0) -> None:
+    """A 10-column CSV with a header (label, 3 numbers, 6 string categories of Zipf-like frequencies; some fields
+    quoted with a comma inside, some missing), the own-data benchmark's input."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        f.write("click,price,age,score,user,item,city,device,site,campaign\n")
+        for lo in range(0, lines, 200_000):
+            n = min(200_000, lines - lo)
+            cols = [(rng.random(n) < 0.25).astype(int).astype(str),
+                    np.char.mod("%.2f", rng.lognormal(3, 1, n)), rng.integers(15, 80, n).astype(str),
+                    np.where(rng.random(n) < 0.1, "", np.char.mod("%.4f", rng.normal(0, 1, n)))]
+            for name, vocab in (("u", 200_000), ("i", 50_000), ("c", 300), ("d", 40), ("s", 5_000), ("k", 1_000)):
+                v = np.char.add(name, np.minimum(rng.zipf(1.3, n), vocab).astype(str))
+                if name == "c":
+                    v = np.where(rng.random(n) < 0.2, np.char.add(np.char.add('"', v), ', FR"'), v)
+                cols.append(np.where(rng.random(n) < 0.05, "", v))
+            rows = cols[0]
+            for c in cols[1:]:
+                rows = np.char.add(np.char.add(rows, ","), c)
+            f.write("\n".join(rows.tolist()) + "\n")
+
+
+def child_preprocess_csv(data_dir, lines, workers):
+    """Preprocess the own-data CSV with its feature spec on `workers` workers."""
+    from src.model_utils.config import parse_cli
+    from src.data.preprocess import preprocess
+    cfg = parse_cli([f"--data_path={data_dir}", f"--feature_spec={os.path.join(data_dir, 'spec.yaml')}",
+                     f"--workers={workers}"])
+    t = time.time()
+    meta = preprocess(cfg, progress=False)
+    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
+
+
+def bench_preprocess_csv(work, lines=1_000_000):
+    """Own-data preprocessing speed: a 10-column CSV (header, quoting, missing values) on 1 and 2 workers."""
+    d = os.path.join(work, f"csv_{lines}")
+    if not os.path.isfile(os.path.join(d, "clicks.csv")):
+        os.makedirs(d, exist_ok=True)
+        write_clicks_csv(os.path.join(d, "clicks.csv"), lines)
+        with open(os.path.join(d, "spec.yaml"), "w") as f:
+            f.write(CSV_SPEC)
+    print(f"== preprocess your own CSV ({lines:,} lines x 10 columns: label, 3 numbers, 6 string categories; header, "
+          f"quoted fields, missing values; vocabulary mode)")
+    for workers in (1, 2):
+        res, peak = run_child("preprocess_csv", d, str(lines), str(workers))
+        print(f"workers={workers}: {lines / res['seconds']:,.0f} lines/s ({lines / res['seconds'] / workers:,.0f} "
+              f"per worker, {res['seconds']:.2f}s in-process), peak RSS {gb(peak)}, {res['rows']:,} embedding rows")
 
 
 def child_preprocess(data_dir, lines):
@@ -393,7 +452,8 @@ def child_compute(arch, batch, steps, device):
     return {"seconds_per_sample": dt / (steps * batch)}
 
 
-CHILDREN = {"compute": child_compute, "preprocess": child_preprocess, "train": child_train, "train_epoch": child_train_epoch,
+CHILDREN = {"compute": child_compute, "preprocess": child_preprocess, "preprocess_csv": child_preprocess_csv,
+            "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
             "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
             "export_pair": child_export_pair, "compact_auc": child_compact_auc}
@@ -874,7 +934,7 @@ def main(argv=None):
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("suite", choices=["preprocess", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
+    ap.add_argument("suite", choices=["preprocess", "csv", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
                                       "collectives", "terabyte", "memory_flat", "plan", "all"])
     ap.add_argument("--seeds", type=int, default=3, help="quality: seeds per recipe and batch size")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
@@ -885,6 +945,8 @@ def main(argv=None):
     print(f"benchmark on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
     if args.suite in ("preprocess", "all"):
         bench_preprocess(args.work)
+    if args.suite in ("csv", "all"):
+        bench_preprocess_csv(args.work, args.lines)
     if args.suite in ("train", "all"):
         bench_train(args.work, args.device_target, args.lines)
     if args.suite in ("quality", "all"):

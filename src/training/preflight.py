@@ -36,12 +36,12 @@ def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, DLRMSpec]:
 def config_spec(cfg) -> DLRMSpec:
     """The model of the config's keys without a checkpoint: over the dataset's features (metadata.json, checked
     against the config) when cfg.dataset_path has one, else over categorical_feature_sizes (the Criteo layout,
-    dense_dim dense features); neither is an error naming both keys."""
+    13 dense features); neither is an error naming both keys."""
     if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
         meta = load_metadata(cfg.dataset_path, check_files=False)
         table_sizes_for(cfg, meta)
         return DLRMSpec.from_config(cfg, features_of(meta))
     if cfg.categorical_feature_sizes:
-        return DLRMSpec.from_config(cfg, criteo_features(cfg.categorical_feature_sizes, cfg.dense_dim))
+        return DLRMSpec.from_config(cfg, criteo_features(cfg.categorical_feature_sizes))
     raise ValueError(f"no table sizes for the model: dataset_path '{cfg.dataset_path}' holds no {METADATA} and "
                      f"categorical_feature_sizes is empty; set one of them")

@@ -35,7 +35,7 @@ def test_every_command_answers_help():
     for cmd, r in zip(commands[:len(ENTRY_POINTS)], results):
         text = " ".join(r.stdout.split())
         assert "--batch_size INT" in text and "[int, default 128]" in text, cmd        # one key, with type and default
-        assert "int(hex) % (M-1)" in text                                             # a help text holding '%'
+        assert "1 + key % (M-1)" in text                                             # a help text holding '%'
 
 
 def test_a_device_this_mindspore_cannot_run_is_one_line_naming_what_to_install(real_ds, trained, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from fixtures.datasets import read_split
 from fixtures.paths import make_cfg
-from src.data.criteo import CriteoFormatError
+from src.data.text_parser import InputFormatError
 from src.data.preprocess import preprocess
 
 
@@ -114,22 +114,22 @@ def test_corrupted_copy_counts_each_reason(tmp_path, fixture_file):
 
 def test_strict_stops_at_the_first_bad_line(tmp_path, fixture_file):
     _corrupt(fixture_file, tmp_path / "train.txt")
-    with pytest.raises(CriteoFormatError, match=r"train\.txt:5: wrong number of tab-separated fields: expected 40, found 38"):
+    with pytest.raises(InputFormatError, match=r"train\.txt:5: wrong number of tab-separated fields: expected 40, found 38"):
         preprocess(make_cfg(f"--data_path={tmp_path}", "--strict=1"), progress=False)
     assert not os.path.exists(tmp_path / "mindrecord")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".mindrecord")]
 
 
 def test_missing_empty_and_miscounted_input(tmp_path, fixture_file):
-    with pytest.raises(CriteoFormatError, match="no train.txt, train.txt.gz or day_N"):
+    with pytest.raises(InputFormatError, match="no train.txt, train.txt.gz or day_N"):
         preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     (tmp_path / "train.txt").write_text("")
-    with pytest.raises(CriteoFormatError, match="is empty"):
+    with pytest.raises(InputFormatError, match="is empty"):
         preprocess(make_cfg(f"--data_path={tmp_path}"), progress=False)
     os.remove(tmp_path / "train.txt")
     os.symlink(fixture_file, tmp_path / "train.txt")
     for n in (1000, 2500):
-        with pytest.raises(CriteoFormatError, match=f"has 1999 lines but train_line_count={n}"):
+        with pytest.raises(InputFormatError, match=f"has 1999 lines but train_line_count={n}"):
             preprocess(make_cfg(f"--data_path={tmp_path}", f"--train_line_count={n}"), progress=False)
     assert not os.path.exists(tmp_path / "mindrecord")
     assert not os.path.exists(tmp_path / ".mindrecord.work")     # bad input: nothing kept to resume
@@ -256,7 +256,7 @@ def test_skip_id_convert_uses_decimal_ids_as_given(tmp_path, fixture_file):
     f = lines[5].rstrip("\n").split("\t")
     f[20] = "ab"                                         # hex, not a decimal id
     (tmp_path / "train.txt").write_text("".join(lines[:5] + ["\t".join(f) + "\n"] + lines[6:]))
-    with pytest.raises(CriteoFormatError, match=r"train.txt:6: categorical value is not"):
+    with pytest.raises(InputFormatError, match=r"train.txt:6: categorical value is not"):
         preprocess(make_cfg(f"--data_path={tmp_path}", "--skip_id_convert=1", "--strict=1"), progress=False)
 
 

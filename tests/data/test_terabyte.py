@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.commands import kill_when, run_py
 from fixtures.paths import make_cfg
-from src.data.criteo import CriteoFormatError
+from src.data.text_parser import InputFormatError
 from src.data.packed_format import shard_sizes
 from src.data.preprocess import preprocess
 from src.data.reader import PackedBatches
@@ -123,17 +123,17 @@ def test_corrupt_day_files_are_named_with_the_line(days, tmp_path):
     fields[1] = "x"                                         # line 501 of day_1: a dense value that is no integer
     lines[500] = "\t".join(fields)
     day1.write_text("".join(lines))
-    with pytest.raises(CriteoFormatError, match=r"day_1:501: dense value is not an integer"):
+    with pytest.raises(InputFormatError, match=r"day_1:501: dense value is not an integer"):
         preprocess(make_cfg(f"--data_path={tmp_path / 'bad'}", "--strict=1", *SETTINGS), progress=False)
     meta = preprocess(make_cfg(f"--data_path={tmp_path / 'bad'}", *SETTINGS), progress=False)
     assert meta["bad_lines"]["first_lines"]["dense"] == ["day_1:501"]
     _copy_days(d / "text", tmp_path / "gz", compress=True)
     data = open(tmp_path / "gz" / "day_2.gz", "rb").read()
     open(tmp_path / "gz" / "day_2.gz", "wb").write(data[:len(data) // 2])      # a truncated download
-    with pytest.raises(CriteoFormatError, match=r"day_2.gz: not a whole gzip file .* last complete line read was"):
+    with pytest.raises(InputFormatError, match=r"day_2.gz: not a whole gzip file .* last complete line read was"):
         preprocess(make_cfg(f"--data_path={tmp_path / 'gz'}", *SETTINGS), progress=False)
     os.remove(tmp_path / "gz" / "day_1.gz")
-    with pytest.raises(CriteoFormatError, match="day_1 is missing between day_0.gz and day_3.gz"):
+    with pytest.raises(InputFormatError, match="day_1 is missing between day_0.gz and day_3.gz"):
         preprocess(make_cfg(f"--data_path={tmp_path / 'gz'}", *SETTINGS), progress=False)
 
 

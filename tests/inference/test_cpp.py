@@ -124,3 +124,29 @@ def test_cpp_path_on_converted_onnx_equals_eval(cpp_programs, trained, tmp_path)
     r = subprocess.run(["bash", "scripts/run_infer_310.sh", onnx, cfg.dataset_path, "n", "--test_batch_size=100"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(env, RUNNER="python"))
     assert r.returncode == 2 and "RUNNER=python runs a .mindir" in r.stderr
+
+
+def test_cpp_path_on_own_csv_model_without_dense_features(cpp_programs, avazu, tmp_path):
+    """The Avazu model (ids alone: no dense input) exported to ONNX at batch 8 -> converter -> C++ program over the
+    14 test samples (8 + 6, padded): eval's metrics, probabilities to 1e-5."""
+    from src.model_utils.config import parse_cli
+    _, env = cpp_programs
+    _, ds, ck, _ = avazu
+    cfg = parse_cli([f"--dataset_path={ds}", f"--file_name={tmp_path / 'avazu'}", "--file_format=ONNX",
+                     "--export_batch_size=8"])
+    net, _, _, _ = load_inference_net(cfg, ck)
+    want = evaluate(net, ds, "test", 8)
+    onnx = export_network(net, cfg, log=lambda *_: None)
+    r = subprocess.run(["bash", "scripts/run_infer_310.sh", onnx, ds, "y", "--test_batch_size=8"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(env, INFER_DIR=str(tmp_path / "run"), DEVICE_TYPE="CPU"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    ids, _, _ = read_split(ds, "test")
+    from mindspore import Tensor
+    want_prob = net.ids_only(Tensor(ids)).asnumpy().ravel()
+    names = sorted(os.listdir(tmp_path / "run" / "result_Files"))
+    got = np.concatenate([np.fromfile(tmp_path / "run" / "result_Files" / n, "<f4") for n in names])
+    assert got.shape == (14,) and np.max(np.abs(got - want_prob)) <= 1e-5
+    acc, auc, logloss, n = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
+    assert int(n) == want["samples"] == 14 and abs(float(auc) - want["auc"]) < 2e-6
+    assert abs(float(logloss) - want["logloss"]) < 2e-6 and abs(float(acc) - want["accuracy"]) < 1e-6

@@ -86,7 +86,7 @@ def test_help_lists_every_key_grouped_with_type_default_and_help():
         assert f"{group}:" in text
         for key, spec in keys.items():
             assert flat.count(f"--{key} ") == 1, key
-    assert "int(hex) % (M-1)" in flat                                   # the '%' survived argparse's formatting
+    assert "1 + key % (M-1)" in flat                                   # the '%' survived argparse's formatting
     assert "[int, default 1280]" in flat                                # batch_size in gpu_config.yaml
     assert "--optimizer sgd|adagrad|adam" in flat
     # the group order of --help is the YAML file's

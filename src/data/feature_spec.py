@@ -1,0 +1,290 @@
+"""Feature specs: which columns of a delimited text file are the label, the numbers and the categories.
+
+    python src/preprocess_data.py --data_path=DIR --feature_spec=SPEC.yaml
+
+A spec (YAML; every key is checked, an unknown one is named with the nearest valid key):
+    files: [train.csv]            # names or globs under data_path, read in this order (a glob's matches in natural
+                                  # order: day_2 before day_10); NAME.gz is read where NAME is not there
+    format: csv                   # csv (RFC 4180: fields may be "quoted", "" is a quote inside one) | tsv (no quoting)
+    header: true                  # the first line of every file names the columns (every file the same header);
+                                  # false: columns by 0-based index, or by the names given in `names`
+    names: [...]                  # header: false only: a name for every column
+    label: clicked                # 0/1 (also true/false, yes/no, any case); or {column: rating, min: 4}: 1 when the
+                                  # number is >= min
+    dense: [price, age]           # numbers; missing or negative -> 0, then log(1 + x) as for Criteo
+    categorical: [city, device]   # any string; ids by vocabulary (threshold) or hashing (max_ind_range); "" = missing
+    ignore: [event_id]            # columns to skip; every column must be named somewhere: an unnamed one is an error
+    split: tail                   # tail: the last N // 7 lines of the (single) file are held out; last_file: the
+                                  # last file is held out (val_split halves the held-out lines, as for Criteo)
+    dense_format: float           # float (any decimal number) | int (integers only: Criteo's I1..I13)
+    categorical_format: string    # string (hashed to 64-bit keys) | hex (at most 8 hex digits: Criteo's C1..C26)
+
+The Criteo layouts are two specs shipped in src/data/specs/ (criteo_kaggle.yaml, criteo_terabyte.yaml); without
+--feature_spec, a folder holding train.txt[.gz] uses the first, one holding day_N[.gz] files the second.
+`FeatureSpec` is the file's content, checked; `Columns` is a spec resolved against the input's first line (which
+column index is which feature), what the workers parse with.
+"""
+import difflib
+import glob
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+SPECS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+BUILTIN = ("criteo_kaggle", "criteo_terabyte")
+FORMATS = {"csv": ",", "tsv": "\t"}
+SPLITS = ("tail", "last_file")
+DENSE_FORMATS = ("float", "int")
+CATEGORICAL_FORMATS = ("string", "hex")
+LIST_KEYS = ("files", "names", "dense", "categorical", "multi_hot", "ignore")
+KEYS = ("files", "format", "header", "names", "label", "dense", "categorical", "multi_hot", "ignore", "split",
+        "dense_format", "categorical_format")
+Ref = Union[str, int]            # a column: its name, or (header: false, no names) its 0-based index
+
+
+class FeatureSpecError(ValueError):
+    """A feature spec that cannot be used; the message names the spec file, the key and the value."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature spec as written (see the module docstring), checked. `source` is the file it came from."""
+    source: str
+    files: Tuple[str, ...]
+    label: Ref
+    label_min: Optional[float] = None
+    format: str = "csv"
+    header: bool = True
+    names: Tuple[str, ...] = ()
+    dense: Tuple[Ref, ...] = ()
+    categorical: Tuple[Ref, ...] = ()
+    ignore: Tuple[Ref, ...] = ()
+    split: str = "tail"
+    dense_format: str = "float"
+    categorical_format: str = "string"
+
+    @property
+    def delimiter(self) -> str:
+        """The field separator of the format."""
+        return FORMATS[self.format]
+
+    @property
+    def quoted(self) -> bool:
+        """True when fields may be quoted (csv)."""
+        return self.format == "csv"
+
+    def to_json(self) -> Dict[str, Any]:
+        """The spec as recorded in metadata.json (and in the work folder's fingerprint)."""
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "source"}
+        out["label"] = {"column": self.label, "min": self.label_min} if self.label_min is not None else self.label
+        del out["label_min"]
+        return out
+
+
+def spec_path(name_or_path: str) -> str:
+    """The file of a spec given by path, or by the name of a shipped spec (criteo_kaggle, criteo_terabyte)."""
+    if name_or_path in BUILTIN:
+        return os.path.join(SPECS_DIR, name_or_path + ".yaml")
+    return name_or_path
+
+
+def _fail(source: str, message: str) -> None:
+    raise FeatureSpecError(f"feature spec '{source}': {message}")
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _choice(source: str, data: dict, key: str, choices: Sequence[str], default: str) -> str:
+    value = data.get(key, default)
+    if value not in choices:
+        _fail(source, f"{key}: {value!r} is not one of {list(choices)}{_nearest(value, choices)}")
+    return value
+
+
+def _refs(source: str, data: dict, key: str) -> Tuple[Ref, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        _fail(source, f"{key}: expected a list of column names (or 0-based indexes), found {value!r}")
+    return tuple(value)
+
+
+def _label(source: str, data: dict) -> Tuple[Ref, Optional[float]]:
+    if "label" not in data:
+        _fail(source, "label is missing: name the 0/1 column (label: clicked) or a threshold (label: {column: "
+                      "rating, min: 4})")
+    value = data["label"]
+    if isinstance(value, dict):
+        extra = sorted(set(value) - {"column", "min"})
+        if extra or "column" not in value or not isinstance(value.get("min"), (int, float)) or \
+                isinstance(value.get("min"), bool):
+            _fail(source, f"label: {value!r}: expected {{column: NAME, min: NUMBER}}"
+                          + (f"; unknown key {extra[0]!r}{_nearest(extra[0], ['column', 'min'])}" if extra else ""))
+        value, minimum = value["column"], float(value["min"])
+    else:
+        minimum = None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        _fail(source, f"label: expected a column name or index, found {value!r}")
+    return value, minimum
+
+
+def load_feature_spec(name_or_path: str) -> FeatureSpec:
+    """The checked spec of a YAML file (or a shipped spec's name); FeatureSpecError names what is wrong."""
+    path = spec_path(name_or_path)
+    if not os.path.isfile(path):
+        _fail(path, f"no such file (give a YAML file, or one of the shipped specs {list(BUILTIN)})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        _fail(path, f"not valid YAML: {str(exc).splitlines()[0]}")
+    if not isinstance(data, dict):
+        _fail(path, f"expected a mapping of keys {list(KEYS)}, found {type(data).__name__}")
+    for key in data:
+        if key not in KEYS:
+            _fail(path, f"unknown key '{key}'{_nearest(key, KEYS)}; the keys are {list(KEYS)}")
+    if data.get("multi_hot"):
+        _fail(path, f"multi_hot: {data['multi_hot']} - multi-hot (list-valued) columns are not supported yet; list "
+                    f"them under ignore for now")
+    files = data.get("files")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+        _fail(path, f"files: expected a non-empty list of file names or globs, found {files!r}")
+    header = data.get("header", True)
+    if not isinstance(header, bool):
+        _fail(path, f"header: expected true or false, found {header!r}")
+    names = data.get("names", [])
+    if names and (header or not all(isinstance(n, str) and n for n in names) or not isinstance(names, list)):
+        _fail(path, "names: a list of column names, only with header: false (with a header, the header names them)")
+    label, minimum = _label(path, data)
+    spec = FeatureSpec(source=path, files=tuple(files), label=label, label_min=minimum,
+                       format=_choice(path, data, "format", tuple(FORMATS), "csv"), header=header, names=tuple(names),
+                       dense=_refs(path, data, "dense"), categorical=_refs(path, data, "categorical"),
+                       ignore=_refs(path, data, "ignore"), split=_choice(path, data, "split", SPLITS, "tail"),
+                       dense_format=_choice(path, data, "dense_format", DENSE_FORMATS, "float"),
+                       categorical_format=_choice(path, data, "categorical_format", CATEGORICAL_FORMATS, "string"))
+    if not spec.categorical:
+        _fail(path, "categorical: the model needs at least one categorical column")
+    return spec
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A spec resolved against the input's columns (picklable; the workers parse with it).
+    names: every column's name in file order; label, dense, categorical: column indexes; header: the header's
+    fields (every file must start with them) or () without a header."""
+    spec: FeatureSpec
+    names: Tuple[str, ...]
+    label: int
+    dense: Tuple[int, ...]
+    categorical: Tuple[int, ...]
+    header: Tuple[str, ...] = ()
+
+    @property
+    def dense_names(self) -> List[str]:
+        """The dense features' names, in model order."""
+        return [self.names[i] for i in self.dense]
+
+    @property
+    def categorical_names(self) -> List[str]:
+        """The categorical features' names, in slot order."""
+        return [self.names[i] for i in self.categorical]
+
+    @property
+    def dense_dim(self) -> int:
+        """Numbers per sample."""
+        return len(self.dense)
+
+    @property
+    def slot_dim(self) -> int:
+        """Categorical features per sample."""
+        return len(self.categorical)
+
+    @property
+    def used(self) -> List[int]:
+        """The columns read (label, dense, categorical), in file order."""
+        return sorted({self.label, *self.dense, *self.categorical})
+
+
+def resolve(spec: FeatureSpec, first_fields: Optional[Sequence[str]], where: str) -> Columns:
+    """Resolve the spec against the input's first line (`first_fields`, split; `where` names it in messages): the
+    header's names (header: true), or its field count (header: false without names; with names, the names give
+    the columns and `first_fields` is not needed: a bad first line is then a bad line like any other). Every
+    column the spec names must exist, each column has at most one role, and every column has one."""
+    if spec.header:
+        names = tuple(first_fields)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            _fail(spec.source, f"the header of {where} names column {dupes[0]!r} twice")
+    elif spec.names:
+        names = spec.names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            _fail(spec.source, f"names: column {dupes[0]!r} is named twice")
+    else:
+        names = tuple(f"column_{i}" for i in range(len(first_fields)))
+
+    def index(ref: Ref, key: str) -> int:
+        if isinstance(ref, int):
+            if spec.header or spec.names:
+                _fail(spec.source, f"{key}: {ref} is an index; name the column ({'the header' if spec.header else 'names'}"
+                                   f" names them)")
+            if not 0 <= ref < len(names):
+                _fail(spec.source, f"{key}: column {ref} does not exist: the first line of {where} has {len(names)} "
+                                   f"fields (0..{len(names) - 1})")
+            return ref
+        if ref not in names:
+            _fail(spec.source, f"{key}: column '{ref}' is not in {'the header of ' if spec.header else 'names of '}"
+                               f"{where}{_nearest(ref, names)}; its columns are {list(names)}")
+        return names.index(ref)
+    label = index(spec.label, "label")
+    roles: Dict[int, str] = {label: "label"}
+    groups = {}
+    for key in ("dense", "categorical", "ignore"):
+        groups[key] = []
+        for ref in getattr(spec, key):
+            i = index(ref, key)
+            if i in roles:
+                _fail(spec.source, f"column '{names[i]}' is named twice: under {roles[i]} and {key}")
+            roles[i] = key
+            groups[key].append(i)
+    unnamed = [names[i] for i in range(len(names)) if i not in roles]
+    if unnamed:
+        _fail(spec.source, f"{where} has columns the spec does not name: {unnamed}; put each under dense, "
+                           f"categorical or ignore")
+    return Columns(spec=spec, names=names, label=label, dense=tuple(groups["dense"]),
+                   categorical=tuple(groups["categorical"]), header=tuple(names) if spec.header else ())
+
+
+def natural_key(name: str) -> List[Any]:
+    """Sort key that orders embedded numbers by value (day_2 before day_10)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_files(folder: str, spec: FeatureSpec) -> List[str]:
+    """The input files of `spec` under `folder`, in order: each `files` entry's matches (natural order), NAME.gz
+    where NAME is not there. An entry matching nothing, or a file present both plain and gzipped, is an error."""
+    out: List[str] = []
+    for pattern in spec.files:
+        found = {}
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)) + \
+                glob.glob(os.path.join(glob.escape(folder), pattern + ".gz")):
+            if not os.path.isfile(path):
+                continue
+            name = os.path.basename(path)
+            plain = name[:-3] if name.endswith(".gz") else name
+            if plain in found and found[plain] != name:
+                raise FeatureSpecError(f"'{folder}' holds both {plain} and {plain}.gz: keep one of them")
+            found[plain] = name
+        if not found:
+            raise FeatureSpecError(f"feature spec '{spec.source}': files entry '{pattern}' matches no file in "
+                                   f"'{folder}'")
+        for plain in sorted(found, key=natural_key):
+            name = found[plain]
+            if name not in out:
+                out.append(name)
+    return out
