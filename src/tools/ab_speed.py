@@ -1,6 +1,6 @@
 """A/B speed of two revisions of this repository on the Criteo path, interleaved, on the same data.
 
-    python -m src.tools.ab_speed --base REV [--head REV] [--rounds 3] [--lines 1000000] [--work DIR]
+    python -m src.tools.ab_speed --base REV [--head REV] [--rounds 3] [--lines 1000000] [--work DIR] [--only M,...]
 
 The base revision (A) is checked out into a temporary git worktree (removed at the end); B is the working tree, or
 --head checked out the same way. Each
@@ -77,14 +77,18 @@ def _child(tree: str, code: str, *args: str) -> float:
     return float(json.loads(r.stdout.strip().splitlines()[-1])["value"])
 
 
-def measure(tree: str, data: str, lines: int) -> Dict[str, float]:
-    """One round of every measure in `tree`, over its own copy of the text in `data` (its dataset is made here)."""
-    shutil.rmtree(os.path.join(data, "mindrecord"), ignore_errors=True)          # made by the previous round
-    out = {"preprocess s": _child(tree, PREPROCESS, data, str(lines))}
+def measure(tree: str, data: str, lines: int, only: List[str]) -> Dict[str, float]:
+    """One round of the measures in `only` (all when empty) in `tree`, over its own copy of the text in `data`
+    (its dataset is made here in the first round, and again each round when preprocessing is measured)."""
     ds = os.path.join(data, "mindrecord")
-    out["train 128 samples/s"] = _child(tree, TRAIN, ds, "128", "300")
-    out["train 16384 samples/s"] = _child(tree, TRAIN, ds, "16384", "8")
-    out["eval samples/s"] = _child(tree, EVAL, ds)
+    out = {}
+    if not only or "preprocess s" in only or not os.path.isdir(ds):
+        shutil.rmtree(ds, ignore_errors=True)                                   # made by the previous round
+        out["preprocess s"] = _child(tree, PREPROCESS, data, str(lines))
+    for name, code, args in (("train 128 samples/s", TRAIN, ("128", "300")),
+                             ("train 16384 samples/s", TRAIN, ("16384", "8")), ("eval samples/s", EVAL, ())):
+        if not only or name in only:
+            out[name] = _child(tree, code, ds, *args)
     return out
 
 
@@ -96,6 +100,7 @@ def main(argv: List[str] = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--work", default="", help="work folder (default: a new temporary one, removed at the end)")
+    ap.add_argument("--only", default="", help=f"comma-separated measures to run (default: all): {', '.join(MEASURES)}")
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="ab_speed_")
     os.makedirs(work, exist_ok=True)
@@ -113,10 +118,14 @@ def main(argv: List[str] = None) -> None:
             data[k] = os.path.join(work, f"data_{k}")
             os.makedirs(data[k], exist_ok=True)
             os.link(text, os.path.join(data[k], "train.txt"))
+        only = [m.strip() for m in args.only.split(",") if m.strip()]
+        unknown = [m for m in only if m not in MEASURES]
+        if unknown:
+            ap.error(f"--only: unknown measure {unknown[0]!r}; the measures are {', '.join(MEASURES)}")
         got = {k: {m: [] for m in MEASURES} for k in trees}
         for r in range(args.rounds):
             for k in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                res = measure(trees[k], data[k], args.lines)
+                res = measure(trees[k], data[k], args.lines, only)
                 for m, v in res.items():
                     got[k][m].append(v)
                 print(f"round {r + 1} {k}: " + ", ".join(f"{m} {v:,.1f}" for m, v in res.items()), flush=True)
@@ -126,7 +135,7 @@ def main(argv: List[str] = None) -> None:
         head = short(args.head) if args.head else "working tree"
         print(f"\n| measure ({args.lines:,} lines, median of {args.rounds}) | A = {short(args.base)} | B = {head} | B/A |")
         print("|---|---|---|---|")
-        for m in MEASURES:
+        for m in (m for m in MEASURES if got["A"][m][1:] or not only):
             a, b = statistics.median(got["A"][m]), statistics.median(got["B"][m])
             print(f"| {m} | {a:,.1f} | {b:,.1f} | {b / a:.3f} |")
     finally:

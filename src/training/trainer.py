@@ -146,9 +146,9 @@ class Trainer:
         else:
             path = os.path.join(cfg.ckpt_path, name)
         if shard or self.par.is_main:
-            checkpoint.save(path, self.state_params(), pos, keep=cfg.keep_checkpoint_max,
-                            prefix=cfg.ckpt_file_name_prefix, shard=shard, row_sharded=self.row_sharded_names(),
+            checkpoint.save(path, self.state_params(), pos, shard=shard, row_sharded=self.row_sharded_names(),
                             model=self.model_description())
+            checkpoint.keep_newest(os.path.dirname(path), cfg.ckpt_file_name_prefix, cfg.keep_checkpoint_max)
         self.last_checkpoint = path
         return path
 

@@ -14,11 +14,13 @@ ENTRY_POINTS = ["train.py", "eval.py", "export.py", "preprocess.py", "postproces
 
 
 def _modules_with_a_main():
-    """Every `python -m src.X.Y` the project has (a module with a __main__ block)."""
+    """Every `python -m src.X.Y` the project has (a module with a __main__ block, or a package with __main__.py)."""
     out = []
     for path in sorted(glob.glob(os.path.join(ROOT, "src", "*", "*.py"))):
         if 'if __name__ == "__main__":' in open(path, encoding="utf-8").read():
             out.append(os.path.relpath(path, ROOT)[:-3].replace(os.sep, "."))
+    for path in sorted(glob.glob(os.path.join(ROOT, "src", "**", "__main__.py"), recursive=True)):
+        out.append(os.path.relpath(os.path.dirname(path), ROOT).replace(os.sep, "."))   # a package: python -m src.x.y
     return out
 
 
