@@ -15,7 +15,7 @@ config = get_config(description=__doc__)
 
 
 def main():
-    from src.data.packed_format import DatasetError, load_metadata
+    from src.data.packed_format import DatasetError, ids_per_sample, load_metadata
     from src.data.reader import PackedBatches
     from src.inference.batch_files import write_batches
     from src.utils.progress import Progress
@@ -24,7 +24,7 @@ def main():
         meta = load_metadata(config.dataset_path)
         batches = PackedBatches(config.dataset_path, "test", config.test_batch_size)
         prog = Progress("batch files", batches.samples, "samples")
-        manifest = write_batches(batches, config.infer_data_path, meta["slot_dim"], meta["dense_dim"],
+        manifest = write_batches(batches, config.infer_data_path, ids_per_sample(meta), meta["dense_dim"],
                                  config.test_batch_size, prog)
     except (DatasetError, OutputError, OSError) as exc:
         sys.stderr.write(f"preprocess error: {exc}\n")

@@ -8,8 +8,8 @@ sys.path.insert(0, os.path.dirname(TESTS))
 sys.path.insert(0, TESTS)
 os.environ.setdefault("GLOG_v", "3")
 
-from fixtures.datasets import (avazu, fixture_file, ms_context, real_dataset, real_ds, synth_dataset,  # noqa: E402,F401
-                               trained)
+from fixtures.datasets import (avazu, fixture_file, movielens, ms_context, real_dataset, real_ds,  # noqa: E402,F401
+                               synth_dataset, trained)
 
 
 def pytest_addoption(parser):

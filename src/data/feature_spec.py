@@ -13,6 +13,10 @@ A spec (YAML; every key is checked, an unknown one is named with the nearest val
                                   # number is >= min
     dense: [price, age]           # numbers; missing or negative -> 0, then log(1 + x) as for Criteo
     categorical: [city, device]   # any string; ids by vocabulary (threshold) or hashing (max_ind_range); "" = missing
+    multi_hot:                    # list-valued columns: up to max_len values per sample, pooled into one vector
+      - {name: tags, separator: "|", max_len: 8, pooling: sum}   # pooling: sum | mean; "" = an empty bag (a zero
+                                  # vector); empty values inside a list are skipped; a longer list is cut to max_len
+                                  # and counted (strict=1: an error); one table per column, shared by its values
     ignore: [event_id]            # columns to skip; every column must be named somewhere: an unnamed one is an error
     split: tail                   # tail: the last N // 7 lines of the (single) file are held out; last_file: the
                                   # last file is held out (val_split halves the held-out lines, as for Criteo)
@@ -40,6 +44,8 @@ SPLITS = ("tail", "last_file")
 DENSE_FORMATS = ("float", "int")
 CATEGORICAL_FORMATS = ("string", "hex")
 LIST_KEYS = ("files", "names", "dense", "categorical", "multi_hot", "ignore")
+MULTI_HOT_KEYS = ("name", "separator", "max_len", "pooling")
+POOLINGS = ("sum", "mean")
 KEYS = ("files", "format", "header", "names", "label", "dense", "categorical", "multi_hot", "ignore", "split",
         "dense_format", "categorical_format")
 Ref = Union[str, int]            # a column: its name, or (header: false, no names) its 0-based index
@@ -47,6 +53,15 @@ Ref = Union[str, int]            # a column: its name, or (header: false, no nam
 
 class FeatureSpecError(ValueError):
     """A feature spec that cannot be used; the message names the spec file, the key and the value."""
+
+
+@dataclass(frozen=True)
+class MultiHot:
+    """A list-valued column: `separator`-separated values, at most `max_len` kept, pooled by `pooling`."""
+    name: Ref
+    separator: str = "|"
+    max_len: int = 8
+    pooling: str = "sum"
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,7 @@ class FeatureSpec:
     names: Tuple[str, ...] = ()
     dense: Tuple[Ref, ...] = ()
     categorical: Tuple[Ref, ...] = ()
+    multi_hot: Tuple[MultiHot, ...] = ()
     ignore: Tuple[Ref, ...] = ()
     split: str = "tail"
     dense_format: str = "float"
@@ -81,6 +97,8 @@ class FeatureSpec:
         out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "source"}
         out["label"] = {"column": self.label, "min": self.label_min} if self.label_min is not None else self.label
         del out["label_min"]
+        if not self.multi_hot:
+            del out["multi_hot"]         # the record of a spec without list columns is as it was before they existed
         return out
 
 
@@ -133,6 +151,37 @@ def _label(source: str, data: dict) -> Tuple[Ref, Optional[float]]:
     return value, minimum
 
 
+def _multi_hot(source: str, data: dict, delimiter: str) -> Tuple[MultiHot, ...]:
+    value = data.get("multi_hot", [])
+    if not isinstance(value, list):
+        _fail(source, f"multi_hot: expected a list of {{name: COLUMN, separator: '|', max_len: N, pooling: sum|mean}}, "
+                      f"found {value!r}")
+    out = []
+    for i, entry in enumerate(value):
+        where = f"multi_hot[{i}]"
+        if not isinstance(entry, dict) or "name" not in entry:
+            _fail(source, f"{where}: expected {{name: COLUMN, separator: '|', max_len: N, pooling: sum|mean}}, found "
+                          f"{entry!r}")
+        for key in entry:
+            if key not in MULTI_HOT_KEYS:
+                _fail(source, f"{where}: unknown key '{key}'{_nearest(key, MULTI_HOT_KEYS)}; the keys are "
+                              f"{list(MULTI_HOT_KEYS)}")
+        name, sep = entry["name"], entry.get("separator", "|")
+        max_len, pooling = entry.get("max_len", 8), entry.get("pooling", "sum")
+        if not isinstance(name, (str, int)) or isinstance(name, bool):
+            _fail(source, f"{where}: name: expected a column name or index, found {name!r}")
+        if not isinstance(sep, str) or len(sep) != 1 or sep in (delimiter, '"', "\n", "\r"):
+            _fail(source, f"{where} ({name}): separator: expected one character other than the field delimiter "
+                          f"{delimiter!r} and the quote, found {sep!r}")
+        if not isinstance(max_len, int) or isinstance(max_len, bool) or not 1 <= max_len <= 4096:
+            _fail(source, f"{where} ({name}): max_len: expected an integer in [1, 4096], found {max_len!r}")
+        if pooling not in POOLINGS:
+            _fail(source, f"{where} ({name}): pooling: {pooling!r} is not one of {list(POOLINGS)}"
+                          f"{_nearest(pooling, POOLINGS)}")
+        out.append(MultiHot(name=name, separator=sep, max_len=max_len, pooling=pooling))
+    return tuple(out)
+
+
 def load_feature_spec(name_or_path: str) -> FeatureSpec:
     """The checked spec of a YAML file (or a shipped spec's name); FeatureSpecError names what is wrong."""
     path = spec_path(name_or_path)
@@ -148,9 +197,6 @@ def load_feature_spec(name_or_path: str) -> FeatureSpec:
     for key in data:
         if key not in KEYS:
             _fail(path, f"unknown key '{key}'{_nearest(key, KEYS)}; the keys are {list(KEYS)}")
-    if data.get("multi_hot"):
-        _fail(path, f"multi_hot: {data['multi_hot']} - multi-hot (list-valued) columns are not supported yet; list "
-                    f"them under ignore for now")
     files = data.get("files")
     if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
         _fail(path, f"files: expected a non-empty list of file names or globs, found {files!r}")
@@ -164,25 +210,31 @@ def load_feature_spec(name_or_path: str) -> FeatureSpec:
     spec = FeatureSpec(source=path, files=tuple(files), label=label, label_min=minimum,
                        format=_choice(path, data, "format", tuple(FORMATS), "csv"), header=header, names=tuple(names),
                        dense=_refs(path, data, "dense"), categorical=_refs(path, data, "categorical"),
+                       multi_hot=_multi_hot(path, data, "," if data.get("format", "csv") == "csv" else "\t"),
                        ignore=_refs(path, data, "ignore"), split=_choice(path, data, "split", SPLITS, "tail"),
                        dense_format=_choice(path, data, "dense_format", DENSE_FORMATS, "float"),
                        categorical_format=_choice(path, data, "categorical_format", CATEGORICAL_FORMATS, "string"))
-    if not spec.categorical:
-        _fail(path, "categorical: the model needs at least one categorical column")
+    if not spec.categorical and not spec.multi_hot:
+        _fail(path, "categorical: the model needs at least one categorical (or multi_hot) column")
     return spec
 
 
 @dataclass(frozen=True)
 class Columns:
     """A spec resolved against the input's columns (picklable; the workers parse with it).
-    names: every column's name in file order; label, dense, categorical: column indexes; header: the header's
-    fields (every file must start with them) or () without a header."""
+    names: every column's name in file order; label, dense, categorical: column indexes; multi_hot: (column index,
+    its spec entry) pairs; header: the header's fields (every file must start with them) or () without a header.
+
+    Slots (one table each) are the categorical columns, then the multi_hot ones. Key columns (ids per sample, the
+    width of the dataset's ids) are one per categorical slot, then max_len per multi_hot slot: a list's values
+    left-aligned, pads after them (-1 in the dataset)."""
     spec: FeatureSpec
     names: Tuple[str, ...]
     label: int
     dense: Tuple[int, ...]
     categorical: Tuple[int, ...]
     header: Tuple[str, ...] = ()
+    multi_hot: Tuple[Tuple[int, MultiHot], ...] = ()
 
     @property
     def dense_names(self) -> List[str]:
@@ -200,14 +252,37 @@ class Columns:
         return len(self.dense)
 
     @property
+    def multi_hot_names(self) -> List[str]:
+        """The multi_hot features' names, in slot order (after the categorical ones)."""
+        return [self.names[i] for i, _ in self.multi_hot]
+
+    @property
+    def slot_names(self) -> List[str]:
+        """Every slot's (table's) name: the categorical features, then the multi_hot ones."""
+        return self.categorical_names + self.multi_hot_names
+
+    @property
     def slot_dim(self) -> int:
-        """Categorical features per sample."""
-        return len(self.categorical)
+        """Slots (tables): categorical and multi_hot features."""
+        return len(self.categorical) + len(self.multi_hot)
+
+    @property
+    def key_slots(self) -> Tuple[int, ...]:
+        """The slot of every key column: [0, 1, .., C-1, then each multi_hot slot max_len times]."""
+        out = list(range(len(self.categorical)))
+        for j, (_, entry) in enumerate(self.multi_hot):
+            out += [len(self.categorical) + j] * entry.max_len
+        return tuple(out)
+
+    @property
+    def key_dim(self) -> int:
+        """Ids per sample: one per categorical slot, max_len per multi_hot slot."""
+        return len(self.categorical) + sum(entry.max_len for _, entry in self.multi_hot)
 
     @property
     def used(self) -> List[int]:
-        """The columns read (label, dense, categorical), in file order."""
-        return sorted({self.label, *self.dense, *self.categorical})
+        """The columns read (label, dense, categorical, multi_hot), in file order."""
+        return sorted({self.label, *self.dense, *self.categorical, *(i for i, _ in self.multi_hot)})
 
 
 def resolve(spec: FeatureSpec, first_fields: Optional[Sequence[str]], where: str) -> Columns:
@@ -244,10 +319,10 @@ def resolve(spec: FeatureSpec, first_fields: Optional[Sequence[str]], where: str
     label = index(spec.label, "label")
     roles: Dict[int, str] = {label: "label"}
     groups = {}
-    for key in ("dense", "categorical", "ignore"):
+    for key in ("dense", "categorical", "multi_hot", "ignore"):
         groups[key] = []
         for ref in getattr(spec, key):
-            i = index(ref, key)
+            i = index(ref.name if key == "multi_hot" else ref, key)
             if i in roles:
                 _fail(spec.source, f"column '{names[i]}' is named twice: under {roles[i]} and {key}")
             roles[i] = key
@@ -255,9 +330,10 @@ def resolve(spec: FeatureSpec, first_fields: Optional[Sequence[str]], where: str
     unnamed = [names[i] for i in range(len(names)) if i not in roles]
     if unnamed:
         _fail(spec.source, f"{where} has columns the spec does not name: {unnamed}; put each under dense, "
-                           f"categorical or ignore")
+                           f"categorical, multi_hot or ignore")
     return Columns(spec=spec, names=names, label=label, dense=tuple(groups["dense"]),
-                   categorical=tuple(groups["categorical"]), header=tuple(names) if spec.header else ())
+                   categorical=tuple(groups["categorical"]), header=tuple(names) if spec.header else (),
+                   multi_hot=tuple(zip(groups["multi_hot"], spec.multi_hot)))
 
 
 def natural_key(name: str) -> List[Any]:

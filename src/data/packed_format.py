@@ -46,6 +46,12 @@ class DatasetError(ValueError):
     """A dataset folder is missing or inconsistent; the message names the file."""
 
 
+def ids_per_sample(meta: dict) -> int:
+    """The width of the dataset's ids: slot_dim, or with multi_hot features its "ids_per_sample" (one per
+    categorical slot and max_len per multi_hot slot)."""
+    return int(meta.get("ids_per_sample", meta["slot_dim"]))
+
+
 def validate_metadata(meta: dict, path: str) -> dict:
     """Check the shape of a metadata.json dict (keys, types, format version); returns it."""
     if not isinstance(meta, dict):
@@ -60,6 +66,9 @@ def validate_metadata(meta: dict, path: str) -> dict:
     for key, typ in METADATA_KEYS.items():
         if not isinstance(meta[key], typ) or (typ is int and isinstance(meta[key], bool)):
             raise DatasetError(f"'{path}': key '{key}' must be a JSON {typ.__name__}, found {meta[key]!r}")
+    if not isinstance(meta.get("ids_per_sample", 1), int) or ids_per_sample(meta) < meta["slot_dim"]:
+        raise DatasetError(f"'{path}': ids_per_sample must be an integer of at least slot_dim={meta['slot_dim']}, "
+                           f"found {meta.get('ids_per_sample')!r}")
     sizes = meta["table_sizes"]
     if len(sizes) != meta["slot_dim"] or not all(isinstance(s, int) and s > 0 for s in sizes):
         raise DatasetError(f"'{path}': table_sizes must hold slot_dim={meta['slot_dim']} positive integers")

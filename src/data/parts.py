@@ -127,12 +127,22 @@ def write_part(job: PartJob, task: PartTask) -> dict:
     if shuffle:
         rec = rec[np.random.default_rng([job.seed, 13, task.index]).permutation(len(rec))]
     mappers = mappers_for(job)
+    cats = len(job.columns.categorical)
+    multi_hot, at = [], cats                         # (slot, its key columns) of each multi_hot feature
+    for j, (_, entry) in enumerate(job.columns.multi_hot):
+        multi_hot.append((cats + j, slice(at, at + entry.max_len)))
+        at += entry.max_len
     writer = PackedWriter(os.path.join(job.out, task.name), job.pack_size)
     for lo in range(0, len(rec), PIECE_ROWS):
         piece = rec[lo:lo + PIECE_ROWS]
-        ids = np.empty((len(piece), job.columns.slot_dim), np.int32)
-        for s in range(job.columns.slot_dim):
+        ids = np.empty((len(piece), job.columns.key_dim), np.int32)
+        for s in range(cats):
             ids[:, s] = mappers[s](np.ascontiguousarray(piece["keys"][:, s]), piece["missing"][:, s])
+        for s, cols in multi_hot:                     # a list's values share the slot's table; pads are -1
+            missing = piece["missing"][:, cols]
+            got = mappers[s](np.ascontiguousarray(piece["keys"][:, cols]).reshape(-1), missing.reshape(-1))
+            got[missing.reshape(-1)] = -1
+            ids[:, cols] = got.reshape(len(piece), -1)
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))
                                                    for name in (task.name, task.name + ".db")}}

@@ -30,10 +30,10 @@ def key_dtype(columns: Columns, mode: str) -> str:
 
 
 def record_dtype(columns: Columns, mode: str) -> np.dtype:
-    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4 or u8 [S] (key_dtype),
-    missing ?[S], line u4 (1-based line number among its file's data lines, within its piece)."""
+    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4 or u8 [K] (key_dtype;
+    K = columns.key_dim), missing ?[K], line u4 (1-based line number among its file's data lines, within its piece)."""
     return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)),
-                     ("keys", key_dtype(columns, mode), (columns.slot_dim,)), ("missing", "?", (columns.slot_dim,)),
+                     ("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "?", (columns.key_dim,)),
                      ("line", "<u4")])
 
 
@@ -74,11 +74,21 @@ def _records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return rec
 
 
-def _value_counts(chunk: Chunk, sel: np.ndarray, slot_dim: int) -> Dict[str, np.ndarray]:
-    """Per slot: the distinct values of the selected lines (sorted) and how often each occurs."""
+def _slot_rows(columns: Columns) -> List[np.ndarray]:
+    """Per slot: its key columns (one for a categorical slot, max_len for a multi_hot one)."""
+    key_slots = np.asarray(columns.key_slots)
+    return [np.flatnonzero(key_slots == s) for s in range(columns.slot_dim)]
+
+
+def _value_counts(chunk: Chunk, sel: np.ndarray, columns: Columns) -> Dict[str, np.ndarray]:
+    """Per slot: the distinct values of the selected lines (sorted) and how often each occurs (a multi_hot slot:
+    over all its values)."""
     out = {}
-    for s in range(slot_dim):
-        vals = chunk.keys[s, sel][~chunk.missing[s, sel]]
+    for s, rows in enumerate(_slot_rows(columns)):
+        if len(rows) == 1:
+            vals = chunk.keys[rows[0], sel][~chunk.missing[rows[0], sel]]
+        else:
+            vals = chunk.keys[rows][:, sel][~chunk.missing[rows][:, sel]]
         keys, counts = np.unique(vals, return_counts=True)
         out[f"k{s}"], out[f"c{s}"] = keys, counts.astype(np.int64)
     return out
@@ -127,10 +137,10 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
     n_lines = text.count(b"\n")
     chunk = _parse(job, file, k, text, parser, offset, n_lines)
     dtype = record_dtype(job.columns, job.mode)
-    dense_dim, slot_dim = job.columns.dense_dim, job.columns.slot_dim
+    dense_dim, key_dim = job.columns.dense_dim, job.columns.key_dim
     if chunk is None:
         chunk = Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
-                      np.zeros((slot_dim, 0), dtype["keys"].base), np.zeros((slot_dim, 0), bool),
+                      np.zeros((key_dim, 0), dtype["keys"].base), np.zeros((key_dim, 0), bool),
                       np.zeros(0, np.int64))
     if file.held_out:
         is_train = np.zeros(len(chunk.label), bool)
@@ -146,9 +156,10 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
                "bad": np.frombuffer(json.dumps(parser.bad.as_dict()).encode(), np.uint8)}
     summary.update({f"stat_{key}": v for key, v in _sums(chunk, tr).items()})
     if job.mode == "vocab":
-        summary.update(_value_counts(chunk, tr, slot_dim))
+        summary.update(_value_counts(chunk, tr, job.columns))
     elif job.mode == "ids":
-        summary["max_ids"] = chunk.keys.max(1).astype(np.int64) if len(chunk.label) else np.zeros(slot_dim, np.int64)
+        summary["max_ids"] = np.array([chunk.keys[rows].max() if len(chunk.label) else 0
+                                       for rows in _slot_rows(job.columns)], np.int64)
     stem = job.stem(file, k)
     write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
                                                            _records(chunk, ho, dtype)]).tofile(f))

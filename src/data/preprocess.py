@@ -170,10 +170,12 @@ def list_pieces(prep: Preprocessing, job: PieceJob) -> List[Piece]:
 def merge_bad_lines(prep: Preprocessing, pieces: List[Piece]) -> dict:
     """The bad-line summary over all pieces, with line numbers in their files (split last_file: 'day_3:120'), and
     per reason the lines each column made bad (when any did)."""
-    counts, first, columns = {}, {}, {}
+    counts, first, columns, truncated = {}, {}, {}, {}
     for p in pieces:
         with np.load(p.stem + ".npz") as z:
             bad = json.loads(bytes(z["bad"]).decode())
+        for name, n in bad.get("truncated", {}).items():
+            truncated[name] = truncated.get(name, 0) + n
         for reason, per in bad.get("columns", {}).items():
             into = columns.setdefault(reason, {})
             for name, n in per.items():
@@ -187,13 +189,16 @@ def merge_bad_lines(prep: Preprocessing, pieces: List[Piece]) -> dict:
     out = {"total": sum(counts.values()), "counts": counts, "first_lines": first}
     if columns:
         out["columns"] = columns
+    if truncated:
+        out["truncated"] = truncated          # kept lines whose multi_hot list was cut to max_len (not bad lines)
     return out
 
 
-def merge_stats(pieces: List[Piece], dense_dim: int, slot_dim: int) -> dict:
-    """stats.json over the training lines: sample count, click rate, dense log1p mean/std/max, missing rates."""
-    n, pos = 0, 0
-    s, sq, mx, miss = np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(slot_dim, np.int64)
+def merge_stats(pieces: List[Piece], columns: Columns) -> dict:
+    """stats.json over the training lines: sample count, click rate, dense log1p mean/std/max, per categorical slot
+    the missing rate and, per multi_hot slot, the rate of empty lists and the mean list length."""
+    n, pos, dense_dim = 0, 0, columns.dense_dim
+    s, sq, mx, miss = np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(columns.key_dim, np.int64)
     for p in pieces:
         with np.load(p.stem + ".npz") as z:
             n += int(z["stat_n"])
@@ -202,9 +207,18 @@ def merge_stats(pieces: List[Piece], dense_dim: int, slot_dim: int) -> dict:
             miss += z["stat_cat_missing"]
     d = max(n, 1)
     mean = s / d
-    return {"train_samples": n, "positive_rate": pos / d, "dense_log1p_mean": mean.round(6).tolist(),
-            "dense_log1p_std": np.sqrt(np.maximum(sq / d - mean ** 2, 0)).round(6).tolist(),
-            "dense_log1p_max": mx.round(6).tolist(), "categorical_missing_rate": (miss / d).round(6).tolist()}
+    cats = len(columns.categorical)
+    out = {"train_samples": n, "positive_rate": pos / d, "dense_log1p_mean": mean.round(6).tolist(),
+           "dense_log1p_std": np.sqrt(np.maximum(sq / d - mean ** 2, 0)).round(6).tolist(),
+           "dense_log1p_max": mx.round(6).tolist(), "categorical_missing_rate": (miss[:cats] / d).round(6).tolist()}
+    if columns.multi_hot:
+        at, empty, length = cats, [], []
+        for _, entry in columns.multi_hot:
+            empty.append(round(float(miss[at]) / d, 6))                       # the first place is a pad: no values
+            length.append(round(float(entry.max_len * n - miss[at:at + entry.max_len].sum()) / d, 6))
+            at += entry.max_len
+        out.update(multi_hot_empty_rate=empty, multi_hot_mean_length=length)
+    return out
 
 
 def check_enough_good_lines(path: str, total: int, max_bad_fraction: float, bad: dict,
@@ -349,10 +363,13 @@ def vocab_fingerprint(mode: str, threshold: int, max_ind_range: int, table_sizes
 
 
 def features(columns: Columns, table_sizes: List[int]) -> List[dict]:
-    """metadata.json "features": each dense and categorical feature with its kind and table rows, in model
-    order (the DLRMSpec features of the dataset)."""
+    """metadata.json "features": each dense, categorical and multi_hot feature with its kind, table rows (and for
+    multi_hot its max_len and pooling), in model order (the DLRMSpec features of the dataset)."""
+    cats = len(columns.categorical)
     return [{"name": n, "kind": "dense"} for n in columns.dense_names] + \
-        [{"name": n, "kind": "categorical", "rows": int(r)} for n, r in zip(columns.categorical_names, table_sizes)]
+        [{"name": n, "kind": "categorical", "rows": int(r)} for n, r in zip(columns.categorical_names, table_sizes)] + \
+        [{"name": n, "kind": "multi_hot", "rows": int(r), "max_len": e.max_len, "pooling": e.pooling}
+         for n, r, (_, e) in zip(columns.multi_hot_names, table_sizes[cats:], columns.multi_hot)]
 
 
 def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
@@ -368,6 +385,7 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
         "features": features(layout.columns, table_sizes),
         "dense_dim": layout.columns.dense_dim,
         "slot_dim": layout.columns.slot_dim,
+        **({"ids_per_sample": layout.columns.key_dim} if layout.columns.multi_hot else {}),
         "id_mode": prep.mode,
         "threshold": prep.threshold if prep.mode == "vocab" else None,
         "max_ind_range": prep.max_ind_range or None,
@@ -431,7 +449,7 @@ def run_phases(prep: Preprocessing) -> dict:
     out = prep.work.staged()
     np.savez(os.path.join(out, "vocab.npz"), **arrays)
     write_json_atomic(os.path.join(out, "stats.json"),
-                      merge_stats(pieces, prep.layout.columns.dense_dim, prep.layout.columns.slot_dim))
+                      merge_stats(pieces, prep.layout.columns))
     part_job = PartJob(out=out, markers=prep.path("parts"), columns=prep.layout.columns, pack_size=prep.pack_size,
                        seed=prep.seed, mode=prep.mode, vocab_file=os.path.join(out, "vocab.npz"),
                        max_ind_range=prep.max_ind_range, max_ids=max_ids, bucket_table=prep.path("parts"))

@@ -1,7 +1,7 @@
 """Reading the packed MindRecord splits written by preprocessing.
 
 `create_dataset(...)` is the model-zoo entry point: a MindSpore dataset yielding
-  ids   int32   [B, slot_dim]
+  ids   int32   [B, L]   L = slot_dim, or with multi_hot features ids_per_sample (a list's pads are -1)
   dense float32 [B, dense_dim]
   label float32 [B, 1]
 `PackedBatches` is the same stream as a plain Python iterable of numpy arrays (the training loop
@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
     import mindspore
 
-from src.data.packed_format import COLUMNS, load_metadata, shard_block, shard_sizes, split_parts
+from src.data.packed_format import COLUMNS, ids_per_sample, load_metadata, shard_block, shard_sizes, split_parts
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense float32 [B, Dn], label float32 [B, 1]
 
@@ -44,7 +44,7 @@ class PackedBatches:
         self.window = shuffle_buffer_records
         self.skip_batches, self.max_batches = skip_batches, max_batches
         self.leftover: Optional[Tuple[int, int, int]] = None    # the next epoch is a leftover stream (see continue_epoch)
-        self.slot_dim, self.dense_dim = self.meta["slot_dim"], self.meta["dense_dim"]
+        self.lookups, self.dense_dim = ids_per_sample(self.meta), self.meta["dense_dim"]
         self.blocks = [shard_block(n, self.meta["pack_size"], num_shards, shard_id) for _, n in self.parts]
         self.samples = sum(b[2] for b in self.blocks)
 
@@ -105,7 +105,7 @@ class PackedBatches:
                 n = len(label)
                 if not self.dense_dim:          # MindRecord gives an empty float32 column back as a scalar
                     dense = np.zeros((n, 0), np.float32)
-                yield ids.reshape(n, self.slot_dim), dense.reshape(n, self.dense_dim), label
+                yield ids.reshape(n, self.lookups), dense.reshape(n, self.dense_dim), label
 
     def _windows(self, rng):
         buf = []

@@ -53,6 +53,7 @@ class BadLines:
     counts: dict = field(default_factory=lambda: {r: 0 for r in REASONS})
     examples: dict = field(default_factory=lambda: {r: [] for r in REASONS})
     columns: dict = field(default_factory=dict)
+    truncated: dict = field(default_factory=dict)       # multi_hot column -> lines whose list was cut to max_len
 
     def add_column(self, reason: str, column: str, n: int) -> None:
         """Count `n` lines skipped for `reason` because of `column`."""
@@ -78,6 +79,8 @@ class BadLines:
         out = {"total": self.total, "counts": dict(self.counts), "first_lines": dict(self.examples)}
         if self.columns:
             out["columns"] = {r: dict(c) for r, c in self.columns.items()}
+        if self.truncated:
+            out["truncated"] = dict(self.truncated)
         return out
 
 
@@ -88,8 +91,9 @@ class Chunk:
     Column-major (one contiguous row per feature), which is what counting and mapping want.
     label   uint8   [n]             0/1
     dense   float32 [dense_dim, n]  log(1 + max(x, 0)), missing -> 0
-    keys    uint32 or uint64 [slot_dim, n]   categorical keys (hex, decimal, or string hashes), 0 where missing
-    missing bool    [slot_dim, n]   True where the categorical field was empty
+    keys    uint32 or uint64 [key_dim, n]   categorical keys (hex, decimal, or string hashes), 0 where missing; a
+                                    multi_hot column fills max_len rows: its values left-aligned, then pads
+    missing bool    [key_dim, n]    True where the categorical field was empty, and at a multi_hot column's pads
     line    int64   [n]             1-based line numbers in the input file
     """
     label: np.ndarray
@@ -233,13 +237,16 @@ class BlockParser:
         self.names = list(columns.names)
         self.label_name = self.names[columns.label]
         self.dense_names, self.cat_names = columns.dense_names, columns.categorical_names
+        self.multi_hot = [(columns.names[i], entry) for i, entry in columns.multi_hot]
+        self.key_dim = columns.key_dim
         self.int_dense = spec.dense_format == "int"
         self.keys = _int_keys if mode == "ids" else _hex_keys if spec.categorical_format == "hex" else _string_keys
+        self.key_type = np.uint64 if self.keys is _string_keys else np.uint32
         self.bad = BadLines()
         plain_label = spec.label_min is None
         self.typed = {**{self.label_name: pa.int64() if plain_label else pa.float64()},
                       **{n: pa.int64() if self.int_dense else pa.float64() for n in self.dense_names},
-                      **{n: pa.binary() for n in self.cat_names}}
+                      **{n: pa.binary() for n in self.cat_names + columns.multi_hot_names}}
         used = [self.names[i] for i in columns.used]
         self.include = used if len(used) < self.n_fields else []
         self.as_text = {n: pa.binary() for n in used}
@@ -397,13 +404,47 @@ class BlockParser:
                 finite = np.isfinite(v)
                 dense_bad[i] |= ~finite
                 np.log1p(np.maximum(np.where(finite, v, 0.0), 0).astype(np.float32), out=dense[i])
-        keys, missing, cat_bad = None, np.empty((self.slot_dim, n), bool), np.zeros((self.slot_dim, n), bool)
+        slots = len(self.cat_names) + len(self.multi_hot)
+        keys, missing = np.zeros((self.key_dim, n), self.key_type), np.ones((self.key_dim, n), bool)
+        cat_bad = np.zeros((slots, n), bool)
         for i, name in enumerate(self.cat_names):
-            k, m, inv = self.keys(table.column(name).combine_chunks())
-            if keys is None:
-                keys = np.empty((self.slot_dim, n), k.dtype)
-            keys[i], missing[i], cat_bad[i] = k, m, inv
+            keys[i], missing[i], cat_bad[i] = self.keys(table.column(name).combine_chunks())
+        row = len(self.cat_names)
+        for j, (name, entry) in enumerate(self.multi_hot):
+            cat_bad[len(self.cat_names) + j] = self._lists(table.column(name).combine_chunks(), name, entry,
+                                                           line_numbers, keys[row:row + entry.max_len],
+                                                           missing[row:row + entry.max_len])
+            row += entry.max_len
         return self._drop_bad(line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad)
+
+    def _lists(self, col, name: str, entry, line_numbers: np.ndarray, keys: np.ndarray, missing: np.ndarray):
+        """A multi_hot column -> its keys and pads written into keys/missing [max_len, n]; returns bad bool [n]
+        (a value the column's format cannot read). Empty values are skipped; a list longer than max_len is cut and
+        counted (strict: an error naming the line)."""
+        n = len(line_numbers)
+        lists = pc.split_pattern(col.cast(pa.binary()) if col.type != pa.binary() else col, pattern=entry.separator)
+        offsets = np.asarray(lists.offsets)
+        flat = lists.flatten()
+        keep = np.asarray(pc.greater(pc.binary_length(flat), 0)) if len(flat) else np.zeros(0, bool)
+        row = np.repeat(np.arange(n), np.diff(offsets))                  # the line of every value
+        kept_before = np.concatenate(([0], np.cumsum(keep)))
+        pos = kept_before[:-1] - kept_before[offsets[:-1]][row]          # its place among its line's kept values
+        count = kept_before[offsets[1:]] - kept_before[offsets[:-1]]     # kept values per line
+        over = count > entry.max_len
+        if over.any():
+            first = int(np.flatnonzero(over)[0])
+            if self.strict:
+                raise InputFormatError(f"{self.path}:{line_numbers[first]}: column {name} holds {count[first]} values, "
+                                       f"more than its max_len {entry.max_len} (strict=1 stops here; strict=0 keeps the "
+                                       f"first {entry.max_len} and counts the line)")
+            self.bad.truncated[name] = self.bad.truncated.get(name, 0) + int(np.count_nonzero(over))
+        use = np.flatnonzero(keep & (pos < entry.max_len))
+        k, m, invalid = self.keys(flat.take(pa.array(use)) if len(use) else pa.array([], pa.binary()))
+        keys[pos[use], row[use]] = k
+        missing[pos[use], row[use]] = False
+        bad = np.zeros(n, bool)
+        bad[row[use[invalid]]] = True
+        return bad
 
     def _drop_bad(self, line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad) -> Chunk:
         """Count each bad line under its first reason (label, dense, categorical) and its columns; the Chunk of
@@ -413,7 +454,7 @@ class BlockParser:
         for reason, mask, per_col, names in (("label", label_bad, None, None),
                                              ("dense", dense_any & ~label_bad, dense_bad, self.dense_names),
                                              ("categorical", cat_any & ~label_bad & ~dense_any, cat_bad,
-                                              self.cat_names)):
+                                              self.cat_names + [m for m, _ in self.multi_hot])):
             if mask.any():
                 idx = np.flatnonzero(mask)
                 culprit = [names[c] for c in np.flatnonzero(per_col[:, idx[0]])] if names else [self.label_name]

@@ -1,7 +1,7 @@
 """The batch files of the inference path (preprocess.py -> ascend310_infer or the Python runner -> postprocess.py).
 
 Layout of infer_data_path (written by preprocess.py):
-    00_ids/batch_000000.bin     int32   little-endian, C order, shape [b, slot_dim]   (model input 0)
+    00_ids/batch_000000.bin     int32   little-endian, C order, shape [b, L]   (model input 0; L ids per sample, -1 pads)
     01_dense/batch_000000.bin   float32 little-endian, C order, shape [b, dense_dim]  (model input 1; absent when
                                                                                    the data has no dense features)
     label/batch_000000.bin      float32 little-endian, C order, shape [b, 1]          (0.0 or 1.0)
@@ -22,7 +22,7 @@ import numpy as np
 
 from src.utils.staged_dir import has_file, staged_dir
 
-INPUTS = (("00_ids", "<i4", "slot_dim"), ("01_dense", "<f4", "dense_dim"))
+INPUTS = (("00_ids", "<i4", "lookups"), ("01_dense", "<f4", "dense_dim"))
 LABEL = ("label", "<f4", 1)
 MANIFEST = "manifest.json"
 RESULT_SUFFIX = "_0.bin"
@@ -44,7 +44,7 @@ def model_inputs(manifest: dict) -> List[Tuple[str, str, int]]:
     return [(x["folder"], dtypes[x["dtype"]], int(x["shape"][1])) for x in manifest["inputs"]]
 
 
-def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: str, slot_dim: int,
+def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], out_dir: str, lookups: int,
                   dense_dim: int, batch_size: int, progress=None) -> dict:
     """Write (ids int32 [b, S], dense float32 [b, Dn], label float32 [b, 1]) batches into out_dir
     atomically (temporary folder, then rename); returns the manifest. Without dense features (Dn = 0) the
@@ -64,7 +64,7 @@ def write_batches(batches: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]], 
             if progress is not None:
                 progress.update(len(label))
         manifest = {
-            "inputs": [{"folder": INPUTS[0][0], "dtype": "int32", "shape": ["b", slot_dim]}] +
+            "inputs": [{"folder": INPUTS[0][0], "dtype": "int32", "shape": ["b", lookups]}] +
                       ([{"folder": INPUTS[1][0], "dtype": "float32", "shape": ["b", dense_dim]}] if dense_dim else []),
             "label": {"folder": LABEL[0], "dtype": "float32", "shape": ["b", 1]},
             "byte_order": "little-endian", "batches": n_batches, "batch_size": batch_size, "samples": samples,

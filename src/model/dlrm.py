@@ -1,10 +1,11 @@
 """DLRM (Naumov et al. 2019) as small MindSpore cells, built from a DLRMSpec (src/model_utils/spec.py).
 
-    ids [B,L] int32 --SparseArch--> emb [B,S,D] ---------------------+
+    ids [B,L] int32 --SparseArch (lookup, pooling)--> emb [B,S,D] ---+
                                                                       +--interaction--> [B,F] --OverArch--> logit [B,1]
     dense [B,Dn] float32 --DenseArch--> x [B,Dx] --------------------+
 
-L = spec.lookups (ids per sample), S = spec.slots (tables), Dn = spec.dense_dim, D = spec.emb_dim, Dx = spec.dense_out
+L = spec.lookups (ids per sample: one per categorical slot, max_len per multi_hot slot, -1 pads, pooled by
+src/model/pooling.py), S = spec.slots (tables), Dn = spec.dense_dim, D = spec.emb_dim, Dx = spec.dense_out
 (the bottom MLP's last width; no bottom MLP and Dx = 0 without dense features), F = spec.interaction_width; the
 interaction cell is the spec's kind (src/model/interactions.py). All tables live in one fused [spec.total_rows, D]
 float32 parameter with per-slot row offsets (spec.offsets): one gather and one scatter per step instead of 26 of each
@@ -21,6 +22,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Initializer, initializer
 
 from src.model.interactions import interaction_cell
+from src.model.pooling import Pooling, lookup_rows
 from src.model_utils.spec import DLRMSpec
 
 
@@ -76,7 +78,9 @@ def _mlp(widths: Sequence[int], in_dim: int, seed, relu_last: bool, fp16: bool) 
 
 
 class SparseArch(nn.Cell):
-    """ids int32 [B, S] (per-slot ids) -> embeddings float32 [B, S, D] from one fused table.
+    """ids int32 [B, L] (per-slot ids; a multi_hot slot's list, -1 pads) -> embeddings float32 [B, S, D] from one
+    fused table: `lookup` gives the rows [B, L, D], `pool` (with multi_hot slots; src/model/pooling.py) one vector
+    per slot.
 
     With `segments` [(lo, hi), ...] (hybrid parallel, from src/training/sharding.py) this rank holds only
     those row ranges of the fused table, one after another: table float32 [sum(hi - lo), D]; the lookup
@@ -91,17 +95,24 @@ class SparseArch(nn.Cell):
         super().__init__()
         self.rows = spec.total_rows
         self.segments = [tuple(s) for s in segments] if segments is not None else [(0, self.rows)]
-        self.offsets = Tensor(np.asarray(spec.offsets, np.int32)[None, :])     # [1, S] int32
+        self.offsets = Tensor(np.asarray(spec.lookup_offsets, np.int32)[None, :])     # [1, L] int32
+        self.pooled = spec.pooled
+        if self.pooled:
+            self.pooling = Pooling(spec)
         local = sum(hi - lo for lo, hi in self.segments)
         init = SlotUniform(spec, seed, self.segments)
         self.table = Parameter(initializer(init, (local, spec.emb_dim), ms.float32), name="table")
 
     def global_ids(self, ids: Tensor) -> Tensor:
-        """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
-        return ids + self.offsets
+        """ids int32 [B, L] -> rows of the fused table int32 [B, L] (a pad: its slot's row 0)."""
+        return lookup_rows(ids, self.offsets) if self.pooled else ids + self.offsets
+
+    def pool(self, emb: Tensor, ids: Tensor) -> Tensor:
+        """Looked-up rows float32 [B, L, D] and the ids int32 [B, L] -> per-slot embeddings float32 [B, S, D]."""
+        return self.pooling(emb, ids) if self.pooled else emb
 
     def construct(self, ids):
-        return ops.gather(self.table, self.global_ids(ids), 0)
+        return self.pool(ops.gather(self.table, self.global_ids(ids), 0), ids)
 
 
 class DenseArch(nn.Cell):
@@ -133,7 +144,7 @@ class OverArch(nn.Cell):
 
 
 class DLRM(nn.Cell):
-    """(ids int32 [B, S], dense float32 [B, Dn]) -> click logit float32 [B, 1].
+    """(ids int32 [B, L], dense float32 [B, Dn]) -> click logit float32 [B, 1].
 
     Example (Criteo Kaggle, batch 128): ids [128, 26], dense [128, 13] -> DenseArch x [128, 16],
     SparseArch emb [128, 26, 16] -> interaction [128, 367] -> OverArch logit [128, 1].
@@ -165,13 +176,18 @@ class DLRM(nn.Cell):
         return self.sparse_arch.segments
 
     def global_rows(self, ids: Tensor) -> Tensor:
-        """ids int32 [B, S] -> rows of the fused table int32 [B, S]."""
+        """ids int32 [B, L] -> rows of the fused table int32 [B, L]."""
         return self.sparse_arch.global_ids(ids)
 
     def from_embeddings(self, dense: Tensor, emb: Tensor) -> Tensor:
         """The differentiable part: dense float32 [B, Dn], emb float32 [B, S, D] -> logit float32 [B, 1]."""
         x = self.dense_arch(dense) if self.with_dense else dense
         return self.over_arch(self.interaction(x, emb))
+
+    def from_lookups(self, dense: Tensor, emb: Tensor, ids: Tensor) -> Tensor:
+        """from_embeddings of the looked-up rows float32 [B, L, D], pooled by the ids int32 [B, L] -> logit
+        float32 [B, 1]."""
+        return self.from_embeddings(dense, self.sparse_arch.pool(emb, ids))
 
     def construct(self, ids, dense):
         return self.from_embeddings(dense, self.sparse_arch(ids))

@@ -241,6 +241,26 @@ class DLRMSpec:
         """Ids per sample: one per categorical slot, max_len per multi_hot slot (the width of the ids input)."""
         return sum(f.max_len for f in self.sparse)
 
+    @property
+    def pooled(self) -> bool:
+        """True with a multi_hot feature: its ids (-1 pads) are pooled into one vector per slot."""
+        return any(f.kind == "multi_hot" for f in self.sparse)
+
+    @property
+    def lookup_slots(self) -> Tuple[int, ...]:
+        """The slot of every column of the ids input [L]: a multi_hot slot's max_len columns are consecutive."""
+        return tuple(s for s, f in enumerate(self.sparse) for _ in range(f.max_len))
+
+    @property
+    def lookup_offsets(self) -> Tuple[int, ...]:
+        """The fused-table row of id 0 for every column of the ids input [L] (its slot's offset)."""
+        return tuple(self.offsets[s] for s in self.lookup_slots)
+
+    @property
+    def mean_pooled_slots(self) -> Tuple[int, ...]:
+        """Slots whose ids are averaged (pooling mean); the others' are summed."""
+        return tuple(s for s, f in enumerate(self.sparse) if f.kind == "multi_hot" and f.pooling == "mean")
+
     # widths and counts
     @property
     def dense_out(self) -> int:

@@ -352,7 +352,7 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
     init_s = time.time() - t
     if plan:
         router = Router(plan, par.rank)
-        lookup = ShardedLookup(par, exchange_is_alltoall(device), router.rep_slots, router.ex_slots, spec.emb_dim)
+        lookup = ShardedLookup(par, exchange_is_alltoall(device), router.rep_cols, router.ex_cols, spec.emb_dim)
         step = make_train_step(net, 0.1, 1.0, par, lookup, plan.replicated_rows)
         feed = ExchangeFeed(router)
         dt = time_hybrid_steps(step, feed, KAGGLE, batch, steps, rng, 4, bool(own_agreement))
@@ -452,7 +452,45 @@ def child_compute(arch, batch, steps, device):
     return {"seconds_per_sample": dt / (steps * batch)}
 
 
-CHILDREN = {"compute": child_compute, "preprocess": child_preprocess, "preprocess_csv": child_preprocess_csv,
+def multi_hot_spec(sizes, slots_sizes) -> DLRMSpec:
+    """The default config's model with SGD over Criteo-layout tables of `sizes` rows, slot t holding slots_sizes[t]
+    ids a sample (MLPerf's multi-hot Criteo, src/data/multi_hot_criteo.py)."""
+    from src.data.multi_hot_criteo import multi_hot_features
+    from src.model_utils.config import parse_cli
+    from src.model_utils.spec import Feature
+    features = [Feature(**f) for f in multi_hot_features(criteo_features(sizes), slots_sizes)]
+    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd"]), features)
+
+
+def child_multihot(kind, batch, steps, device):
+    """Seconds per step of one process's train step over the Kaggle tables (33.8M rows), random ids uniform per
+    table: one-hot (26 ids a sample) or MLPerf's multi-hot sizes (214 ids a sample, sum-pooled)."""
+    setup_context(device, None)
+    from src.data.multi_hot_criteo import MLPERF_SIZES
+    from src.model.dlrm import build_model
+    from src.training.train_step import make_train_step
+    spec = multi_hot_spec(KAGGLE, MLPERF_SIZES if kind == "multihot" else [1] * 26)
+    columns = [spec.table_sizes[s] for s in spec.lookup_slots]          # rows of each ids column's table
+    step = make_train_step(build_model(spec, seed=1), 0.1)
+    dt = time_steps(step, columns, batch, steps, np.random.default_rng(0), 3)
+    return {"samples_per_s": steps * batch / dt, "lookups": spec.lookups}
+
+
+def bench_multihot(device, batch=16384, steps=8, rounds=2):
+    """Multi-hot (MLPerf's 214 ids a sample) against one-hot training steps at the same batch, interleaved."""
+    print(f"== multi-hot training step: Kaggle tables, MLPerf's multi_hot_sizes (214 ids a sample, sum pooling) vs "
+          f"one-hot (26), batch {batch}, {steps} steps, interleaved x{rounds}")
+    got = {"onehot": [], "multihot": []}
+    for _ in range(rounds):
+        for kind in ("onehot", "multihot"):
+            res, peak = run_child("multihot", kind, str(batch), str(steps), device)
+            got[kind].append(res["samples_per_s"])
+            print(f"{kind}: {res['samples_per_s']:,.0f} samples/s ({res['lookups']} ids a sample), peak RSS {gb(peak)}")
+    ratio = np.mean(got["multihot"]) / np.mean(got["onehot"])
+    print(f"multi-hot / one-hot: {ratio:.2f}x (target >= 0.5x)")
+
+
+CHILDREN = {"compute": child_compute, "multihot": child_multihot, "preprocess": child_preprocess, "preprocess_csv": child_preprocess_csv,
             "train": child_train, "train_epoch": child_train_epoch,
             "tables": child_tables, "logreg": child_logreg, "best": child_best, "export": child_export,
             "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
@@ -935,7 +973,7 @@ def main(argv=None):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", choices=["preprocess", "csv", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
-                                      "collectives", "terabyte", "memory_flat", "plan", "all"])
+                                      "collectives", "terabyte", "memory_flat", "plan", "multihot", "all"])
     ap.add_argument("--seeds", type=int, default=3, help="quality: seeds per recipe and batch size")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
@@ -947,6 +985,8 @@ def main(argv=None):
         bench_preprocess(args.work)
     if args.suite in ("csv", "all"):
         bench_preprocess_csv(args.work, args.lines)
+    if args.suite in ("multihot", "all"):
+        bench_multihot(args.device_target)
     if args.suite in ("train", "all"):
         bench_train(args.work, args.device_target, args.lines)
     if args.suite in ("quality", "all"):

@@ -25,18 +25,19 @@ class ExchangeFeed:
         self.own_agreements = 0                  # steps that needed their own agreement collective
 
     def routed(self, batches: Iterable) -> Iterator:
-        """(ids int32 [B, S], dense, label) -> (Routed, dense, label)."""
+        """(ids int32 [B, L], dense, label) -> (Routed, dense, label)."""
         for ids, dense, label in batches:
             yield self.router.route(ids), dense, label
 
-    def inputs(self, routed: "Routed", batch: int, need: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """-> Tensors (rep_rows int32 [B, S_rep], send int32 [N*C], inverse int32 [B*S_ex]). need: the
+    def inputs(self, routed: "Routed", batch: int, need: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """-> Tensors (rep_rows int32 [B, L_rep], send int32 [N*C], inverse int32 [B*L_ex], ids int32 [B, L] for
+        the multi_hot pooling or [1, 1]). need: the
         largest need over the ranks when already agreed (agreed()); None: a collective agrees on it now."""
         if need is None:
             self.own_agreements += 1
             need = int(self.gather(Tensor(np.array([routed.need], np.float32))).asnumpy().max())
         send, inverse = self.router.pack(routed, self.router.capacity(need, batch))
-        return Tensor(routed.rep_rows), Tensor(send), Tensor(inverse)
+        return Tensor(routed.rep_rows), Tensor(send), Tensor(inverse), Tensor(routed.ids)
 
     def train_step(self, step: nn.Cell, routed: "Routed", dense: np.ndarray, label: np.ndarray,
                    upcoming: Optional[tuple], need: Optional[int]) -> Tuple[float, Optional[int]]:

@@ -13,19 +13,21 @@ class ShardedLookup(nn.Cell):
     """The embeddings of this rank's batch under a sharding plan (src/training/sharding.py). The local
     table float32 [R_local, D] is passed in (a Parameter kept by two cells is renamed).
 
-    rep_rows int32 [B, S_rep]: local rows of the replicated slots (looked up here; [B, 1] unused when S_rep = 0).
+    The lookups are the columns of the ids input (L: one per categorical slot, max_len per multi_hot slot);
+    rep_cols and ex_cols (sharding.Router's) are those of the replicated and of the exchanged slots.
+    rep_rows int32 [B, L_rep]: local rows of the replicated columns (looked up here; [B, 1] unused when L_rep = 0).
     send int32 [N*C]: block k = this rank's distinct rows owned by rank k (rows of k's local table, -1 pad).
-    inverse int32 [B*S_ex]: each exchanged lookup's place in the [N*C] vectors that come back.
-    -> (emb float32 [B, S, D] in slot order; recv int32 [N*C] rows the other ranks asked of this one).
+    inverse int32 [B*L_ex]: each exchanged lookup's place in the [N*C] vectors that come back.
+    -> (emb float32 [B, L, D] in column order, unpooled; recv int32 [N*C] rows the other ranks asked of this one).
     ids out, vectors back: two all-to-alls (the gradients go back by a third, in the train step).
     """
 
-    def __init__(self, info: ParallelInfo, native: bool, rep_slots, ex_slots, dim: int):
+    def __init__(self, info: ParallelInfo, native: bool, rep_cols, ex_cols, dim: int):
         super().__init__()
         self.a2a = AllToAll(info, native)
-        self.n_rep, self.n_ex, self.dim = len(rep_slots), len(ex_slots), dim
-        order = list(rep_slots) + list(ex_slots)                             # slots as concatenated
-        self.to_slot_order = Tensor(np.argsort(order).astype(np.int32))      # [S] int32
+        self.n_rep, self.n_ex, self.dim = len(rep_cols), len(ex_cols), dim
+        order = list(rep_cols) + list(ex_cols)                               # columns as concatenated
+        self.to_slot_order = Tensor(np.argsort(order).astype(np.int32))      # [L] int32
         self.from_slot_order = Tensor(np.array(order, np.int32))
         self.identity = order == sorted(order)
 
@@ -45,8 +47,8 @@ class ShardedLookup(nn.Cell):
         return emb, recv
 
     def split(self, g_emb: Tensor) -> Tuple[Tensor, Tensor]:
-        """g float32 [B, S, D] in slot order -> (replicated slots' [B*S_rep, D], exchanged slots' [B*S_ex, D]);
-        with one kind only, both are the whole [B*S, D]."""
+        """g float32 [B, L, D] in column order -> (replicated columns' [B*L_rep, D], exchanged ones' [B*L_ex, D]);
+        with one kind only, both are the whole [B*L, D]."""
         if not self.identity:
             g_emb = ops.gather(g_emb, self.from_slot_order, 1)
         if self.n_rep and self.n_ex:
@@ -57,8 +59,8 @@ class ShardedLookup(nn.Cell):
 
 class ShardedProbability(nn.Cell):
     """Hybrid-parallel inference on one rank: (dense float32 [B, Dn], rep_rows, send, inverse: see
-    ShardedLookup) -> click probability float32 [B, 1] for this rank's batch; a collective: every rank
-    calls it with the same capacity C."""
+    ShardedLookup, ids int32 [B, L] for the multi_hot pooling or [1, 1]) -> click probability float32 [B, 1] for
+    this rank's batch; a collective: every rank calls it with the same capacity C."""
 
     def __init__(self, net, lookup: ShardedLookup):
         super().__init__()
@@ -66,6 +68,6 @@ class ShardedProbability(nn.Cell):
         self.lookup = lookup
         self.table = net.table
 
-    def construct(self, dense, rep_rows, send, inverse):
+    def construct(self, dense, rep_rows, send, inverse, ids):
         emb, _ = self.lookup(self.table, rep_rows, send, inverse)
-        return ops.sigmoid(self.net.from_embeddings(dense, emb))
+        return ops.sigmoid(self.net.from_lookups(dense, emb, ids))

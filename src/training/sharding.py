@@ -176,31 +176,40 @@ def make_plan(spec: DLRMSpec, ranks: int, entries: Sequence[str], batch: int) ->
 @dataclass
 class Routed:
     """One batch's lookups, routed on the host (before the capacity is agreed).
-    rep_rows int32 [B, S_rep]: local rows of the replicated slots' lookups.
+    rep_rows int32 [B, L_rep]: local rows of the replicated slots' lookups.
     owner int32 [U], pos int32 [U], local int32 [U]: each distinct exchanged row's owner, place in the
-    owner's send block, and row in the owner's local table; which int32 [B*S_ex]: each exchanged
-    lookup's distinct row. need: the largest send block (rows asked of one owner)."""
+    owner's send block, and row in the owner's local table; which int32 [B*L_ex]: each exchanged
+    lookup's distinct row. need: the largest send block (rows asked of one owner).
+    ids int32 [B, L]: the batch's ids, which pool the lookups of multi_hot slots ([1, 1] unused without them).
+    A multi_hot slot's pad (-1) is looked up as its slot's row 0 and weighted 0 by the pooling."""
     rep_rows: np.ndarray
     owner: np.ndarray
     pos: np.ndarray
     local: np.ndarray
     which: np.ndarray
     need: int
+    ids: np.ndarray
 
 
 class Router:
-    """Host-side routing for one rank under a plan (numpy; runs in the data thread)."""
+    """Host-side routing for one rank under a plan (numpy; runs in the data thread). It works on the columns of
+    the ids input (one per categorical slot, max_len per multi_hot slot): rep_cols and ex_cols are the columns of
+    the replicated and of the exchanged slots."""
 
     def __init__(self, plan: ShardingPlan, rank: int):
         self.plan, self.rank, self.ranks = plan, rank, plan.ranks
         off = plan.offsets
-        self.rep_slots, self.ex_slots = plan.slots(True), plan.slots(False)
+        col_slot = np.asarray(plan.spec.lookup_slots, np.int64)
+        rep_slots = plan.slots(True)
+        self.rep_cols = [c for c, t in enumerate(col_slot) if t in rep_slots]
+        self.ex_cols = [c for c, t in enumerate(col_slot) if t not in rep_slots]
+        self.pooled = plan.spec.pooled
         local, rep_off = 0, {}
-        for t in self.rep_slots:                                         # replicated tables come first locally
+        for t in rep_slots:                                              # replicated tables come first locally
             rep_off[t] = local
             local += plan.table_sizes[t]
-        self.rep_offsets = np.array([rep_off[t] for t in self.rep_slots], np.int32)[None, :]
-        self.ex_offsets = off[self.ex_slots][None, :]
+        self.rep_offsets = np.array([rep_off[t] for t in col_slot[self.rep_cols]], np.int32)[None, :]
+        self.ex_offsets = off[col_slot[self.ex_cols]][None, :]
         starts, owners, local_starts = [], [], []
         for r in range(self.ranks):                                      # every exchanged segment of every rank
             pos = 0
@@ -220,10 +229,13 @@ class Router:
         return self.plan.kinds[t] == "replicated"
 
     def route(self, ids: np.ndarray) -> Routed:
-        """ids int32 [B, S] (per-slot ids) -> Routed."""
-        rep = (ids[:, self.rep_slots] + self.rep_offsets).astype(np.int32) if self.rep_slots else \
+        """ids int32 [B, L] (per-slot ids, -1 pads in multi_hot slots) -> Routed."""
+        raw = ids
+        if self.pooled:
+            ids = np.maximum(ids, 0)
+        rep = (ids[:, self.rep_cols] + self.rep_offsets).astype(np.int32) if self.rep_cols else \
             np.zeros((len(ids), 1), np.int32)                            # unused placeholder
-        rows = (ids[:, self.ex_slots].astype(np.int64) + self.ex_offsets).reshape(-1)
+        rows = (ids[:, self.ex_cols].astype(np.int64) + self.ex_offsets).reshape(-1)
         uniq, which = np.unique(rows, return_inverse=True)
         seg = np.searchsorted(self.seg_start, uniq, "right") - 1
         owner = self.seg_owner[seg]
@@ -232,21 +244,22 @@ class Router:
         order = np.argsort(owner, kind="stable")
         pos = np.empty(len(uniq), np.int32)
         pos[order] = np.arange(len(uniq)) - np.repeat(np.cumsum(counts) - counts, counts)
-        return Routed(rep, owner, pos, local, which.astype(np.int32).reshape(-1), int(counts.max(initial=0)))
+        return Routed(rep, owner, pos, local, which.astype(np.int32).reshape(-1), int(counts.max(initial=0)),
+                      raw if self.pooled else np.zeros((1, 1), np.int32))
 
     def capacity(self, need: int, batch: int) -> int:
         """The send-block size for a step whose largest block (over all ranks) is `need` rows: rounded up to a
         multiple of a power of two near an eighth of the mean block, so that only a few shapes are compiled."""
-        mean = batch * len(self.ex_slots) / self.ranks
+        mean = batch * len(self.ex_cols) / self.ranks
         q = max(8, 1 << int(np.floor(np.log2(max(1.0, mean / 8)))))
         return max(q, -(-need // q) * q)
 
     def pack(self, r: Routed, capacity: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(send int32 [N*C]: block k = the local rows asked of rank k, -1 padding; inverse int32 [B*S_ex]:
+        """(send int32 [N*C]: block k = the local rows asked of rank k, -1 padding; inverse int32 [B*L_ex]:
         each exchanged lookup's place in the [N*C] vectors that come back)."""
         send = np.full(self.ranks * capacity, -1, np.int32)
         place = r.owner.astype(np.int64) * capacity + r.pos
         send[place] = r.local
         inverse = place.astype(np.int32)[r.which]
-        return send, inverse if len(inverse) else np.zeros(1, np.int32)   # [1] unused placeholder when S_ex = 0
+        return send, inverse if len(inverse) else np.zeros(1, np.int32)   # [1] unused placeholder when L_ex = 0
 

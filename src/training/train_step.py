@@ -65,6 +65,10 @@ class TrainStep(nn.Cell):
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.value_and_grad = ms.value_and_grad(self._scaled_loss, grad_position=1, weights=self.weights)
         self.hyper_map = ops.HyperMap()
+        self.pooled = net.spec.pooled
+        if self.pooled:
+            self.pooling = net.sparse_arch.pooling
+        self.index_add = ops.IndexAdd(axis=0)
         self._init_state(adagrad_eps, adam_eps)
 
     def set_learning_rate(self, lr: float) -> None:
@@ -76,10 +80,10 @@ class TrainStep(nn.Cell):
         return loss * self.scale if self.use_scale else loss
 
     def construct(self, ids, dense, label):
-        rows = self.net.global_rows(ids).reshape(-1)                          # [B*S] int32
-        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)   # [B, S, D]
-        loss, g_emb, g_w = self._gradients(dense, emb, label)
-        g_emb = g_emb.reshape(-1, self.dim)                                    # [B*S, D]
+        rows = self.net.global_rows(ids).reshape(-1)                          # [B*L] int32
+        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)   # [B, L, D]
+        loss, g_emb, g_w = self._gradients(dense, emb, label, ids)
+        g_emb = g_emb.reshape(-1, self.dim)                                    # [B*L, D] (a pad's: 0)
         keys = rows
         if self.size > 1:                                                      # data parallel
             loss, g_w, _, _ = self._all_reduce(loss, g_w, None)
@@ -90,9 +94,16 @@ class TrainStep(nn.Cell):
         self._update_rows(keys, keys, g_emb, None)
         return loss
 
-    def _gradients(self, dense, emb, label):
-        """-> (loss, gradient float32 [B, S, D] w.r.t. emb, MLP gradients), loss scaling undone."""
-        loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
+    def _gradients(self, dense, emb, label, ids):
+        """emb: the looked-up rows float32 [B, L, D] -> (loss, gradient float32 [B, L, D] w.r.t. them, MLP
+        gradients), loss scaling undone. With multi_hot slots the rows are pooled by the ids outside autodiff and
+        the pooled vectors' gradient spread back over the rows (Pooling.spread: pooling is linear)."""
+        if self.pooled:
+            weight = self.pooling.weights(ids)                                # [B, L]
+            loss, (g_emb, g_w) = self.value_and_grad(dense, self.pooling.pool(emb, weight), label)
+            g_emb = self.pooling.spread(g_emb, weight)                        # [B, S, D] -> [B, L, D]
+        else:
+            loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
         if self.use_scale:
             loss = loss / self.scale
             g_emb = g_emb / self.scale
@@ -120,8 +131,9 @@ class TrainStep(nn.Cell):
 
 class HybridTrainStep(TrainStep):
     """One hybrid-parallel rank's step under a sharding plan (src/training/sharding.py):
-    (dense float32 [B, Dn], label float32 [B, 1], rep_rows int32 [B, S_rep], send int32 [N*C],
-    inverse int32 [B*S_ex], announce float32 [N]) -> float32 [1 + N]: the mean loss over the global batch,
+    (dense float32 [B, Dn], label float32 [B, 1], rep_rows int32 [B, L_rep], send int32 [N*C],
+    inverse int32 [B*L_ex], ids int32 [B, L] (the multi_hot pooling's; [1, 1] without), announce float32 [N])
+    -> float32 [1 + N]: the mean loss over the global batch,
     then `announce` summed over the ranks. The inputs are src.training.exchange_feed.ExchangeFeed's (each rank
     writes its next step's need at its own index of `announce`, so the ranks agree on the next capacity in
     this step's AllReduce); `lookup` is src.training.sharded_lookup.ShardedLookup.
@@ -139,10 +151,10 @@ class HybridTrainStep(TrainStep):
         self.rep_rows = replicated_rows
         self.rep_index = Tensor(np.arange(max(1, replicated_rows), dtype=np.int32))
 
-    def construct(self, dense, label, rep_rows, send, inverse, announce):
-        emb, recv = self.lookup(self.table, rep_rows, send, inverse)          # [B, S, D], [N*C]
-        loss, g_emb, g_w = self._gradients(dense, emb, label)
-        g_rep, g_ex = self.lookup.split(g_emb)                                 # [B*S_rep, D], [B*S_ex, D]
+    def construct(self, dense, label, rep_rows, send, inverse, ids, announce):
+        emb, recv = self.lookup(self.table, rep_rows, send, inverse)          # [B, L, D], [N*C]
+        loss, g_emb, g_w = self._gradients(dense, emb, label, ids)
+        g_rep, g_ex = self.lookup.split(g_emb)                                 # [B*L_rep, D], [B*L_ex, D]
         dense_rep = None
         if self.rep_rows:
             dense_rep = ops.unsorted_segment_sum(g_rep, rep_rows.reshape(-1), self.rep_rows)   # [R_rep, D]

@@ -71,7 +71,7 @@ class Trainer:
         router = Router(self.plan, self.par.rank)
         self.feed = ExchangeFeed(router)
         self.net = build_model(self.spec, cfg.random_seed, cfg.convert_dtype, self.plan.segments(self.par.rank))
-        lookup = ShardedLookup(self.par, exchange_is_alltoall(cfg.device_target), router.rep_slots, router.ex_slots,
+        lookup = ShardedLookup(self.par, exchange_is_alltoall(cfg.device_target), router.rep_cols, router.ex_cols,
                                self.spec.emb_dim)
         self.step = make_train_step(self.net, cfg.learning_rate, self.loss_scale, self.par, lookup,
                                     self.plan.replicated_rows, cfg.adagrad_eps, cfg.adam_eps)

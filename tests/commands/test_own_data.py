@@ -4,6 +4,8 @@ import json
 import os
 import re
 
+import numpy as np
+
 from fixtures.commands import ok, run
 from fixtures.paths import PY
 from src.training import checkpoint
@@ -34,4 +36,37 @@ def test_own_csv_preprocess_train_eval_export_infer(avazu, tmp_path):
     assert sorted(os.listdir(tmp_path / "run" / "preprocess_Result")) == ["00_ids", "label", "manifest.json"]
     got = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
     assert got[3] == trained[3] == "14"
+    assert all(abs(float(a) - float(b)) < 2e-6 for a, b in zip(got[:3], trained[:3])), (got, trained)
+
+
+def test_own_csv_with_a_multi_hot_column_through_every_command(movielens, tmp_path):
+    """MovieLens: quoted titles holding commas, label = rating >= 4, `genres` multi_hot (mean of up to 6 genres).
+    The dataset holds 6 categorical ids and 6 genre places per sample (-1 pads), the model pools them; eval.py, the
+    exported MINDIR's Python batch inference and train.py's final evaluation agree."""
+    d, ds, ck, train_out = movielens
+    meta = json.load(open(os.path.join(ds, "metadata.json")))
+    assert (meta["slot_dim"], meta["ids_per_sample"], meta["samples"]) == (7, 12, {"train": 172, "test": 28})
+    genres = meta["features"][-1]
+    assert genres == {"name": "genres", "kind": "multi_hot", "rows": meta["table_sizes"][-1], "max_len": 6,
+                      "pooling": "mean"} and 10 <= genres["rows"] <= 20           # 18 genres + missing + unknown
+    stats = json.load(open(os.path.join(ds, "stats.json")))
+    assert stats["multi_hot_empty_rate"] == [0.0] and 1.5 < stats["multi_hot_mean_length"][0] < 2.5
+    from src.data.reader import PackedBatches
+    ids = np.concatenate([b[0] for b in PackedBatches(ds, "train", 64)])
+    assert ids.shape == (172, 12) and (ids[:, :6] >= 0).all() and (ids[:, 6] >= 2).all()   # a genre at least
+    lengths = (ids[:, 6:] >= 0).sum(1)
+    assert lengths.max() > 1 and all((ids[i, 6 + n:] == -1).all() for i, n in enumerate(lengths))  # left-aligned
+    _, _, _, model = checkpoint.read(checkpoint.resolve(ck, "dlrm"))
+    assert model["spec"]["features"][-1] == genres
+    trained = METRIC.search(train_out.split("final eval:")[1]).groups()
+    ok([PY, "eval.py", f"--dataset_path={ds}", f"--checkpoint_path={ck}", "--test_batch_size=8",
+        "--optimizer=adagrad", f"--eval_file_name={tmp_path / 'eval.log'}"])
+    assert METRIC.search((tmp_path / "eval.log").read_text()).groups() == trained
+    r = ok([PY, "export.py", f"--checkpoint_path={ck}", f"--file_name={tmp_path / 'dlrm'}"])
+    assert "inputs ids int32 [B,12], dense float32 [B,1]" in r.stdout
+    r = run(["bash", "scripts/run_infer_cpu.sh", str(tmp_path / "dlrm.mindir"), ds, "y", "--test_batch_size=8"],
+            env=dict(os.environ, INFER_DIR=str(tmp_path / "run")))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
+    assert got[3] == trained[3] == "28"
     assert all(abs(float(a) - float(b)) < 2e-6 for a, b in zip(got[:3], trained[:3])), (got, trained)

@@ -144,10 +144,16 @@ def test_input_errors_name_file_line_and_column(tmp_path):
     spec = _write(tmp_path, rows, spec=SPEC.replace("split: tail", "") + "split: last_file\nfiles_: []\n")
     with pytest.raises(FeatureSpecError, match=r"unknown key 'files_' \(did you mean 'files'\?\)"):
         _run(tmp_path, spec)
-    spec = _write(tmp_path, rows, spec=SPEC + "multi_hot: [note]\n")
-    with pytest.raises(FeatureSpecError, match=r"multi_hot: \['note'\] - multi-hot \(list-valued\) columns are not "
-                                               r"supported yet"):
-        _run(tmp_path, spec)
+    multi = SPEC.replace("ignore: [event_id, note]", "ignore: [event_id]\nmulti_hot:\n  - {name: note, %s}")
+    for entry, message in (("sep: ';'", r"multi_hot\[0\]: unknown key 'sep' \(did you mean 'separator'\?\)"),
+                           ("max_len: 0", r"multi_hot\[0\] \(note\): max_len: expected an integer in \[1, 4096\], "
+                                          r"found 0"),
+                           ("separator: ','", r"multi_hot\[0\] \(note\): separator: expected one character other than "
+                                              r"the field delimiter ','"),
+                           ("pooling: maen", r"pooling: 'maen' is not one of \['sum', 'mean'\] \(did you mean 'mean'")):
+        spec = _write(tmp_path, rows, spec=multi % entry)
+        with pytest.raises(FeatureSpecError, match=message):
+            _run(tmp_path, spec)
     spec = _write(tmp_path, rows, spec=SPEC.replace("label: clicked", "label: {column: clicked, mni: 1}"))
     with pytest.raises(FeatureSpecError, match=r"label: .* unknown key 'mni' \(did you mean 'min'\?\)"):
         _run(tmp_path, spec)
@@ -186,3 +192,41 @@ def test_label_threshold_tsv_without_header_and_shipped_specs(tmp_path):
     assert load_feature_spec("criteo_terabyte").files == ("day_*",)
     meta_text = json.dumps(meta["feature_spec"])
     assert '"label": {"column": 0, "min": 4.0}' in meta_text
+
+
+TAGS = ["a|b", "", "c||a", "a|b|c|d|e", "x,y|z", "b", "|", "d|d|a"]     # lists: empty ones, empty values, too long
+
+
+def test_multi_hot_column_ids_pads_truncation_and_strict(tmp_path):
+    """A `|`-separated column (one field quoted: it holds a comma) read as multi_hot with max_len 3: in hashing mode
+    every sample's ids are 1 + FNV-1a(value) % (M - 1) for its non-empty values in order, cut to 3, then -1 pads;
+    in vocabulary mode a value has one id wherever it stands in the list (one table per column). Lines whose list
+    was cut are kept and counted (an error with strict=1, naming the line and column)."""
+    header = ("event_id", "clicked", "price", "city", "device", "tags")
+    rows = [[f"e{i}", str(i % 2), str(i), "Paris", "dev0", TAGS[i % len(TAGS)]] for i in range(70)]
+    spec = _write(tmp_path, rows, header=header, spec=SPEC.replace(
+        "ignore: [event_id, note]", 'ignore: [event_id]\nmulti_hot:\n  - {name: tags, max_len: 3, pooling: mean}'))
+    meta = _run(tmp_path, spec, "--max_ind_range=1000")
+    assert meta["ids_per_sample"] == 2 + 3 and meta["slot_dim"] == 3
+    assert meta["features"][-1] == {"name": "tags", "kind": "multi_hot", "rows": 1000, "max_len": 3, "pooling": "mean"}
+    assert meta["bad_lines"]["total"] == 0 and meta["bad_lines"]["truncated"] == {"tags": 9}   # rows 3, 11, .., 67
+
+    def want(i):
+        values = [v for v in TAGS[i % len(TAGS)].split("|") if v][:3]
+        return [1 + _fnv1a(v.encode()) % 999 for v in values] + [-1] * (3 - len(values))
+    for split in ("train", "test"):
+        ids, dense, _ = read_split(meta["dataset_path"], split)
+        rows_of = np.rint(np.expm1(dense[:, 0].astype(np.float64))).astype(int)        # price = the row number
+        assert [list(r) for r in ids[:, 2:]] == [want(i) for i in rows_of]
+    shutil.rmtree(meta["dataset_path"])
+    meta = _run(tmp_path, spec)                                                      # vocabulary mode
+    ids, dense, _ = read_split(meta["dataset_path"], "train")
+    rows_of = np.rint(np.expm1(dense[:, 0].astype(np.float64))).astype(int)
+    first = {}
+    for r, i in zip(ids[:, 2:], rows_of):
+        for v, got in zip([v for v in TAGS[i % len(TAGS)].split("|") if v][:3], r):
+            assert first.setdefault(v, got) == got                                   # one id per value
+    assert len(first) == 6 and min(first.values()) >= 2 and meta["table_sizes"][-1] == 6 + 2    # a b c d z "x,y"
+    shutil.rmtree(meta["dataset_path"])
+    with pytest.raises(InputFormatError, match=r"clicks.csv:5: column tags holds 5 values, more than its max_len 3"):
+        _run(tmp_path, spec, "--strict=1")

@@ -281,3 +281,46 @@ def test_two_nodes_killed_mid_epoch_and_restarted_end_equal_to_one_process(real_
     assert position["global_step"] == 60 + len(batches) and position["epoch"] == 2
     assert_same(arrays, reference(real_ds, batches, *recipe("adagrad"), start=str(tmp_path / "start.safetensors"),
                                   first_step=60), 1e-5)
+
+
+# ---------------------------------------------------------------- multi_hot slots at 2 and 3 ranks
+MH_B, MH_STEPS = 8, 6
+# MovieLens' 7 slots (user_id, movie_id, title, gender, occupation, zip, genres): genres (multi_hot, up to 6 ids a
+# sample) exchanged table-wise, replicated, and row-wise across the runs
+MH_CASES = {3: [("[row,table:0,table:1,replicated,auto,row,table:2]", "adagrad"),
+                ("[table:2,row,replicated,table:0,auto,table:1,row]", "sgd")],
+            2: [("[table:1,row,replicated,table:0,auto,row,replicated]", "adagrad"), ("data", "sgd")]}
+
+
+@pytest.fixture(scope="module")
+def multi_hot_runs(movielens, tmp_path_factory):
+    """One launch per rank count (2, 3) on the MovieLens dataset (genres multi_hot), each training its cases for
+    MH_STEPS steps of MH_B per rank; returns {n: out folder}."""
+    _, ds, _, _ = movielens
+    out = {}
+    for n, cases in MH_CASES.items():
+        folder = tmp_path_factory.mktemp(f"multi_hot{n}")
+        runs = []
+        for i, (plan, optimizer) in enumerate(cases):
+            mode = "data_parallel" if plan == "data" else "hybrid_parallel"
+            runs.append({"name": f"case{i}", "max_steps": MH_STEPS, "args": [
+                f"--dataset_path={ds}", f"--ckpt_path={folder / f'case{i}'}", f"--batch_size={MH_B}",
+                f"--parallel_mode={mode}", f"--sharding_plan={'auto' if plan == 'data' else plan}", "--do_eval=False",
+                "--loss_file_name=", *recipe(optimizer)]})
+        r = launch_runs(n, runs, folder, fixed_capacity=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        out[n] = folder
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_multi_hot_slots_at_two_and_three_ranks_equal_one_process(movielens, multi_hot_runs, n):
+    """Pooled slots under hybrid parallel (the lookups of a list routed to the table's owners, pads as row 0 weighted
+    0) and data parallel: the merged checkpoint equals one process over the same global batches (1e-5)."""
+    _, ds, _, _ = movielens
+    batches = list(global_batches(ds, n, MH_B, 0))[:MH_STEPS]
+    assert len(batches) == MH_STEPS and any((b[0] == -1).any() for b in batches)
+    for i, (_, optimizer) in enumerate(MH_CASES[n]):
+        arrays, position = merged_state(multi_hot_runs[n] / f"case{i}")
+        assert position["global_step"] == MH_STEPS
+        assert_same(arrays, reference(ds, batches, *recipe(optimizer)), 1e-5)

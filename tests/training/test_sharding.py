@@ -50,9 +50,9 @@ def test_routing_sends_each_owner_its_distinct_rows_and_brings_every_lookup_back
         for k in range(3):
             asked = blocks[k][blocks[k] >= 0]
             assert len(set(asked.tolist())) == len(asked) and (asked < len(local[k])).all()
-        np.testing.assert_array_equal(back[inverse].reshape(64, -1), want[:, router.ex_slots])
-        np.testing.assert_array_equal(local[r][routed.rep_rows], want[:, router.rep_slots])
-        assert (blocks >= 0).sum() == len(np.unique(want[:, router.ex_slots]))
+        np.testing.assert_array_equal(back[inverse].reshape(64, -1), want[:, router.ex_cols])
+        np.testing.assert_array_equal(local[r][routed.rep_rows], want[:, router.rep_cols])
+        assert (blocks >= 0).sum() == len(np.unique(want[:, router.ex_cols]))
 
 
 def test_the_rebalance_turns_the_biggest_table_wise_tables_row_wise_by_hand():
@@ -108,7 +108,7 @@ def test_the_exchange_routes_every_lookup_to_its_owner_and_every_gradient_back(n
     want_grad = np.zeros(sum(sizes))
     got_grad = np.zeros(sum(sizes))
     for r in range(n):
-        ex = routers[r].ex_slots
+        ex = routers[r].ex_cols
         asked = ids[r][:, ex] + offsets[ex]                           # global rows of this rank's exchanged lookups
         for owner in range(n):
             block = packed[r][0].reshape(n, cap)[owner]
@@ -122,8 +122,8 @@ def test_the_exchange_routes_every_lookup_to_its_owner_and_every_gradient_back(n
         vectors = [np.where(recv[o] >= 0, local[o][np.maximum(recv[o], 0)], -1) for o in range(n)]
         back = _simulate_alltoall(vectors, n)[r]
         np.testing.assert_array_equal(back[packed[r][1]].reshape(8, len(ex)), asked)
-        np.testing.assert_array_equal(local[r][routed[r].rep_rows], ids[r][:, routers[r].rep_slots] +
-                                      offsets[routers[r].rep_slots])
+        np.testing.assert_array_equal(local[r][routed[r].rep_rows], ids[r][:, routers[r].rep_cols] +
+                                      offsets[routers[r].rep_cols])
         # gradients back: a weight per lookup, summed per distinct row asked (as the train step does), sent to owners
         g = rng.normal(size=asked.size)
         np.add.at(want_grad, asked.reshape(-1), g)
@@ -132,7 +132,7 @@ def test_the_exchange_routes_every_lookup_to_its_owner_and_every_gradient_back(n
         for owner, (rows, grads) in enumerate(zip(recv, _simulate_alltoall(
                 [g_asked if k == r else np.zeros(n * cap) for k in range(n)], n))):
             np.add.at(got_grad, local[owner][rows[rows >= 0]], grads[rows >= 0])
-    exchanged = np.concatenate([np.arange(offsets[t], offsets[t] + sizes[t]) for t in routers[0].ex_slots])
+    exchanged = np.concatenate([np.arange(offsets[t], offsets[t] + sizes[t]) for t in routers[0].ex_cols])
     np.testing.assert_allclose(got_grad[exchanged], want_grad[exchanged], atol=1e-12)
 
 
