@@ -192,6 +192,10 @@ class DLRMSpec:
         if isinstance(self.interaction, DotInteraction) and self.dense_dim and self.bottom[-1] != self.emb_dim:
             raise ValueError(f"the dot interaction needs the bottom MLP to end with the embedding dimension: bottom "
                              f"{list(self.bottom)} ends with {self.bottom[-1]}, data_emb_dim is {self.emb_dim}")
+        if self.interaction_width < 1:
+            raise ValueError(f"the {self.interaction.name} interaction of {self.slots} embedding(s) and "
+                             f"{self.dense_dim} dense feature(s) has no output (one vector has no pairwise dot "
+                             f"product): use interaction_op=cat, or interaction_itself=True")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError(f"feature names must be unique: {names}")

@@ -79,3 +79,44 @@ def test_sparse_update_of_pooled_slots_matches_numpy(optimizer):
         np.testing.assert_array_equal(after[untouched], before[untouched])   # pads moved nothing
         if optimizer == "adagrad":
             np.testing.assert_allclose(step.row_acc.asnumpy(), acc, rtol=1e-5, atol=1e-9)
+
+
+def _signal_csv(path, n, seed=0):
+    """Clicks whose signal is in a list column: each of 40 tags has its own click-through rate, a sample's rate is
+    its tags' mean (1-4 tags); `city` is noise."""
+    rng = np.random.default_rng(seed)
+    ctr = rng.uniform(0.02, 0.9, 40)
+    with open(path, "w") as f:
+        f.write("clicked,city,tags\n")
+        for _ in range(n):
+            tags = rng.choice(40, int(rng.integers(1, 5)), replace=False)
+            f.write(f"{int(rng.random() < ctr[tags].mean())},c{int(rng.integers(0, 20))},"
+                    f"{'|'.join(f't{t}' for t in tags)}\n")
+
+
+def test_the_list_column_carries_its_signal(tmp_path):
+    """On clicks driven by a list column, the model with the column as multi_hot beats the same model without it
+    (the list ignored) by a wide margin in test AUC."""
+    from fixtures.paths import make_cfg
+    from src.data.preprocess import preprocess
+    from src.training.evaluation import evaluate
+    from src.training.trainer import Trainer
+    base = "files: [clicks.csv]\nformat: csv\nheader: true\nlabel: clicked\ncategorical: [city]\n"
+    auc = {}
+    for name, extra in (("with", "multi_hot:\n  - {name: tags, max_len: 4, pooling: mean}\n"),
+                        ("without", "ignore: [tags]\n")):
+        d = tmp_path / name
+        d.mkdir()
+        _signal_csv(d / "clicks.csv", 2800)
+        (d / "spec.yaml").write_text(base + extra)
+        meta = preprocess(make_cfg(f"--data_path={d}", f"--feature_spec={d / 'spec.yaml'}", "--workers=1",
+                                   "--pack_size=16"), progress=False)
+        cfg = make_cfg(f"--dataset_path={meta['dataset_path']}", f"--ckpt_path={d / 'ckpt'}", "--batch_size=32",
+                       "--train_epochs=3", "--do_eval=False", "--save_checkpoint=False", "--loss_file_name=",
+                       "--top_mlp_args=[16,1]", "--data_emb_dim=8", "--interaction_op=cat", "--optimizer=adagrad",
+                       "--learning_rate=0.05")
+        tr = Trainer(cfg, log=lambda *_: None)
+        tr.run()
+        auc[name] = evaluate(tr.prob_net, meta["dataset_path"], "test", 256)["auc"]
+    print(auc)
+    assert auc["with"] > 0.7 and auc["with"] > auc["without"] + 0.1, auc
