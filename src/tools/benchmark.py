@@ -71,12 +71,13 @@ categorical: [user, item, city, device, site, campaign]
 """
 
 
-def write_clicks_csv(path: str, lines: int, seed: int = 0) -> None:
+def write_clicks_csv(path: str, lines: int, seed: int = 0, tags: bool = False) -> None:
     """A 10-column CSV with a header (label, 3 numbers, 6 string categories of Zipf-like frequencies; some fields
-    quoted with a comma inside, some missing), the own-data benchmark's input."""
+    quoted with a comma inside, some missing), the own-data benchmark's input; with `tags`, an 11th column of 0-8
+    `|`-separated tags (Zipf-like over 2,000)."""
     rng = np.random.default_rng(seed)
     with open(path, "w") as f:
-        f.write("click,price,age,score,user,item,city,device,site,campaign\n")
+        f.write("click,price,age,score,user,item,city,device,site,campaign" + (",tags\n" if tags else "\n"))
         for lo in range(0, lines, 200_000):
             n = min(200_000, lines - lo)
             cols = [(rng.random(n) < 0.25).astype(int).astype(str),
@@ -87,6 +88,11 @@ def write_clicks_csv(path: str, lines: int, seed: int = 0) -> None:
                 if name == "c":
                     v = np.where(rng.random(n) < 0.2, np.char.add(np.char.add('"', v), ', FR"'), v)
                 cols.append(np.where(rng.random(n) < 0.05, "", v))
+            if tags:
+                count = rng.integers(0, 9, n)
+                values = np.char.add("t", np.minimum(rng.zipf(1.3, int(count.sum())), 2000).astype(str)).tolist()
+                at = np.concatenate(([0], np.cumsum(count)))
+                cols.append(np.array(["|".join(values[at[i]:at[i + 1]]) for i in range(n)]))
             rows = cols[0]
             for c in cols[1:]:
                 rows = np.char.add(np.char.add(rows, ","), c)
@@ -104,16 +110,18 @@ def child_preprocess_csv(data_dir, lines, workers):
     return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
 
 
-def bench_preprocess_csv(work, lines=1_000_000):
-    """Own-data preprocessing speed: a 10-column CSV (header, quoting, missing values) on 1 and 2 workers."""
-    d = os.path.join(work, f"csv_{lines}")
+def bench_preprocess_csv(work, lines=1_000_000, tags=False):
+    """Own-data preprocessing speed: a 10-column CSV (header, quoting, missing values) on 1 and 2 workers; with
+    `tags`, an 11th column read as multi_hot (max_len 8)."""
+    d = os.path.join(work, f"csv_{lines}" + ("_tags" if tags else ""))
     if not os.path.isfile(os.path.join(d, "clicks.csv")):
         os.makedirs(d, exist_ok=True)
-        write_clicks_csv(os.path.join(d, "clicks.csv"), lines)
+        write_clicks_csv(os.path.join(d, "clicks.csv"), lines, tags=tags)
         with open(os.path.join(d, "spec.yaml"), "w") as f:
-            f.write(CSV_SPEC)
-    print(f"== preprocess your own CSV ({lines:,} lines x 10 columns: label, 3 numbers, 6 string categories; header, "
-          f"quoted fields, missing values; vocabulary mode)")
+            f.write(CSV_SPEC + ("multi_hot:\n  - {name: tags, separator: '|', max_len: 8}\n" if tags else ""))
+    print(f"== preprocess your own CSV ({lines:,} lines x {11 if tags else 10} columns: label, 3 numbers, 6 string "
+          f"categories{', a multi-hot column of 0-8 tags' if tags else ''}; header, quoted fields, missing values; "
+          f"vocabulary mode)")
     for workers in (1, 2):
         res, peak = run_child("preprocess_csv", d, str(lines), str(workers))
         print(f"workers={workers}: {lines / res['seconds']:,.0f} lines/s ({lines / res['seconds'] / workers:,.0f} "
@@ -973,7 +981,8 @@ def main(argv=None):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", choices=["preprocess", "csv", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
-                                      "collectives", "terabyte", "memory_flat", "plan", "multihot", "all"])
+                                      "collectives", "terabyte", "memory_flat", "plan", "multihot", "csv_multihot",
+                                      "all"])
     ap.add_argument("--seeds", type=int, default=3, help="quality: seeds per recipe and batch size")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
@@ -985,6 +994,8 @@ def main(argv=None):
         bench_preprocess(args.work)
     if args.suite in ("csv", "all"):
         bench_preprocess_csv(args.work, args.lines)
+    if args.suite in ("csv", "csv_multihot", "all"):
+        bench_preprocess_csv(args.work, args.lines, tags=True)
     if args.suite in ("multihot", "all"):
         bench_multihot(args.device_target)
     if args.suite in ("train", "all"):

@@ -74,3 +74,18 @@ def test_bad_specs_name_what_is_wrong():
         Feature("a", "sparse", rows=3)
     with pytest.raises(ValueError, match="max_len 3"):
         Feature("a", "categorical", rows=3, max_len=3)
+
+
+def test_multi_hot_layout_and_refusals():
+    """The ids columns of multi-hot slots (their slot, their table's first row), pooling in the built network, the
+    JSON round trip; a dot interaction without a pair is refused naming the fix."""
+    from fixtures.specs import multi_hot_spec
+    spec = multi_hot_spec(interaction=DcnInteraction(layers=1, rank=2))
+    assert (spec.slots, spec.lookups, spec.pooled) == (4, 9, True)
+    assert spec.lookup_slots == (0, 1, 2, 2, 2, 2, 3, 3, 3)
+    assert spec.lookup_offsets == (0, 7, 12, 12, 12, 12, 18, 18, 18) and spec.mean_pooled_slots == (3,)
+    assert spec.interaction_width == 8 + 4 * 8 and DLRMSpec.from_json(spec.to_json()) == spec
+    net = build_model(spec, seed=1)
+    assert _count(net.mlp_params()) == spec.mlp_params and not spec_of(SIZES).pooled
+    with pytest.raises(ValueError, match=r"one vector has no pairwise dot product\): use interaction_op=cat"):
+        DLRMSpec(features=(Feature("C1", "categorical", rows=4),), emb_dim=4, bottom=(), top=(4, 1))
