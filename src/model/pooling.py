@@ -66,5 +66,17 @@ class Pooling(nn.Cell):
         transpose: each row gets its slot's gradient times its weight; 0 for a pad)."""
         return ops.gather(grad, self.slot_of, 1) * weight.expand_dims(2)
 
+    def pool_columns(self, emb: Tensor, weight: Tensor) -> Tensor:
+        """pool() of the rows gathered column-major, float32 [L, B, D] (weight float32 [L, B]) -> pooled float32
+        [B, S, D]: the big tensor needs no transpose (the single-process and data-parallel train step's layout: its
+        step at MLPerf's sizes, batch 16384, ran 18% faster than with pool(), docs/benchmarks.md)."""
+        l, b, d = emb.shape
+        flat = (emb * weight.expand_dims(2)).reshape(l, b * d)                           # [L, B*D]
+        return ops.matmul(self.member_t, flat).reshape(self.slots, b, d).transpose(1, 0, 2)  # [B, S, D]
+
+    def spread_columns(self, grad: Tensor, weight: Tensor) -> Tensor:
+        """spread() for the column-major layout: grad float32 [B, S, D], weight float32 [L, B] -> float32 [L, B, D]."""
+        return ops.gather(grad.transpose(1, 0, 2), self.slot_of, 0) * weight.expand_dims(2)
+
     def construct(self, emb, ids):
         return self.pool(emb, self.weights(ids))

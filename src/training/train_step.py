@@ -80,9 +80,16 @@ class TrainStep(nn.Cell):
         return loss * self.scale if self.use_scale else loss
 
     def construct(self, ids, dense, label):
-        rows = self.net.global_rows(ids).reshape(-1)                          # [B*L] int32
-        emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)   # [B, L, D]
-        loss, g_emb, g_w = self._gradients(dense, emb, label, ids)
+        if self.pooled:                                    # multi_hot: rows gathered column-major, [L, B, D]
+            rows = self.net.global_rows(ids).T.reshape(-1)                    # [L*B] int32
+            emb = ops.gather(self.table, rows, 0).reshape(ids.shape[1], ids.shape[0], self.dim)
+            weight = self.pooling.weights(ids).T                              # [L, B]
+            loss, (g_emb, g_w) = self.value_and_grad(dense, self.pooling.pool_columns(emb, weight), label)
+            loss, g_emb, g_w = self._unscale(loss, self.pooling.spread_columns(g_emb, weight), g_w)
+        else:
+            rows = self.net.global_rows(ids).reshape(-1)                      # [B*L] int32
+            emb = ops.gather(self.table, rows, 0).reshape(ids.shape[0], ids.shape[1], self.dim)   # [B, L, D]
+            loss, g_emb, g_w = self._gradients(dense, emb, label, ids)
         g_emb = g_emb.reshape(-1, self.dim)                                    # [B*L, D] (a pad's: 0)
         keys = rows
         if self.size > 1:                                                      # data parallel
@@ -104,6 +111,10 @@ class TrainStep(nn.Cell):
             g_emb = self.pooling.spread(g_emb, weight)                        # [B, S, D] -> [B, L, D]
         else:
             loss, (g_emb, g_w) = self.value_and_grad(dense, emb, label)
+        return self._unscale(loss, g_emb, g_w)
+
+    def _unscale(self, loss, g_emb, g_w):
+        """(loss, row gradients, MLP gradients) with the loss scaling undone."""
         if self.use_scale:
             loss = loss / self.scale
             g_emb = g_emb / self.scale
