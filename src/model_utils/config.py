@@ -246,7 +246,7 @@ def coerce(key: str, value: object, source: str) -> object:
         raise ConfigError(f"{source}: key '{key}' = {value!r} is not one of {list(choices)}")
     minimum = SCHEMA[key].minimum
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{source}: key '{key}' = {value!r} must be {'> 0' if minimum == 1 else '>= 0'}")
+        raise ConfigError(f"{source}: key '{key}' = {value!r} must be {'> 0' if minimum == 1 else f'>= {minimum:,}'}")
     return value
 
 

@@ -206,7 +206,7 @@ def test_multi_hot_column_ids_pads_truncation_and_strict(tmp_path):
     rows = [[f"e{i}", str(i % 2), str(i), "Paris", "dev0", TAGS[i % len(TAGS)]] for i in range(70)]
     spec = _write(tmp_path, rows, header=header, spec=SPEC.replace(
         "ignore: [event_id, note]", 'ignore: [event_id]\nmulti_hot:\n  - {name: tags, max_len: 3, pooling: mean}'))
-    meta = _run(tmp_path, spec, "--max_ind_range=1000")
+    meta = _run(tmp_path, spec, "--max_ind_range=1000", "--chunk_bytes=1024")                 # 2 pieces
     assert meta["ids_per_sample"] == 2 + 3 and meta["slot_dim"] == 3
     assert meta["features"][-1] == {"name": "tags", "kind": "multi_hot", "rows": 1000, "max_len": 3, "pooling": "mean"}
     assert meta["bad_lines"]["total"] == 0 and meta["bad_lines"]["truncated"] == {"tags": 9}   # rows 3, 11, .., 67
@@ -218,6 +218,10 @@ def test_multi_hot_column_ids_pads_truncation_and_strict(tmp_path):
         ids, dense, _ = read_split(meta["dataset_path"], split)
         rows_of = np.rint(np.expm1(dense[:, 0].astype(np.float64))).astype(int)        # price = the row number
         assert [list(r) for r in ids[:, 2:]] == [want(i) for i in rows_of]
+    two = tmp_path / "two"                                   # 2 workers: the same dataset, byte for byte
+    _write(two, rows, header=header, spec=open(spec).read())
+    assert _run(two, two / "spec.yaml", "--max_ind_range=1000", "--workers=2", "--chunk_bytes=1024")["files"] == \
+        meta["files"]
     shutil.rmtree(meta["dataset_path"])
     meta = _run(tmp_path, spec)                                                      # vocabulary mode
     ids, dense, _ = read_split(meta["dataset_path"], "train")

@@ -32,6 +32,7 @@ def test_unknown_key_names_the_nearest_valid_one():
 @pytest.mark.parametrize("arg,msg", [
     ("--batch_size=abc", "batch_size"),
     ("--batch_size=0", "must be > 0"),
+    ("--chunk_bytes=512", "key 'chunk_bytes' = 512 must be >= 1,024"),
     ("--optimizer=lamb", "not one of"),
     ("--bottom_mlp_args=[1,x]", "bottom_mlp_args"),
     ("--bottom_mlp_args=5", "list of integers"),

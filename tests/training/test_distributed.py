@@ -294,32 +294,45 @@ MH_CASES = {3: [("[row,table:0,table:1,replicated,auto,row,replicated]", "adagra
                 ("data", "adagrad")]}
 
 
-def _multi_hot_launch(movielens, tmp_path_factory, n):
+def _multi_hot_run(ds, name, ckpt, plan, optimizer, steps, *extra) -> dict:
+    mode = "data_parallel" if plan == "data" else "hybrid_parallel"
+    return {"name": name, "max_steps": steps, "args": [
+        f"--dataset_path={ds}", f"--ckpt_path={ckpt}", f"--batch_size={MH_B}", f"--parallel_mode={mode}",
+        f"--sharding_plan={'auto' if plan == 'data' else plan}", "--do_eval=False", "--loss_file_name=",
+        *recipe(optimizer), *extra]}
+
+
+
+def _multi_hot_launch(movielens, tmp_path_factory, n, resume=False):
     """One launch of n ranks on the MovieLens dataset (genres multi_hot) training each of MH_CASES[n] for MH_STEPS
-    steps of MH_B per rank; returns its out folder."""
+    steps of MH_B per rank; with `resume`, also a run of half the steps resumed to MH_STEPS under another plan
+    (genres table-wise, then row-wise). Returns its out folder."""
     _, ds, _, _ = movielens
     folder = tmp_path_factory.mktemp(f"multi_hot{n}")
-    runs = []
-    for i, (plan, optimizer) in enumerate(MH_CASES[n]):
-        mode = "data_parallel" if plan == "data" else "hybrid_parallel"
-        runs.append({"name": f"case{i}", "max_steps": MH_STEPS, "args": [
-            f"--dataset_path={ds}", f"--ckpt_path={folder / f'case{i}'}", f"--batch_size={MH_B}",
-            f"--parallel_mode={mode}", f"--sharding_plan={'auto' if plan == 'data' else plan}", "--do_eval=False",
-            "--loss_file_name=", *recipe(optimizer)]})
+    runs = [_multi_hot_run(ds, f"case{i}", folder / f"case{i}", plan, optimizer, MH_STEPS)
+            for i, (plan, optimizer) in enumerate(MH_CASES[n])]
+    if resume:
+        runs += [_multi_hot_run(ds, "resume_a", folder / "resumed", MH_CASES[n][0][0], "adagrad", MH_STEPS // 2),
+                 _multi_hot_run(ds, "resume_b", folder / "resumed", "row", "adagrad", MH_STEPS, "--resume=True",
+                                f"--loss_file_name={folder / 'resumed.log'}", "--log_interval_steps=1")]
     r = launch_runs(n, runs, folder, fixed_capacity=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return folder
 
 
-def _check_multi_hot(movielens, folder, n):
+def _check_multi_hot(movielens, folder, n, resume=False):
     _, ds, _, _ = movielens
     batches = list(global_batches(ds, n, MH_B, 0))[:MH_STEPS]
     assert len(batches) == MH_STEPS and any((b[0] == -1).any() for b in batches)
     worst = {}
-    for i, (plan, optimizer) in enumerate(MH_CASES[n]):
-        arrays, position = merged_state(folder / f"case{i}")
+    cases = [(f"case{i}", plan, optimizer) for i, (plan, optimizer) in enumerate(MH_CASES[n])]
+    for name, plan, optimizer in cases + ([("resumed", "resumed under row", "adagrad")] if resume else []):
+        arrays, position = merged_state(folder / name)
         assert position["global_step"] == MH_STEPS
         worst[(plan, optimizer)] = assert_same(arrays, reference(ds, batches, *recipe(optimizer)), 1e-5)
+    if resume:                                       # the second half trained steps 4..6 only: it resumed
+        steps = [int(m) for m in re.findall(r"step: (\d+), loss", (folder / "resumed.log").read_text())]
+        assert steps == list(range(MH_STEPS // 2 + 1, MH_STEPS + 1)), steps
     print(f"multi-hot, {n} ranks, max |distributed - one process|: {worst}")
 
 
@@ -331,7 +344,8 @@ def test_multi_hot_slots_at_three_ranks_equal_one_process(movielens, tmp_path_fa
 
 
 @pytest.mark.cluster
-def test_multi_hot_slots_at_two_ranks_equal_one_process(movielens, tmp_path_factory):
-    """The same at 2 ranks (--cluster)."""
-    _check_multi_hot(movielens, _multi_hot_launch(movielens, tmp_path_factory, 2), 2)
+def test_multi_hot_slots_at_two_ranks_equal_one_process_and_resume_under_another_plan(movielens, tmp_path_factory):
+    """The same at 2 ranks, and a run stopped at half its steps (its checkpoint: the multi-hot table's shards) and
+    resumed under another plan (genres table-wise -> row-wise) equal to one process (--cluster)."""
+    _check_multi_hot(movielens, _multi_hot_launch(movielens, tmp_path_factory, 2, resume=True), 2, resume=True)
 
