@@ -14,7 +14,8 @@ from fixtures.datasets import (avazu, fixture_file, movielens, ms_context, real_
 
 def pytest_addoption(parser):
     parser.addoption("--cluster", action="store_true",
-                     help="also run the 3- and 4-rank matrix (plans x optimizers, 4 -> 3 resume; about 2.5 minutes)")
+                     help="also run the 3- and 4-rank matrix (plans x optimizers, 4 -> 3 resume) and the multi-hot "
+                          "launches at 2 and 3 ranks (about 4 minutes)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,7 +23,8 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("--cluster"):
         return
     import pytest
-    skip = pytest.mark.skip(reason="the 3- and 4-rank matrix runs with --cluster (bash scripts/run_tests.sh --cluster)")
+    skip = pytest.mark.skip(reason="the multi-rank matrix and multi-hot launches run with --cluster "
+                                   "(bash scripts/run_tests.sh --cluster)")
     for item in items:
         if "cluster" in item.keywords:
             item.add_marker(skip)

@@ -145,3 +145,32 @@ def test_round_schedule_pairs_each_sender_with_its_receiver():
             for t in range(n):
                 j = source_rounds(t, n)[s]
                 assert (j == 0) == (s == t) and (j == 0 or round_targets(s, n)[j - 1] == t)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_multi_hot_lists_route_each_id_to_its_owner_and_back(n):
+    """Multi-hot slots (tags: 4 ids a sample, genres: 3, -1 pads) under every kind of placement: through the simulated
+    all-to-all every ids column gets back the row of its id (a pad: its slot's row 0), the replicated columns read
+    their local rows, and the ids that pool the rows are handed on unchanged."""
+    from fixtures.specs import multi_hot_batch, multi_hot_spec
+    spec = multi_hot_spec()
+    plan = make_plan(spec, n, ["replicated", "table", "row", "row" if n > 2 else "table:1"], 8)
+    local = [np.concatenate([np.arange(lo, hi) for lo, hi in plan.segments(k)]) for k in range(n)]   # global rows
+    routers = [Router(plan, r) for r in range(n)]
+    rng = np.random.default_rng(n)
+    ids = [multi_hot_batch(rng, 8)[0] for _ in range(n)]
+    routed = [routers[r].route(ids[r]) for r in range(n)]
+    cap = routers[0].capacity(max(x.need for x in routed), 8)
+    packed = [routers[r].pack(routed[r], cap) for r in range(n)]
+    recv = _simulate_alltoall([send for send, _ in packed], n)
+    vectors = [np.where(recv[o] >= 0, local[o][np.maximum(recv[o], 0)], -1) for o in range(n)]
+    back = _simulate_alltoall(vectors, n)
+    offsets = np.asarray(spec.lookup_offsets)
+    for r in range(n):
+        want = np.maximum(ids[r], 0) + offsets[None, :]                 # [8, 9] global rows, a pad -> row 0
+        ex, rep = routers[r].ex_cols, routers[r].rep_cols
+        assert sorted(ex + rep) == list(range(spec.lookups)) and len(rep) == 1          # C1 replicated
+        np.testing.assert_array_equal(back[r][packed[r][1]].reshape(8, len(ex)), want[:, ex])
+        np.testing.assert_array_equal(local[r][routed[r].rep_rows], want[:, rep])
+        np.testing.assert_array_equal(routed[r].ids, ids[r])
+        assert (ids[r] == -1).any()
