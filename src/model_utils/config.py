@@ -124,6 +124,8 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "random_seed": Key(int, "Seed for parameter init and data order", minimum=0),
     "do_eval": Key(bool, "Evaluate on the test split at each epoch end"),
     "eval_interval_steps": Key(int, "Also evaluate every N training steps (0 = only at epoch end)", minimum=0),
+    "target_auc": Key(float, "Stop at the first evaluation whose AUC is at least this, MLPerf style, and report the "
+                             "time to it (0 = off; evaluations as do_eval and eval_interval_steps say)", minimum=0),
     "log_interval_steps": Key(int, "Write a loss.log line every N steps", minimum=1),
     "save_checkpoint": Key(bool, "Save checkpoints during and at the end of training"),
     "save_checkpoint_steps": Key(int, "Save a checkpoint every N steps", minimum=1),
@@ -377,6 +379,10 @@ def check_consistency(cfg: "Config") -> None:
         raise ConfigError(f"loss_scale must be > 0, got {cfg.loss_scale}")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"learning_rate must be > 0, got {cfg.learning_rate}")
+    if cfg.target_auc >= 1:
+        raise ConfigError(f"target_auc must be below 1 (0 = off), got {cfg.target_auc}")
+    if cfg.target_auc and not (cfg.do_eval or cfg.eval_interval_steps):
+        raise ConfigError(f"target_auc={cfg.target_auc} needs evaluations: set do_eval=True or eval_interval_steps")
     if cfg.decay_steps and cfg.decay_start_step < cfg.warmup_steps:
         raise ConfigError(f"decay_start_step={cfg.decay_start_step} is inside the warmup (warmup_steps="
                           f"{cfg.warmup_steps}); start the decay at or after the end of the warmup")

@@ -5,6 +5,7 @@ import time
 from typing import Callable, Dict, Optional
 
 import numpy as np
+import psutil
 from mindspore import Tensor
 
 from src.data.packed_format import shard_sizes
@@ -63,6 +64,9 @@ class Trainer:
         self.steps_per_epoch = 0
         self.current_lr = cfg.learning_rate
         self.eval_results = []
+        self.eval_seconds = 0.0                     # evaluations' wall time, not training time (MLPerf's rule)
+        self.train_start = time.time()
+        self.reached: Optional[str] = None          # the target_auc line, once an evaluation reached it
 
     def _build_hybrid(self) -> None:
         """This rank's part of the tables under the sharding plan, its train step and inference cell."""
@@ -193,14 +197,39 @@ class Trainer:
         return timed_metrics(both[:, 0], both[:, 1], start)
 
     def run_eval(self, epoch: int, step: int) -> Dict[str, float]:
-        """Evaluate on the test split, append the eval.log line (rank 0) and keep the result."""
+        """Evaluate on the test split, append the eval.log line (rank 0) and keep the result; with target_auc, the
+        first result at or above it also writes the time-to-target line and ends training after this step."""
+        start = time.time()
         result = self._evaluate()
-        line = eval_line(f"epoch: {epoch}, step: {step}", result)
+        self.eval_seconds += time.time() - start
+        self._report(eval_line(f"epoch: {epoch}, step: {step}", result))
+        self.eval_results.append(result)
+        if self.cfg.target_auc and self.reached is None and result["auc"] >= self.cfg.target_auc:
+            self.reached = (f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, {self._times()}; "
+                            f"target_auc {self.cfg.target_auc:g}")
+            self._report(self.reached)
+        return result
+
+    def _report(self, line: str) -> None:
+        """A line for eval.log (rank 0) and the log."""
         if self.par.is_main:
             append_line(self.cfg.eval_file_name, line)
         self.log(line)
-        self.eval_results.append(result)
-        return result
+
+    def _times(self) -> str:
+        """'after T s of training (W s wall)': training time without the evaluations since run() started, and the
+        wall time since the process started (imports, data checks and compilation included)."""
+        now = time.time()
+        return (f"after {now - self.train_start - self.eval_seconds:.1f} s of training "
+                f"({now - psutil.Process().create_time():.1f} s wall)")
+
+    def _target_missed(self) -> None:
+        """With target_auc, at the end of a run that never reached it: say so (not an error)."""
+        if self.cfg.target_auc and self.reached is None and self.eval_results:
+            best = max(range(len(self.eval_results)), key=lambda i: self.eval_results[i]["auc"])
+            self._report(f"target auc {self.cfg.target_auc:g} not reached: best auc "
+                         f"{self.eval_results[best]['auc']:.6f} in {len(self.eval_results)} evaluation(s), "
+                         f"{self._times()}")
 
     def _train_batches(self) -> PackedBatches:
         """This rank's training stream; distributed ranks all run the smallest shard's step count."""
@@ -258,6 +287,7 @@ class Trainer:
                         "steps", every=10.0, enabled=self.par.is_main)
         window = [time.time(), 0]                    # loss.log throughput window: start, samples
         self.saved_at = pos["global_step"]
+        self.train_start, self.eval_seconds = time.time(), 0.0
         while pos["epoch"] < cfg.train_epochs:
             steps_per_epoch = self.steps_per_epoch = len(batches)
             source = self.feed.routed(iter(batches)) if self.par.hybrid else iter(batches)
@@ -273,7 +303,7 @@ class Trainer:
                 window[1] += len(label)
                 prog.update(1)
                 self._after_step(loss, steps_per_epoch, window)
-                if max_steps is not None and pos["global_step"] >= max_steps:
+                if self.reached or (max_steps is not None and pos["global_step"] >= max_steps):
                     return self._finish(profiler)
             if cfg.do_eval:
                 if pos["epoch"] + 1 == cfg.train_epochs:
@@ -282,7 +312,10 @@ class Trainer:
             pos["epoch"] += 1
             pos["step_in_epoch"] = 0
             self.leftover = None
+            if self.reached:
+                break
         prog.finish()
+        self._target_missed()
         return self._finish(profiler)
 
     def _continue_epoch(self, batches: PackedBatches) -> None:

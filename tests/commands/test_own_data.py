@@ -5,6 +5,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 
 from fixtures.commands import ok, run
 from fixtures.paths import PY
@@ -13,6 +14,7 @@ from src.training import checkpoint
 METRIC = re.compile(r"accuracy: ([0-9.]+), auc: ([0-9.]+), logloss: ([0-9.]+), samples: (\d+)")
 
 
+@pytest.mark.slow
 def test_own_csv_preprocess_train_eval_export_infer(avazu, tmp_path):
     d, ds, ck, train_out = avazu
     meta = json.load(open(os.path.join(ds, "metadata.json")))
@@ -39,6 +41,7 @@ def test_own_csv_preprocess_train_eval_export_infer(avazu, tmp_path):
     assert all(abs(float(a) - float(b)) < 2e-6 for a, b in zip(got[:3], trained[:3])), (got, trained)
 
 
+@pytest.mark.slow
 def test_own_csv_with_a_multi_hot_column_through_every_command(movielens, tmp_path):
     """MovieLens: quoted titles holding commas, missing values, label = rating >= 4, `genres` multi_hot (mean of up
     to 6 genres).

@@ -126,6 +126,7 @@ def test_cpp_path_on_converted_onnx_equals_eval(cpp_programs, trained, tmp_path)
     assert r.returncode == 2 and "RUNNER=python runs a .mindir" in r.stderr
 
 
+@pytest.mark.slow
 def test_cpp_path_on_own_csv_model_without_dense_features(cpp_programs, avazu, tmp_path):
     """The Avazu model (ids alone: no dense input) exported to ONNX at batch 8 -> converter -> C++ program over the
     14 test samples (8 + 6, padded): eval's metrics, probabilities to 1e-5."""
@@ -152,6 +153,7 @@ def test_cpp_path_on_own_csv_model_without_dense_features(cpp_programs, avazu, t
     assert abs(float(logloss) - want["logloss"]) < 2e-6 and abs(float(acc) - want["accuracy"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_cpp_path_on_a_multi_hot_model(cpp_programs, movielens, tmp_path):
     """The MovieLens model (genres pooled from up to 6 ids, -1 pads) exported to ONNX at batch 8 -> converter -> C++
     program over the 28 test samples: the pooling runs in Lite as in MindSpore (probabilities to 1e-5, eval's

@@ -94,6 +94,7 @@ def _signal_csv(path, n, seed=0):
                     f"{'|'.join(f't{t}' for t in tags)}\n")
 
 
+@pytest.mark.slow
 def test_the_list_column_carries_its_signal(tmp_path):
     """On clicks driven by a list column, the model with the column as multi_hot beats the same model without it
     (the list ignored) by a wide margin in test AUC."""

@@ -130,3 +130,26 @@ def test_synthetic_model_learns_towards_the_best_auc(synth_dataset, tmp_path):
     aucs = [r["auc"] for r in tr.eval_results]
     assert len(aucs) == 3 and all(r["samples"] == 2857 for r in tr.eval_results)
     assert aucs[-1] > aucs[0] and aucs[-1] > 0.66 and aucs[-1] < best["auc"] + 0.01
+
+
+@pytest.mark.slow
+def test_target_auc_stops_at_the_first_evaluation_that_reaches_it(real_ds, tmp_path):
+    """target_auc, MLPerf style: evaluations every 5 steps; a reachable target stops training right after the first
+    one at or above it, with the time-to-target line in eval.log (training time without the evaluations, wall time
+    since the process started); an unreachable one trains to the end and says it was not reached."""
+    import re
+    base = (f"--dataset_path={real_ds}", "--batch_size=64", "--eval_interval_steps=5", "--test_batch_size=300",
+            "--save_checkpoint=False", "--loss_file_name=", "--train_epochs=1")
+    tr = Trainer(make_cfg(*base, f"--eval_file_name={tmp_path / 'a.log'}", "--target_auc=0.0001"), log=lambda *_: None)
+    assert tr.run()["global_step"] == 5 and len(tr.eval_results) == 1
+    lines = (tmp_path / "a.log").read_text().splitlines()
+    m = re.fullmatch(r"reached auc ([0-9.]+) at step 5, epoch 1, after ([0-9.]+) s of training \(([0-9.]+) s wall\); "
+                     r"target_auc 0.0001", lines[-1])
+    assert m and float(m.group(1)) == pytest.approx(tr.eval_results[0]["auc"], abs=1e-6), lines
+    assert float(m.group(2)) < float(m.group(3))
+    tr = Trainer(make_cfg(*base, f"--eval_file_name={tmp_path / 'b.log'}", "--target_auc=0.99"), log=lambda *_: None)
+    assert tr.run()["global_step"] == 26 and len(tr.eval_results) == 6        # 5 interval evaluations + epoch end
+    assert re.fullmatch(r"target auc 0.99 not reached: best auc [0-9.]+ in 6 evaluation\(s\), after [0-9.]+ s of "
+                        r"training \([0-9.]+ s wall\)", (tmp_path / "b.log").read_text().splitlines()[-1])
+    with pytest.raises(Exception, match=r"target_auc=0.5 needs evaluations: set do_eval=True or eval_interval_steps"):
+        make_cfg(f"--dataset_path={real_ds}", "--target_auc=0.5", "--do_eval=False")
