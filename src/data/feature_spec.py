@@ -267,11 +267,13 @@ class Columns:
         return len(self.categorical) + len(self.multi_hot)
 
     @property
-    def key_slots(self) -> Tuple[int, ...]:
-        """The slot of every key column: [0, 1, .., C-1, then each multi_hot slot max_len times]."""
-        out = list(range(len(self.categorical)))
-        for j, (_, entry) in enumerate(self.multi_hot):
-            out += [len(self.categorical) + j] * entry.max_len
+    def slot_keys(self) -> Tuple[slice, ...]:
+        """Each slot's key columns: slice(s, s + 1) for categorical slot s, then max_len consecutive columns per
+        multi_hot slot (the one place that lays them out)."""
+        out, at = [slice(s, s + 1) for s in range(len(self.categorical))], len(self.categorical)
+        for _, entry in self.multi_hot:
+            out.append(slice(at, at + entry.max_len))
+            at += entry.max_len
         return tuple(out)
 
     @property

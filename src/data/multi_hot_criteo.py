@@ -56,13 +56,12 @@ def multi_hot_features(base: Sequence[Feature], sizes: Sequence[int]) -> List[di
     out: List[dict] = []
     slot = 0
     for f in base:
-        if f.kind == "dense":
-            out.append({"name": f.name, "kind": "dense"})
-            continue
-        m = int(sizes[slot])
-        out.append({"name": f.name, "kind": "categorical", "rows": f.rows} if m == 1 else
-                   {"name": f.name, "kind": "multi_hot", "rows": f.rows, "max_len": m, "pooling": "sum"})
-        slot += 1
+        if f.kind != "dense":
+            m = int(sizes[slot])
+            f = Feature(f.name, "categorical", rows=f.rows) if m == 1 else \
+                Feature(f.name, "multi_hot", rows=f.rows, max_len=m, pooling="sum")
+            slot += 1
+        out.append(f.record())
     return out
 
 

@@ -128,17 +128,14 @@ def write_part(job: PartJob, task: PartTask) -> dict:
         rec = rec[np.random.default_rng([job.seed, 13, task.index]).permutation(len(rec))]
     mappers = mappers_for(job)
     cats = len(job.columns.categorical)
-    multi_hot, at = [], cats                         # (slot, its key columns) of each multi_hot feature
-    for j, (_, entry) in enumerate(job.columns.multi_hot):
-        multi_hot.append((cats + j, slice(at, at + entry.max_len)))
-        at += entry.max_len
     writer = PackedWriter(os.path.join(job.out, task.name), job.pack_size)
     for lo in range(0, len(rec), PIECE_ROWS):
         piece = rec[lo:lo + PIECE_ROWS]
         ids = np.empty((len(piece), job.columns.key_dim), np.int32)
         for s in range(cats):
             ids[:, s] = mappers[s](np.ascontiguousarray(piece["keys"][:, s]), piece["missing"][:, s])
-        for s, cols in multi_hot:                     # a list's values share the slot's table; pads are -1
+        # multi_hot slots: a list's values share the slot's table; pads are -1
+        for s, cols in enumerate(job.columns.slot_keys[cats:], cats):
             missing = piece["missing"][:, cols]
             got = mappers[s](np.ascontiguousarray(piece["keys"][:, cols]).reshape(-1), missing.reshape(-1))
             got[missing.reshape(-1)] = -1

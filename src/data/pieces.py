@@ -74,21 +74,12 @@ def _records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return rec
 
 
-def _slot_rows(columns: Columns) -> List[np.ndarray]:
-    """Per slot: its key columns (one for a categorical slot, max_len for a multi_hot one)."""
-    key_slots = np.asarray(columns.key_slots)
-    return [np.flatnonzero(key_slots == s) for s in range(columns.slot_dim)]
-
-
 def _value_counts(chunk: Chunk, sel: np.ndarray, columns: Columns) -> Dict[str, np.ndarray]:
     """Per slot: the distinct values of the selected lines (sorted) and how often each occurs (a multi_hot slot:
     over all its values)."""
     out = {}
-    for s, rows in enumerate(_slot_rows(columns)):
-        if len(rows) == 1:
-            vals = chunk.keys[rows[0], sel][~chunk.missing[rows[0], sel]]
-        else:
-            vals = chunk.keys[rows][:, sel][~chunk.missing[rows][:, sel]]
+    for s, rows in enumerate(columns.slot_keys):
+        vals = chunk.keys[rows, sel][~chunk.missing[rows, sel]]               # [columns, lines] -> present values
         keys, counts = np.unique(vals, return_counts=True)
         out[f"k{s}"], out[f"c{s}"] = keys, counts.astype(np.int64)
     return out
@@ -159,7 +150,7 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
         summary.update(_value_counts(chunk, tr, job.columns))
     elif job.mode == "ids":
         summary["max_ids"] = np.array([chunk.keys[rows].max() if len(chunk.label) else 0
-                                       for rows in _slot_rows(job.columns)], np.int64)
+                                       for rows in job.columns.slot_keys], np.int64)
     stem = job.stem(file, k)
     write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
                                                            _records(chunk, ho, dtype)]).tofile(f))

@@ -37,6 +37,7 @@ from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, fi
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
 from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
 from src.data.vocab import merge_counts
+from src.model_utils.spec import Feature
 from src.utils.progress import Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
 from src.utils.workers import Workers, default_workers
@@ -212,12 +213,9 @@ def merge_stats(pieces: List[Piece], columns: Columns) -> dict:
            "dense_log1p_std": np.sqrt(np.maximum(sq / d - mean ** 2, 0)).round(6).tolist(),
            "dense_log1p_max": mx.round(6).tolist(), "categorical_missing_rate": (miss[:cats] / d).round(6).tolist()}
     if columns.multi_hot:
-        at, empty, length = cats, [], []
-        for _, entry in columns.multi_hot:
-            empty.append(round(float(miss[at]) / d, 6))                       # the first place is a pad: no values
-            length.append(round(float(entry.max_len * n - miss[at:at + entry.max_len].sum()) / d, 6))
-            at += entry.max_len
-        out.update(multi_hot_empty_rate=empty, multi_hot_mean_length=length)
+        lists = columns.slot_keys[cats:]
+        out.update(multi_hot_empty_rate=[round(float(miss[k.start]) / d, 6) for k in lists],  # first place a pad: empty
+                   multi_hot_mean_length=[round(float((k.stop - k.start) * n - miss[k].sum()) / d, 6) for k in lists])
     return out
 
 
@@ -366,10 +364,11 @@ def features(columns: Columns, table_sizes: List[int]) -> List[dict]:
     """metadata.json "features": each dense, categorical and multi_hot feature with its kind, table rows (and for
     multi_hot its max_len and pooling), in model order (the DLRMSpec features of the dataset)."""
     cats = len(columns.categorical)
-    return [{"name": n, "kind": "dense"} for n in columns.dense_names] + \
-        [{"name": n, "kind": "categorical", "rows": int(r)} for n, r in zip(columns.categorical_names, table_sizes)] + \
-        [{"name": n, "kind": "multi_hot", "rows": int(r), "max_len": e.max_len, "pooling": e.pooling}
+    features = [Feature(n, "dense") for n in columns.dense_names] + \
+        [Feature(n, "categorical", rows=r) for n, r in zip(columns.categorical_names, table_sizes)] + \
+        [Feature(n, "multi_hot", rows=r, max_len=e.max_len, pooling=e.pooling)
          for n, r, (_, e) in zip(columns.multi_hot_names, table_sizes[cats:], columns.multi_hot)]
+    return [f.record() for f in features]
 
 
 def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,

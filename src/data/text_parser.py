@@ -404,17 +404,14 @@ class BlockParser:
                 finite = np.isfinite(v)
                 dense_bad[i] |= ~finite
                 np.log1p(np.maximum(np.where(finite, v, 0.0), 0).astype(np.float32), out=dense[i])
-        slots = len(self.cat_names) + len(self.multi_hot)
         keys, missing = np.zeros((self.key_dim, n), self.key_type), np.ones((self.key_dim, n), bool)
-        cat_bad = np.zeros((slots, n), bool)
+        cat_bad = np.zeros((self.slot_dim, n), bool)
         for i, name in enumerate(self.cat_names):
             keys[i], missing[i], cat_bad[i] = self.keys(table.column(name).combine_chunks())
-        row = len(self.cat_names)
-        for j, (name, entry) in enumerate(self.multi_hot):
-            cat_bad[len(self.cat_names) + j] = self._lists(table.column(name).combine_chunks(), name, entry,
-                                                           line_numbers, keys[row:row + entry.max_len],
-                                                           missing[row:row + entry.max_len])
-            row += entry.max_len
+        cats = len(self.cat_names)
+        for s, ((name, entry), cols) in enumerate(zip(self.multi_hot, self.columns.slot_keys[cats:]), cats):
+            cat_bad[s] = self._lists(table.column(name).combine_chunks(), name, entry, line_numbers, keys[cols],
+                                     missing[cols])
         return self._drop_bad(line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad)
 
     def _lists(self, col, name: str, entry, line_numbers: np.ndarray, keys: np.ndarray, missing: np.ndarray):

@@ -42,6 +42,16 @@ class Feature:
         if self.pooling not in POOLINGS:
             raise ValueError(f"feature {self.name!r}: pooling {self.pooling!r} is not one of {list(POOLINGS)}")
 
+    def record(self) -> dict:
+        """The feature as a dataset's metadata.json "features" lists it: name and kind, the table rows of a sparse
+        feature, max_len and pooling of a multi_hot one (features_of reads it back)."""
+        out = {"name": self.name, "kind": self.kind}
+        if self.kind != "dense":
+            out["rows"] = int(self.rows)
+        if self.kind == "multi_hot":
+            out.update(max_len=self.max_len, pooling=self.pooling)
+        return out
+
 
 # ---------------------------------------------------------------- interactions: one class each
 @dataclass(frozen=True)
