@@ -126,44 +126,16 @@ def test_cpp_path_on_converted_onnx_equals_eval(cpp_programs, trained, tmp_path)
     assert r.returncode == 2 and "RUNNER=python runs a .mindir" in r.stderr
 
 
-@pytest.mark.slow
-def test_cpp_path_on_own_csv_model_without_dense_features(cpp_programs, avazu, tmp_path):
-    """The Avazu model (ids alone: no dense input) exported to ONNX at batch 8 -> converter -> C++ program over the
-    14 test samples (8 + 6, padded): eval's metrics, probabilities to 1e-5."""
-    from src.model_utils.config import parse_cli
-    _, env = cpp_programs
-    _, ds, ck, _ = avazu
-    cfg = parse_cli([f"--dataset_path={ds}", f"--file_name={tmp_path / 'avazu'}", "--file_format=ONNX",
-                     "--export_batch_size=8"])
-    net, _, _, _ = load_inference_net(cfg, ck)
-    want = evaluate(net, ds, "test", 8)
-    onnx = export_network(net, cfg, log=lambda *_: None)
-    r = subprocess.run(["bash", "scripts/run_infer_310.sh", onnx, ds, "y", "--test_batch_size=8"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600,
-                       env=dict(env, INFER_DIR=str(tmp_path / "run"), DEVICE_TYPE="CPU"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    ids, _, _ = read_split(ds, "test")
-    from mindspore import Tensor
-    want_prob = net.ids_only(Tensor(ids)).asnumpy().ravel()
-    names = sorted(os.listdir(tmp_path / "run" / "result_Files"))
-    got = np.concatenate([np.fromfile(tmp_path / "run" / "result_Files" / n, "<f4") for n in names])
-    assert got.shape == (14,) and np.max(np.abs(got - want_prob)) <= 1e-5
-    acc, auc, logloss, n = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
-    assert int(n) == want["samples"] == 14 and abs(float(auc) - want["auc"]) < 2e-6
-    assert abs(float(logloss) - want["logloss"]) < 2e-6 and abs(float(acc) - want["accuracy"]) < 1e-6
-
-
-@pytest.mark.slow
-def test_cpp_path_on_a_multi_hot_model(cpp_programs, movielens, tmp_path):
-    """The MovieLens model (genres pooled from up to 6 ids, -1 pads) exported to ONNX at batch 8 -> converter -> C++
-    program over the 28 test samples: the pooling runs in Lite as in MindSpore (probabilities to 1e-5, eval's
-    metrics)."""
+def _cpp_equals_eval(cpp_programs, dataset, tmp_path, samples, *options) -> np.ndarray:
+    """A trained model (dataset = (folder, dataset path, checkpoint folder, train output)) exported to ONNX at batch
+    8 -> converter -> C++ program (scripts/run_infer_310.sh on CPU) over the test split: the program's probabilities
+    equal the network's to 1e-5 and its metrics eval's. Returns the test ids."""
     from mindspore import Tensor
     from src.model_utils.config import parse_cli
     _, env = cpp_programs
-    _, ds, ck, _ = movielens
-    cfg = parse_cli([f"--dataset_path={ds}", f"--file_name={tmp_path / 'ml'}", "--file_format=ONNX",
-                     "--export_batch_size=8", "--optimizer=adagrad"])
+    _, ds, ck, _ = dataset
+    cfg = parse_cli([f"--dataset_path={ds}", f"--file_name={tmp_path / 'model'}", "--file_format=ONNX",
+                     "--export_batch_size=8", *options])
     net, _, _, _ = load_inference_net(cfg, ck)
     want = evaluate(net, ds, "test", 8)
     onnx = export_network(net, cfg, log=lambda *_: None)
@@ -172,11 +144,27 @@ def test_cpp_path_on_a_multi_hot_model(cpp_programs, movielens, tmp_path):
                        env=dict(env, INFER_DIR=str(tmp_path / "run"), DEVICE_TYPE="CPU"))
     assert r.returncode == 0, r.stdout + r.stderr
     ids, dense, _ = read_split(ds, "test")
-    assert (ids == -1).any()
-    want_prob = net(Tensor(ids), Tensor(dense)).asnumpy().ravel()
+    want_prob = (net.ids_only(Tensor(ids)) if dense.shape[1] == 0 else net(Tensor(ids), Tensor(dense))).asnumpy()
     names = sorted(os.listdir(tmp_path / "run" / "result_Files"))
     got = np.concatenate([np.fromfile(tmp_path / "run" / "result_Files" / n, "<f4") for n in names])
-    assert got.shape == (28,) and np.max(np.abs(got - want_prob)) <= 1e-5
-    _, auc, logloss, n = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
-    assert int(n) == want["samples"] == 28 and abs(float(auc) - want["auc"]) < 2e-6
-    assert abs(float(logloss) - want["logloss"]) < 2e-6
+    assert got.shape == (samples,) and np.max(np.abs(got - want_prob.ravel())) <= 1e-5
+    acc, auc, logloss, n = METRIC.search((tmp_path / "run" / "acc.log").read_text()).groups()
+    assert int(n) == want["samples"] == samples and abs(float(auc) - want["auc"]) < 2e-6
+    assert abs(float(logloss) - want["logloss"]) < 2e-6 and abs(float(acc) - want["accuracy"]) < 1e-6
+    return ids
+
+
+@pytest.mark.slow
+def test_cpp_path_on_own_csv_model_without_dense_features(cpp_programs, avazu, tmp_path):
+    """The Avazu model (ids alone: no dense input) exported to ONNX at batch 8 -> converter -> C++ program over the
+    14 test samples (8 + 6, padded): eval's metrics, probabilities to 1e-5."""
+    _cpp_equals_eval(cpp_programs, avazu, tmp_path, 14)
+
+
+@pytest.mark.slow
+def test_cpp_path_on_a_multi_hot_model(cpp_programs, movielens, tmp_path):
+    """The MovieLens model (genres pooled from up to 6 ids, -1 pads) exported to ONNX at batch 8 -> converter -> C++
+    program over the 28 test samples: the pooling runs in Lite as in MindSpore (probabilities to 1e-5, eval's
+    metrics)."""
+    ids = _cpp_equals_eval(cpp_programs, movielens, tmp_path, 28, "--optimizer=adagrad")
+    assert (ids == -1).any()
