@@ -38,7 +38,7 @@ from src.data.parts import PartJob, PartTask, RecordRange, write_part
 from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
 from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
-from src.utils.progress import Progress
+from src.utils.progress import PhaseTimes, Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
 from src.utils.workers import Workers, default_workers
 
@@ -61,6 +61,7 @@ class Preprocessing:
     workers: Workers          # the process pool every phase uses
     progress: bool
     train_line_count: int
+    times: PhaseTimes         # wall time per phase, printed at the end
 
     def path(self, *names: str) -> str:
         """A path inside the work folder."""
@@ -427,7 +428,8 @@ def run_phases(prep: Preprocessing) -> dict:
     """All phases into the work folder; returns the metadata written to the staged dataset."""
     tail, offsets = None, None
     if prep.layout.kind == "tail":
-        offsets, total, n_train, n_val = tail_split(prep)
+        with prep.times.phase("count"):
+            offsets, total, n_train, n_val = tail_split(prep)
         tail = (total, n_train, n_val)
     elif prep.train_line_count:
         raise InputFormatError(f"train_line_count={prep.train_line_count} applies to split tail (one file, such as "
@@ -437,22 +439,25 @@ def run_phases(prep: Preprocessing) -> dict:
     job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
                    mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
                    offsets=offsets)
-    parse_phase(prep, job)
-    pieces = list_pieces(prep, job)
-    lines, val_end, split_text = split_lines(prep, pieces, tail)
-    bad = merge_bad_lines(prep, pieces)
-    parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val_end)}
-    check_enough_good_lines(prep.layout.describe(), lines["total"], prep.max_bad_fraction, bad,
-                            {s: sum(t.samples for t in p) for s, p in parts.items()})
-    arrays, sizes, max_ids = build_vocab(prep, pieces)
-    out = prep.work.staged()
-    np.savez(os.path.join(out, "vocab.npz"), **arrays)
-    write_json_atomic(os.path.join(out, "stats.json"),
-                      merge_stats(pieces, prep.layout.columns))
+    with prep.times.phase("parse"):
+        parse_phase(prep, job)
+    with prep.times.phase("merge"):
+        pieces = list_pieces(prep, job)
+        lines, val_end, split_text = split_lines(prep, pieces, tail)
+        bad = merge_bad_lines(prep, pieces)
+        parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val_end)}
+        check_enough_good_lines(prep.layout.describe(), lines["total"], prep.max_bad_fraction, bad,
+                                {s: sum(t.samples for t in p) for s, p in parts.items()})
+        arrays, sizes, max_ids = build_vocab(prep, pieces)
+        out = prep.work.staged()
+        np.savez(os.path.join(out, "vocab.npz"), **arrays)
+        write_json_atomic(os.path.join(out, "stats.json"),
+                          merge_stats(pieces, prep.layout.columns))
     part_job = PartJob(out=out, markers=prep.path("parts"), columns=prep.layout.columns, pack_size=prep.pack_size,
                        seed=prep.seed, mode=prep.mode, vocab_file=os.path.join(out, "vocab.npz"),
                        max_ind_range=prep.max_ind_range, max_ids=max_ids, bucket_table=prep.path("parts"))
-    written, files = write_phase(prep, part_job, parts)
+    with prep.times.phase("write"):
+        written, files = write_phase(prep, part_job, parts)
     meta = build_metadata(prep, sizes, written, lines, split_text, bad,
                           vocab_fingerprint(prep.mode, prep.threshold, prep.max_ind_range, sizes, arrays))
     files.update({name: file_record(os.path.join(out, name)) for name in ("vocab.npz", "stats.json")})
@@ -465,6 +470,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
     """Preprocess cfg.data_path into DIR/mindrecord (appearing whole or not at all; a killed run resumes
     from its finished pieces and parts); returns the metadata dict plus "dataset_path".
     Raises InputFormatError on bad input, OutputError when the output cannot be written."""
+    times = PhaseTimes()
     layout = find_layout(cfg.data_path, cfg.feature_spec)
     out_dir = os.path.join(layout.folder, "mindrecord")
     try:
@@ -476,7 +482,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
                                  part_lines=cfg.shuffle_bucket_lines, strict=bool(cfg.strict),
                                  max_bad_fraction=cfg.max_bad_fraction, val_split=bool(cfg.val_split),
                                  seed=cfg.random_seed, workers=workers, progress=progress,
-                                 train_line_count=cfg.train_line_count)
+                                 train_line_count=cfg.train_line_count, times=times)
             meta = run_phases(prep)
     except OSError as exc:      # a full disk, a file-size limit, a read-only folder
         raise OutputError(f"cannot write the dataset for {out_dir}: {exc}. Free space (the dataset needs about "
@@ -484,6 +490,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
                           f"are kept in {os.path.join(layout.folder, '.mindrecord.work')}; the previous dataset, if "
                           f"any, is kept") from None
     meta["dataset_path"] = out_dir
+    meta["phase_times"] = times.summary()
     return meta
 
 
@@ -503,6 +510,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for reason, n in bad["counts"].items():
         if n:
             print(f"  skipped {n:,} lines: {reason} (first at lines {bad['first_lines'][reason]})")
+    print(f"wall time by phase: {meta['phase_times']}")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,8 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "warmup_steps": Key(int, "Learning-rate schedule: linear warmup over this many steps (0 = none)", minimum=0),
     "decay_start_step": Key(int, "Learning-rate schedule: the polynomial (power 2) decay starts at this step",
                             minimum=0),
-    "decay_steps": Key(int, "Learning-rate schedule: the decay reaches its end after this many steps (0 = no decay)",
-                       minimum=0),
+    "decay_steps": Key(int, "Learning-rate schedule: the decay reaches its end after this many steps (0 = no decay; "
+                       "-1 = at the last step of training, train_epochs epochs)", minimum=-1),
     "loss_scale": Key(float, "Static loss scale applied when convert_dtype is True"),
     "train_epochs": Key(int, "Epochs over the training split", minimum=1),
     "random_seed": Key(int, "Seed for parameter init and data order", minimum=0),

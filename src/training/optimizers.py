@@ -27,15 +27,14 @@ _adagrad = ops.MultitypeFuncGraph("adagrad")
 _adam = ops.MultitypeFuncGraph("adam")
 
 
-@_sgd.register("Tensor", "Tensor", "Tensor")
-def _sgd_update(lr, param, grad):
-    return ops.assign_sub(param, lr * grad)
+@_sgd.register("Function", "Tensor", "Tensor", "Tensor")
+def _sgd_update(apply, lr, param, grad):
+    return apply(param, lr, grad)                      # one fused kernel: param -= lr * grad
 
 
-@_adagrad.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
-def _adagrad_update(lr, eps, param, acc, grad):
-    acc_new = ops.assign_add(acc, grad * grad)
-    return ops.assign_sub(param, lr * grad / (ops.sqrt(acc_new) + eps))
+@_adagrad.register("Function", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adagrad_update(apply, lr, param, acc, grad):
+    return apply(param, acc, lr, grad)                 # one fused kernel: acc += g^2; param -= lr g / (sqrt(acc) + eps)
 
 
 @_adam.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
@@ -50,10 +49,10 @@ class SGDRule:
     than ScatterAdd on CPU for millions of rows, docs/benchmarks.md)."""
 
     def _init_state(self, adagrad_eps: float, adam_eps: float) -> None:
-        pass
+        self.apply_sgd = ops.ApplyGradientDescent()
 
     def _update_mlps(self, g_w):
-        self.hyper_map(ops.partial(_sgd, self.lr), self.weights, g_w)
+        self.hyper_map(ops.partial(_sgd, self.apply_sgd, self.lr), self.weights, g_w)
 
     def _update_rows(self, keys, local, g, mask):
         """Sparse table update: occurrence i adds gradient g[i] float32 [K, D] to local row local[i] (int32 [K]);
@@ -83,9 +82,10 @@ class AdagradRule(SGDRule):
 
     def _init_mlp_state(self, adam_eps: float) -> None:
         self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
+        self.apply_adagrad = ops.ApplyAdagradV2(epsilon=float(self.adagrad_eps.asnumpy()))
 
     def _update_mlps(self, g_w):
-        self.hyper_map(ops.partial(_adagrad, self.lr, self.adagrad_eps), self.weights, self.mlp_acc, g_w)
+        self.hyper_map(ops.partial(_adagrad, self.apply_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
 
     def _update_rows(self, keys, local, g, mask):
         """Row-wise Adagrad: keys int32 [K] tell equal rows apart (padding: a key of its own); each row's

@@ -5,7 +5,8 @@
              = max(MIN_LR, base * ((decay_steps - k) / decay_steps) ** 2),  k = step - decay_start_step < decay_steps
              = MIN_LR                                               after the decay
 `step` counts optimizer steps from 0 (the global step before the update). decay_steps = 0 turns the
-decay off (the rate stays at base after the warmup); warmup_steps = 0 turns the warmup off.
+decay off (the rate stays at base after the warmup); warmup_steps = 0 turns the warmup off. The config's
+decay_steps = -1 (decay to the end of training) is turned into steps by the trainer, which knows the run's length.
 Against the reference (facebookresearch/dlrm `LRPolicyScheduler`): its warmup scale is step / warmup
 with steps counted from 1, which is (step + 1) / warmup here, so the first update uses base / warmup,
 not 0. Between the warmup and the decay, and after the decay, the reference keeps its last computed

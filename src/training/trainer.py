@@ -2,7 +2,7 @@
 one rank of data/hybrid-parallel training (src/training/parallel.py and the modules it names)."""
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import psutil
@@ -63,10 +63,11 @@ class Trainer:
         self.saved_at = 0
         self.steps_per_epoch = 0
         self.current_lr = cfg.learning_rate
+        self.last_step = 0                           # the run's last global step (set by run())
         self.eval_results = []
         self.eval_seconds = 0.0                     # evaluations' wall time, not training time (MLPerf's rule)
         self.train_start = time.time()
-        self.reached: Optional[str] = None          # the target_auc line, once an evaluation reached it
+        self.reached: Optional[dict] = None         # target_auc: {auc, step, epoch, train_seconds, wall_seconds}
 
     def _build_hybrid(self) -> None:
         """This rank's part of the tables under the sharding plan, its train step and inference cell."""
@@ -205,9 +206,12 @@ class Trainer:
         self._report(eval_line(f"epoch: {epoch}, step: {step}", result))
         self.eval_results.append(result)
         if self.cfg.target_auc and self.reached is None and result["auc"] >= self.cfg.target_auc:
-            self.reached = (f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, {self._times()}; "
-                            f"target_auc {self.cfg.target_auc:g}")
-            self._report(self.reached)
+            train_s, wall_s = self._seconds()
+            self.reached = {"auc": result["auc"], "step": step, "epoch": epoch, "train_seconds": train_s,
+                            "wall_seconds": wall_s}
+            self._report(f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, after {train_s:.1f} s of "
+                         f"training ({wall_s:.1f} s wall); "
+                         f"target_auc {self.cfg.target_auc:g}")
         return result
 
     def _report(self, line: str) -> None:
@@ -216,12 +220,16 @@ class Trainer:
             append_line(self.cfg.eval_file_name, line)
         self.log(line)
 
-    def _times(self) -> str:
-        """'after T s of training (W s wall)': training time without the evaluations since run() started, and the
-        wall time since the process started (imports, data checks and compilation included)."""
+    def _seconds(self) -> Tuple[float, float]:
+        """(training seconds without the evaluations since run() started, wall seconds since the process started:
+        imports, data checks and compilation included)."""
         now = time.time()
-        return (f"after {now - self.train_start - self.eval_seconds:.1f} s of training "
-                f"({now - psutil.Process().create_time():.1f} s wall)")
+        return now - self.train_start - self.eval_seconds, now - psutil.Process().create_time()
+
+    def _times(self) -> str:
+        """'after T s of training (W s wall)' (see _seconds)."""
+        train_s, wall_s = self._seconds()
+        return f"after {train_s:.1f} s of training ({wall_s:.1f} s wall)"
 
     def _target_missed(self) -> None:
         """With target_auc, at the end of a run that never reached it: say so (not an error)."""
@@ -244,8 +252,8 @@ class Trainer:
     def _schedule(self) -> None:
         """Set the learning rate of the coming step (global_step, 0-based) when the schedule changes it."""
         cfg = self.cfg
-        lr = lr_at(self.position["global_step"], cfg.learning_rate, cfg.warmup_steps, cfg.decay_start_step,
-                   cfg.decay_steps)
+        decay = cfg.decay_steps if cfg.decay_steps >= 0 else max(1, self.last_step - cfg.decay_start_step)
+        lr = lr_at(self.position["global_step"], cfg.learning_rate, cfg.warmup_steps, cfg.decay_start_step, decay)
         if lr != self.current_lr:
             self.step.set_learning_rate(lr)
             self.current_lr = lr
@@ -283,8 +291,9 @@ class Trainer:
             from mindspore import Profiler
             profiler = Profiler(output_path=os.path.join(cfg.output_path, "profiler"))
         regular = batches.steps_per_epoch(*self.layout)
-        prog = Progress("train", len(batches) - pos["step_in_epoch"] + regular * (cfg.train_epochs - pos["epoch"] - 1),
-                        "steps", every=10.0, enabled=self.par.is_main)
+        remaining = len(batches) - pos["step_in_epoch"] + regular * (cfg.train_epochs - pos["epoch"] - 1)
+        self.last_step = pos["global_step"] + remaining          # decay_steps = -1 decays to it
+        prog = Progress("train", remaining, "steps", every=10.0, enabled=self.par.is_main)
         window = [time.time(), 0]                    # loss.log throughput window: start, samples
         self.saved_at = pos["global_step"]
         self.train_start, self.eval_seconds = time.time(), 0.0

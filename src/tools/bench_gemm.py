@@ -1,0 +1,203 @@
+"""How far the training step is from the machine's matrix-multiply limit, measured in one run.
+
+    python -m src.tools.benchmark gemm [--device_target CPU]
+
+For the Kaggle architecture at batch 16384 (random ids over small tables: the step's compute does not depend on
+the table size) it measures:
+  - the MatMul rate at the model's own layer shapes, MindSpore's (one graph holding every layer's forward,
+    input-gradient and weight-gradient product) and numpy's (the same products);
+  - the train step's samples/s with the default optimizer, as FLOP/s with DLRMSpec.flops_per_sample;
+  - their ratio, and the step split into sub-graphs timed alone: the table gather, the forward pass and loss,
+    forward + backward, and the rest (the optimizer's MLP and table updates);
+  - dcn's step against dot's, per sample.
+    python -m src.tools.benchmark kernels
+
+counts the kernels of the batch-128 train step per optimizer (from the compiled graph's IR) and times the step.
+"""
+import os
+import shutil
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from src.model_utils.spec import DLRMSpec
+
+BATCH = 16384
+
+
+def layer_shapes(spec: DLRMSpec) -> List[Tuple[int, int]]:
+    """(in, out) of every MLP layer of the spec: bottom, then top."""
+    bottom = [spec.dense_dim, *spec.bottom] if spec.dense_dim else []
+    top = [spec.interaction_width, *spec.top]
+    return list(zip(bottom[:-1], bottom[1:])) + list(zip(top[:-1], top[1:]))
+
+
+def matmul_flops(shapes: Sequence[Tuple[int, int]], batch: int) -> int:
+    """FLOPs of the forward, input-gradient and weight-gradient products of the layers at `batch`."""
+    return sum(3 * 2 * batch * i * o for i, o in shapes)
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def numpy_matmul_seconds(shapes: Sequence[Tuple[int, int]], batch: int, repeats: int = 5) -> float:
+    """Seconds for one pass of the layers' three products each in numpy float32 (median of `repeats`)."""
+    rng = np.random.default_rng(0)
+    data = [(rng.random((batch, i), np.float32), rng.random((o, i), np.float32), rng.random((batch, o), np.float32))
+            for i, o in shapes]
+
+    def one():
+        for x, w, dy in data:
+            x @ w.T
+            dy @ w
+            dy.T @ x
+    return _median_seconds(one, repeats)
+
+
+def mindspore_matmul_seconds(shapes: Sequence[Tuple[int, int]], batch: int, repeats: int = 5) -> float:
+    """The same products in one MindSpore graph (GRAPH_MODE), seconds per call (median of `repeats`)."""
+    from mindspore import Tensor
+    from src.tools.gemm_cells import LayerProducts
+    rng = np.random.default_rng(0)
+    args = []
+    for i, o in shapes:
+        args += [Tensor(rng.random((batch, i), np.float32)), Tensor(rng.random((o, i), np.float32)),
+                 Tensor(rng.random((batch, o), np.float32))]
+    cell = LayerProducts(len(shapes))
+    return _median_seconds(lambda: cell(*args)[-1].asnumpy(), repeats)
+
+
+def step_parts(spec: DLRMSpec, batch: int, steps: int = 6) -> Dict[str, float]:
+    """Seconds per step of the whole train step and of its sub-graphs (gather; forward + loss; forward + backward),
+    random ids over the spec's tables."""
+    from mindspore import Tensor
+    from src.model.dlrm import build_model
+    from src.tools.gemm_cells import Backward, Forward, Gather
+    from src.training.train_step import make_train_step
+    rng = np.random.default_rng(0)
+    ids = Tensor(np.stack([rng.integers(0, n, batch) for n in spec.table_sizes], 1).astype(np.int32))
+    dense = Tensor(rng.random((batch, spec.dense_dim)).astype(np.float32))
+    label = Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))
+    net = build_model(spec)
+    gather, forward = Gather(net), Forward(net)
+    backward = Backward(forward, net.mlp_params())
+    emb = gather(ids)
+    step = make_train_step(net, 0.01)
+    return {"gather": _median_seconds(lambda: gather(ids).asnumpy(), steps),
+            "forward": _median_seconds(lambda: forward(dense, emb, label).asnumpy(), steps),
+            "forward + backward": _median_seconds(lambda: backward(dense, emb, label)[0].asnumpy(), steps),
+            "step": _median_seconds(lambda: step(ids, dense, label).asnumpy(), steps)}
+
+
+def child_gemm(device: str, config: str, interaction: str) -> dict:
+    """In one process: the MatMul rates at the layer shapes and the step's parts, for the config's model and
+    optimizer with `interaction` (dot or dcn: 3 layers, rank 64) over 26 tables of 1,000 rows."""
+    from src.model_utils.config import parse_cli
+    from src.model_utils.spec import criteo_features
+    from src.utils.runtime import setup_context
+    setup_context(device, None)
+    dcn = ["--dcn_num_layers=3", "--dcn_low_rank_dim=64"] if interaction == "dcn" else []
+    cfg = parse_cli([f"--config_path={config}", f"--interaction_op={interaction}", *dcn])
+    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
+    shapes = layer_shapes(spec)
+    return {"optimizer": cfg.optimizer, "flops_per_sample": spec.flops_per_sample(),
+            "matmul_flops": matmul_flops(shapes, BATCH), "numpy_seconds": numpy_matmul_seconds(shapes, BATCH),
+            "mindspore_seconds": mindspore_matmul_seconds(shapes, BATCH), **step_parts(spec, BATCH)}
+
+
+def bench_gemm(run_child, config: str, device: str) -> None:
+    """Print the step's FLOP/s against the MatMul rates, the step's parts, and dcn against dot (one run)."""
+    res = {kind: run_child("gemm", device, config, kind)[0] for kind in ("dot", "dcn", "dot")}
+    dot, dcn = res["dot"], res["dcn"]          # dot ran twice: the second (warm machine) is kept
+    ms_rate = dot["matmul_flops"] / dot["mindspore_seconds"]
+    np_rate = dot["matmul_flops"] / dot["numpy_seconds"]
+    step_rate = dot["flops_per_sample"] * BATCH / dot["step"]
+    print(f"== the step against the MatMul limit (Kaggle architecture, dot, {dot['optimizer']}, batch {BATCH:,}, "
+          f"{dot['flops_per_sample'] / 1e6:.2f} MFLOP a sample)")
+    print(f"MatMul at the layer shapes (forward, input and weight gradients): MindSpore {ms_rate / 1e9:.1f} GFLOP/s "
+          f"({dot['mindspore_seconds'] * 1e3:.1f} ms), numpy {np_rate / 1e9:.1f} GFLOP/s "
+          f"({dot['numpy_seconds'] * 1e3:.1f} ms)")
+    print(f"train step: {BATCH / dot['step']:,.0f} samples/s = {step_rate / 1e9:.1f} GFLOP/s: "
+          f"{step_rate / ms_rate:.0%} of MindSpore's MatMul rate, {step_rate / np_rate:.0%} of numpy's")
+    parts = {"gather": dot["gather"], "forward + loss": dot["forward"],
+             "backward": dot["forward + backward"] - dot["forward"],
+             "optimizer (MLP and table updates)": dot["step"] - dot["forward + backward"] - dot["gather"]}
+    print("| part of the step | ms | share |\n|---|---|---|")
+    for name, sec in parts.items():
+        print(f"| {name} | {sec * 1e3:.1f} | {sec / dot['step']:.0%} |")
+    print(f"| (of which MatMul at MindSpore's rate) | {dot['mindspore_seconds'] * 1e3:.1f} | "
+          f"{dot['mindspore_seconds'] / dot['step']:.0%} |")
+    print(f"| whole step | {dot['step'] * 1e3:.1f} | 100% |")
+    print(f"dcn (3 layers, rank 64) step: {BATCH / dcn['step']:,.0f} samples/s; per sample dcn / dot = "
+          f"{dcn['step'] / dot['step']:.2f}x")
+
+
+NOT_KERNELS = ("UpdateState", "Load", "MakeTuple", "TupleGetItem", "Depend", "cell", "Return")
+
+
+def count_kernels(ir_file: str) -> Dict[str, int]:
+    """Kernels per primitive in a compiled graph's IR (graph_build_*.ir): the nodes that launch work, without
+    MindSpore's bookkeeping nodes (UpdateState, Load, tuples, Depend)."""
+    import re
+    counts: Dict[str, int] = {}
+    with open(ir_file) as f:
+        for m in re.finditer(r"= (?:PrimFunc_|Prim::)?([A-Za-z0-9]+)\(", f.read()):
+            if m.group(1) not in NOT_KERNELS:
+                counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+def child_kernels(device: str, config: str, optimizer: str, batch: int = 128, steps: int = 2000) -> dict:
+    """The train step of the config's model with `optimizer` at `batch` (random ids, 26 tables of 1,000 rows, no data
+    loading): kernels in its compiled graph and milliseconds per step."""
+    import glob
+    import tempfile
+    import mindspore as ms
+    from mindspore import Tensor
+    from src.model.dlrm import build_model
+    from src.model_utils.config import parse_cli
+    from src.model_utils.spec import criteo_features
+    from src.training.train_step import make_train_step
+    from src.utils.runtime import setup_context
+    setup_context(device, None)
+    ir_dir = tempfile.mkdtemp(prefix="dlrm_ir_")
+    ms.set_context(save_graphs=True, save_graphs_path=ir_dir)
+    cfg = parse_cli([f"--config_path={config}", f"--optimizer={optimizer}"])
+    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
+    step = make_train_step(build_model(spec), 0.01)
+    rng = np.random.default_rng(0)
+    feed = [(Tensor(rng.integers(0, 1000, (batch, 26)).astype(np.int32)),
+             Tensor(rng.random((batch, 13)).astype(np.float32)),
+             Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))) for _ in range(4)]
+    step(*feed[0]).asnumpy()
+    ms.set_context(save_graphs=False)
+    kernels = count_kernels(sorted(glob.glob(os.path.join(ir_dir, "graph_build_*.ir")))[-1])
+    shutil.rmtree(ir_dir, ignore_errors=True)
+    for f in feed:
+        step(*f).asnumpy()
+    t = time.perf_counter()
+    for i in range(steps):
+        loss = step(*feed[i % 4])
+    loss.asnumpy()
+    return {"kernels": sum(kernels.values()), "by_primitive": kernels,
+            "ms_per_step": (time.perf_counter() - t) / steps * 1e3}
+
+
+def bench_kernels(run_child, config: str, device: str) -> None:
+    """Kernels per train step and ms per step at batch 128 for each optimizer (random ids, no data loading)."""
+    print("== kernels per train step, batch 128 (Kaggle architecture, dot; random ids over small tables, no data "
+          "loading; 2,000 steps)")
+    print("| optimizer | kernels per step | ms per step | most frequent kernels |\n|---|---|---|---|")
+    for opt in ("sgd", "adagrad", "adam"):
+        res, _ = run_child("kernels", device, config, opt)
+        top = sorted(res["by_primitive"].items(), key=lambda kv: -kv[1])[:6]
+        print(f"| {opt} | {res['kernels']} | {res['ms_per_step']:.2f} | "
+              f"{', '.join(f'{k} {v}' for k, v in top)} |", flush=True)
