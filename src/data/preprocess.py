@@ -40,7 +40,7 @@ from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
 from src.utils.progress import PhaseTimes, Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
-from src.utils.workers import Workers, default_workers
+from src.utils.workers import Workers, choose_workers
 
 
 @dataclass
@@ -466,6 +466,17 @@ def run_phases(prep: Preprocessing) -> dict:
     return meta
 
 
+GZIP_RATIO = 4          # workers=auto counts a gzip file as this many times its size of text
+
+
+def input_size(layout: Layout, piece_bytes: int) -> Tuple[int, int]:
+    """(bytes of text, parallel tasks) of the input: plain files by their size and pieces, a gzip file as GZIP_RATIO
+    times its size and one task (one worker streams it)."""
+    size = sum(os.path.getsize(f.path) * (GZIP_RATIO if f.gzip else 1) for f in layout.files)
+    tasks = sum(1 if f.gzip else piece_count(f.path, piece_bytes) for f in layout.files)
+    return size, tasks
+
+
 def preprocess(cfg, progress: bool = True) -> dict:
     """Preprocess cfg.data_path into DIR/mindrecord (appearing whole or not at all; a killed run resumes
     from its finished pieces and parts); returns the metadata dict plus "dataset_path".
@@ -473,9 +484,12 @@ def preprocess(cfg, progress: bool = True) -> dict:
     times = PhaseTimes()
     layout = find_layout(cfg.data_path, cfg.feature_spec)
     out_dir = os.path.join(layout.folder, "mindrecord")
+    n_workers, rule = choose_workers(cfg.workers, *input_size(layout, cfg.chunk_bytes))
+    if progress:
+        print(f"preprocess: {rule}", file=sys.stderr)
     try:
         with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
-                Workers(default_workers(cfg.workers)) as workers:
+                Workers(n_workers) as workers:
             prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), threshold=cfg.threshold,
                                  max_ind_range=cfg.max_ind_range,
                                  pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,

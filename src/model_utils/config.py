@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
-    """One config key: its type (int, float, bool, str, "list_int" or "list_str"), help text, allowed values and
+    """One config key: its type (int, float, bool, str, "list_int", "list_str" or "int_or_auto"), help text, allowed values and
     lower bound. The YAML files' help and choices documents, and every command's --help, are generated from these."""
     type: object
     help: str
@@ -72,8 +72,9 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                "(bounds each worker's memory: about 5x this)", minimum=1 << 10),
     "shuffle_bucket_lines": Key(int, "Lines per dataset part file (training: one shuffle bucket, shuffled in "
                "memory: bounds the writer's memory)", minimum=1),
-    "workers": Key(int, "Preprocessing worker processes (0 = the CPUs available); the dataset is the same for "
-               "every value", minimum=0),
+    "workers": Key("int_or_auto", "Preprocessing worker processes: a number, or auto (one per 64 MB of input, at "
+                   "most the CPUs available and the pieces there are; the rule is printed); the dataset is the same for "
+                   "every value", minimum=1),
 }, "model": {
     "categorical_feature_sizes": Key("list_int",
                "Per-slot table sizes. [] = read from the dataset's metadata.json; a list must equal it"),
@@ -223,6 +224,14 @@ def coerce(key: str, value: object, source: str) -> object:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"expected a list of names like [row,table:1,replicated], got {value!r}")
             value = [str(v) for v in value]
+        elif typ == "int_or_auto":
+            if value != "auto":
+                if isinstance(value, bool) or not isinstance(value, (int, str)):
+                    raise ValueError(f"expected auto or an integer, got {value!r}")
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ValueError(f"expected auto or an integer, got {value!r}") from None
         elif typ is bool:
             value = _parse_bool(value) if isinstance(value, (str, int)) else value
             if not isinstance(value, bool):
@@ -247,7 +256,7 @@ def coerce(key: str, value: object, source: str) -> object:
     if choices is not None and value not in choices:
         raise ConfigError(f"{source}: key '{key}' = {value!r} is not one of {list(choices)}")
     minimum = SCHEMA[key].minimum
-    if minimum is not None and value < minimum:
+    if minimum is not None and value != "auto" and value < minimum:
         raise ConfigError(f"{source}: key '{key}' = {value!r} must be {'> 0' if minimum == 1 else f'>= {minimum:,}'}")
     return value
 
@@ -291,7 +300,8 @@ def load_yaml(path: str) -> Tuple[dict, dict]:
     return values, helps
 
 
-TYPE_NAMES = {int: "INT", float: "FLOAT", bool: "BOOL", str: "TEXT", "list_int": "[INT,...]", "list_str": "[NAME,...]"}
+TYPE_NAMES = {int: "INT", float: "FLOAT", bool: "BOOL", str: "TEXT", "list_int": "[INT,...]", "list_str": "[NAME,...]",
+              "int_or_auto": "auto|INT"}
 
 
 def _argparse_text(text: str) -> str:

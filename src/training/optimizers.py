@@ -37,11 +37,11 @@ def _adagrad_update(apply, lr, param, acc, grad):
     return apply(param, acc, lr, grad)                 # one fused kernel: acc += g^2; param -= lr g / (sqrt(acc) + eps)
 
 
-@_adam.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
-def _adam_update(lr, bc1, bc2, eps, param, m, v, grad):
-    m_new = ops.assign(m, m * ADAM_BETAS[0] + grad * (1.0 - ADAM_BETAS[0]))
-    v_new = ops.assign(v, v * ADAM_BETAS[1] + grad * grad * (1.0 - ADAM_BETAS[1]))
-    return ops.assign_sub(param, lr * (m_new / bc1) / (ops.sqrt(v_new / bc2) + eps))
+@_adam.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                "Tensor", "Tensor")
+def _adam_update(apply, b1_power, b2_power, lr, b1, b2, eps, param, m, v, grad):
+    # one fused kernel: m, v updated; param -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)
+    return apply(param, m, v, b1_power, b2_power, lr, b1, b2, eps, grad)
 
 
 class SGDRule:
@@ -121,12 +121,16 @@ class AdamRule(AdagradRule):
         self.adam_step = Parameter(Tensor(0.0, ms.float32), name="adam_step", requires_grad=False)
         self.betas = (Tensor(ADAM_BETAS[0], ms.float32), Tensor(ADAM_BETAS[1], ms.float32))
         self.adam_eps = Tensor(adam_eps, ms.float32)
+        self.apply_adam = ops.Adam()
 
     def _update_mlps(self, g_w):
+        """PyTorch's Adam through MindSpore's fused Adam kernel, whose eps sits beside sqrt(v) rather than
+        sqrt(v / (1-b2^t)): passing eps * sqrt(1-b2^t) makes the two the same update."""
         t = ops.assign_add(self.adam_step, ops.ones_like(self.adam_step))
-        bc1, bc2 = 1.0 - ops.pow(self.betas[0], t), 1.0 - ops.pow(self.betas[1], t)
-        self.hyper_map(ops.partial(_adam, self.lr, bc1, bc2, self.adam_eps), self.weights, self.adam_m,
-                       self.adam_v, g_w)
+        b1_power, b2_power = ops.pow(self.betas[0], t), ops.pow(self.betas[1], t)
+        eps = self.adam_eps * ops.sqrt(1.0 - b2_power)
+        self.hyper_map(ops.partial(_adam, self.apply_adam, b1_power, b2_power, self.lr, self.betas[0], self.betas[1],
+                                   eps), self.weights, self.adam_m, self.adam_v, g_w)
 
     def optimizer_state(self) -> List[Parameter]:
         return list(self.adam_m) + list(self.adam_v) + [self.adam_step, self.row_acc]

@@ -8,19 +8,32 @@ import ctypes
 import multiprocessing
 import os
 import signal
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from src.utils.progress import Progress
 
 
-def default_workers(requested: int) -> int:
-    """`workers` config value -> process count: 0 means the CPUs this process may use."""
-    if requested > 0:
-        return requested
+BYTES_PER_WORKER = 64 << 20     # workers=auto: one worker per this much input text (measured: docs/benchmarks.md)
+
+
+def cpus_available() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def choose_workers(requested, input_bytes: int, tasks: int) -> Tuple[int, str]:
+    """(process count, the rule in words) for the `workers` config value: a number is used as it is; "auto" takes
+    one worker per BYTES_PER_WORKER of input (a smaller input does not pay for a second worker's start), never more
+    than the CPUs available nor the tasks there are (pieces of plain files, whole gzip files)."""
+    if requested != "auto":
+        return int(requested), f"workers={requested}"
+    cpus = cpus_available()
+    n = max(1, min(cpus, tasks, input_bytes // BYTES_PER_WORKER))
+    return n, (f"workers=auto -> {n} (min of {cpus} CPUs, {tasks} tasks, and one worker per "
+               f"{BYTES_PER_WORKER >> 20} MB of the {input_bytes / 2 ** 20:,.0f} MB of input)")
 
 
 def _die_with_parent() -> None:

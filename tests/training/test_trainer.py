@@ -147,9 +147,25 @@ def test_target_auc_stops_at_the_first_evaluation_that_reaches_it(real_ds, tmp_p
                      r"target_auc 0.0001", lines[-1])
     assert m and float(m.group(1)) == pytest.approx(tr.eval_results[0]["auc"], abs=1e-6), lines
     assert float(m.group(2)) < float(m.group(3))
+    assert tr.reached["step"] == 5 and tr.reached["train_seconds"] == pytest.approx(float(m.group(2)), abs=0.05)
     tr = Trainer(make_cfg(*base, f"--eval_file_name={tmp_path / 'b.log'}", "--target_auc=0.99"), log=lambda *_: None)
     assert tr.run()["global_step"] == 26 and len(tr.eval_results) == 6        # 5 interval evaluations + epoch end
     assert re.fullmatch(r"target auc 0.99 not reached: best auc [0-9.]+ in 6 evaluation\(s\), after [0-9.]+ s of "
                         r"training \([0-9.]+ s wall\)", (tmp_path / "b.log").read_text().splitlines()[-1])
     with pytest.raises(Exception, match=r"target_auc=0.5 needs evaluations: set do_eval=True or eval_interval_steps"):
         make_cfg(f"--dataset_path={real_ds}", "--target_auc=0.5", "--do_eval=False")
+
+
+def test_decay_steps_minus_one_decays_to_the_last_step_of_training(real_ds, tmp_path):
+    """decay_steps = -1: after the warmup the rate decays (power 2) over exactly the run's remaining steps (2 epochs
+    of 26 steps at batch 64): the rates set before each step are lr_at's with decay_steps = 52 - decay_start_step."""
+    from src.training.schedule import MIN_LR, lr_at
+    tr = Trainer(make_cfg(f"--dataset_path={real_ds}", "--batch_size=64", "--train_epochs=2", "--do_eval=False",
+                          "--save_checkpoint=False", "--loss_file_name=", "--learning_rate=0.01", "--warmup_steps=3",
+                          "--decay_start_step=3", "--decay_steps=-1", *SMALL), log=lambda *_: None)
+    seen, set_lr = [], tr.step.set_learning_rate
+    tr.step.set_learning_rate = lambda lr: (seen.append(lr), set_lr(lr))
+    assert tr.run()["global_step"] == 52 and tr.last_step == 52
+    want = [lr_at(s, 0.01, 3, 3, 49) for s in range(52)]
+    assert seen == [lr for i, lr in enumerate(want) if lr != (want[i - 1] if i else 0.01)]
+    assert MIN_LR < seen[-1] < 1e-5 and seen[2] == 0.01
