@@ -17,7 +17,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -197,6 +197,18 @@ def _parse_bool(text):
     raise ValueError(f"expected a boolean (True/False), got '{text}'")
 
 
+def _int_or_auto(value: object) -> Union[int, str]:
+    """"auto", or the value as an integer (ValueError otherwise)."""
+    if value == "auto":
+        return value
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected auto or an integer, got {value!r}")
+
+
 def coerce(key: str, value: object, source: str) -> object:
     """`value` (YAML or a command-line string) converted to `key`'s schema type and checked; ConfigError
     names `source` (the file or 'command line') and the key."""
@@ -225,13 +237,7 @@ def coerce(key: str, value: object, source: str) -> object:
                 raise ValueError(f"expected a list of names like [row,table:1,replicated], got {value!r}")
             value = [str(v) for v in value]
         elif typ == "int_or_auto":
-            if value != "auto":
-                if isinstance(value, bool) or not isinstance(value, (int, str)):
-                    raise ValueError(f"expected auto or an integer, got {value!r}")
-                try:
-                    value = int(value)
-                except ValueError:
-                    raise ValueError(f"expected auto or an integer, got {value!r}") from None
+            value = _int_or_auto(value)
         elif typ is bool:
             value = _parse_bool(value) if isinstance(value, (str, int)) else value
             if not isinstance(value, bool):

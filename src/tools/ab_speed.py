@@ -6,7 +6,8 @@ The base revision (A) is checked out into a temporary git worktree (removed at t
 --head checked out the same way. Each
 round measures A then B, the next round B then A (so drift over time, page cache and thermal state fall on both):
   preprocess   seconds for src/data/preprocess.py on `--lines` synthetic Criteo lines (Kaggle layout)
-  train 128    samples/s of Trainer steps at batch 128 (data loading included), after 3 warm-up steps
+  train 128    samples/s of Trainer steps at batch 128 (Kaggle architecture, dot, --optimizer; data loading
+               included), after 3 warm-up steps
   train 16384  the same at batch 16384
   eval         samples/s of evaluate() over the test split
 Each measurement runs in a fresh process in its tree through public library calls that both revisions have. Prints
@@ -42,7 +43,8 @@ from src.model_utils.config import parse_cli
 from src.training.trainer import Trainer
 batch, steps = int(sys.argv[2]), int(sys.argv[3])
 cfg = parse_cli([f"--dataset_path={sys.argv[1]}", f"--batch_size={batch}", "--save_checkpoint=False",
-                 "--do_eval=False", "--optimizer=sgd", "--loss_file_name=", "--log_interval_steps=1000000"])
+                 "--do_eval=False", f"--optimizer={sys.argv[4]}", "--interaction_op=dot", "--loss_file_name=",
+                 "--log_interval_steps=1000000"])
 tr = Trainer(cfg, log=lambda *_: None)
 tr.run(max_steps=3)
 t = time.time()
@@ -58,7 +60,7 @@ from src.model_utils.config import parse_cli
 from src.training.evaluation import evaluate
 from src.training.trainer import Trainer
 cfg = parse_cli([f"--dataset_path={sys.argv[1]}", "--save_checkpoint=False", "--do_eval=False",
-                 "--loss_file_name="])
+                 "--interaction_op=dot", "--loss_file_name="])
 tr = Trainer(cfg, log=lambda *_: None)
 evaluate(tr.prob_net, sys.argv[1], "test", 16384)                  # compile
 t = time.time()
@@ -77,7 +79,7 @@ def _child(tree: str, code: str, *args: str) -> float:
     return float(json.loads(r.stdout.strip().splitlines()[-1])["value"])
 
 
-def measure(tree: str, data: str, lines: int, only: List[str]) -> Dict[str, float]:
+def measure(tree: str, data: str, lines: int, only: List[str], optimizer: str = "sgd") -> Dict[str, float]:
     """One round of the measures in `only` (all when empty) in `tree`, over its own copy of the text in `data`
     (its dataset is made here in the first round, and again each round when preprocessing is measured)."""
     ds = os.path.join(data, "mindrecord")
@@ -85,8 +87,8 @@ def measure(tree: str, data: str, lines: int, only: List[str]) -> Dict[str, floa
     if not only or "preprocess s" in only or not os.path.isdir(ds):
         shutil.rmtree(ds, ignore_errors=True)                                   # made by the previous round
         out["preprocess s"] = _child(tree, PREPROCESS, data, str(lines))
-    for name, code, args in (("train 128 samples/s", TRAIN, ("128", "300")),
-                             ("train 16384 samples/s", TRAIN, ("16384", "8")), ("eval samples/s", EVAL, ())):
+    for name, code, args in (("train 128 samples/s", TRAIN, ("128", "300", optimizer)),
+                             ("train 16384 samples/s", TRAIN, ("16384", "8", optimizer)), ("eval samples/s", EVAL, ())):
         if not only or name in only:
             out[name] = _child(tree, code, ds, *args)
     return out
@@ -100,6 +102,8 @@ def main(argv: List[str] = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--work", default="", help="work folder (default: a new temporary one, removed at the end)")
+    ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adagrad", "adam"),
+                    help="the train measures' optimizer (the model is the Kaggle architecture with dot)")
     ap.add_argument("--only", default="", help=f"comma-separated measures to run (default: all): {', '.join(MEASURES)}")
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="ab_speed_")
@@ -125,7 +129,7 @@ def main(argv: List[str] = None) -> None:
         got = {k: {m: [] for m in MEASURES} for k in trees}
         for r in range(args.rounds):
             for k in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                res = measure(trees[k], data[k], args.lines, only)
+                res = measure(trees[k], data[k], args.lines, only, args.optimizer)
                 for m, v in res.items():
                     got[k][m].append(v)
                 print(f"round {r + 1} {k}: " + ", ".join(f"{m} {v:,.1f}" for m, v in res.items()), flush=True)

@@ -29,10 +29,13 @@ import numpy as np
 from src.data.synthetic import KAGGLE_SIZES as KAGGLE
 from src.model_utils.spec import DLRMSpec, criteo_features
 from src.utils.runtime import setup_context
-from src.tools import bench_gemm as gemm, bench_quality as quality
+from src.tools.benchmarks import gemm, quality
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SGD = ("--optimizer=sgd", "--learning_rate=0.15")   # the train suite's recipe (its README figures), whatever the config
+# The Kaggle architecture with the dot interaction and plain SGD: the recipe the speed suites' figures (train, tables,
+# parallel, plan, multi-hot, infer) have always been measured with, whatever the configs' default recipe.
+DOT = ("--interaction_op=dot",)
+SGD = ("--optimizer=sgd", "--learning_rate=0.15", *DOT, "--warmup_steps=0", "--decay_start_step=0", "--decay_steps=0")
 
 
 def run_child(*args, env=None):
@@ -64,7 +67,7 @@ def gb(n):
 def spec_of(sizes, *options) -> DLRMSpec:
     """The default config's model (plus train.py `options`) over Criteo-layout tables of `sizes` rows, with SGD."""
     from src.model_utils.config import parse_cli
-    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd", *options]), criteo_features(sizes))
+    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd", *DOT, *options]), criteo_features(sizes))
 
 
 CSV_SPEC = """files: [clicks.csv]
@@ -355,7 +358,7 @@ def child_dist(mode, batch, steps, device, own_agreement=0):
     from src.training.sharded_lookup import ShardedLookup
     from src.training.sharding import Router, make_plan
     from src.training.train_step import make_train_step
-    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}", f"--batch_size={batch}"])
+    cfg = parse_cli([f"--parallel_mode={mode}", f"--device_target={device}", f"--batch_size={batch}", *SGD])
     par = init_parallel(cfg.parallel_mode)
     rng = np.random.default_rng([7, par.rank])
     spec = spec_of(KAGGLE)
@@ -472,7 +475,7 @@ def multi_hot_spec(sizes, slots_sizes) -> DLRMSpec:
     from src.model_utils.config import parse_cli
     from src.model_utils.spec import Feature
     features = [Feature(**f) for f in multi_hot_features(criteo_features(sizes), slots_sizes)]
-    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd"]), features)
+    return DLRMSpec.from_config(parse_cli(["--optimizer=sgd", *DOT]), features)
 
 
 def child_multihot(kind, batch, steps, device):
@@ -590,8 +593,8 @@ def bench_plan(device):
     print("|---|---|---|---|---|---|" + "---|" * len(links))
     for arch, (opts, sizes) in ARCHS.items():
         res, _ = run_child("compute", arch, "4096", "6", device)
-        cfg = parse_cli(opts + ["--parallel_mode=hybrid_parallel", "--batch_size=16384", "--device_target=GPU"])
-        dp_cfg = parse_cli(opts + ["--parallel_mode=data_parallel", "--batch_size=16384", "--device_target=GPU"])
+        cfg = parse_cli([*SGD, *opts, "--parallel_mode=hybrid_parallel", "--batch_size=16384", "--device_target=GPU"])
+        dp_cfg = parse_cli([*SGD, *opts, "--parallel_mode=data_parallel", "--batch_size=16384", "--device_target=GPU"])
         for n in (8, 64, 512):
             spec = DLRMSpec.from_config(cfg, criteo_features(sizes))
             p, dp = estimate(cfg, spec, n), estimate(dp_cfg, spec, n)
@@ -715,7 +718,7 @@ def _dataset(work, lines):
 
 
 def bench_quality(work, device, lines, seeds, recipes=""):
-    """Test AUC after one epoch per recipe over `seeds` seeds (src/tools/bench_quality.py), next to logistic
+    """Test AUC after one epoch per recipe over `seeds` seeds (src/tools/benchmarks/quality.py), next to logistic
     regression and the best achievable AUC."""
     d, dataset = _dataset(work, lines)
     print(f"== quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, 1 epoch, test split)")
@@ -727,7 +730,7 @@ def bench_quality(work, device, lines, seeds, recipes=""):
 
 
 def bench_time_to_quality(work, device, lines, seeds, target, recipes=""):
-    """Time to a fixed test AUC per recipe over `seeds` seeds (src/tools/bench_quality.py)."""
+    """Time to a fixed test AUC per recipe over `seeds` seeds (src/tools/benchmarks/quality.py)."""
     _, dataset = _dataset(work, lines)
     print(f"== time to quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, test split)")
     quality.bench_time_to_quality(run_child, quality.dataset_config(ROOT, device), dataset, device, seeds, target,
@@ -889,7 +892,7 @@ def _plan_vs_measured(per_rank, single_peak, hybrid_ranks, dp_ranks):
     for mode, n, batch, measured in (("stand_alone", 1, 2 * per_rank, single_peak),
                                      ("hybrid_parallel", 2, per_rank, max(r["peak_rss"] for r in hybrid_ranks)),
                                      ("data_parallel", 2, per_rank, max(r["peak_rss"] for r in dp_ranks))):
-        cfg = parse_cli([f"--parallel_mode={mode}", f"--batch_size={batch}"])
+        cfg = parse_cli([f"--parallel_mode={mode}", f"--batch_size={batch}", *SGD])
         p = estimate(cfg, DLRMSpec.from_config(cfg, criteo_features(KAGGLE)), n, False)
         rows.append(f"{mode} x{n}: plan {gb(p.total)}, measured {gb(measured)} ({p.total / measured - 1:+.0%})")
     print("  --plan_only memory vs measured peak: " + "; ".join(rows))
@@ -962,7 +965,7 @@ def _bytes_from_plan():
     for n in (2, 8, 64):
         out = []
         for mode, device in (("hybrid_parallel", "GPU"), ("hybrid_parallel", "CPU"), ("data_parallel", "GPU")):
-            cfg = parse_cli([f"--parallel_mode={mode}", "--batch_size=16384", f"--device_target={device}"])
+            cfg = parse_cli([f"--parallel_mode={mode}", "--batch_size=16384", f"--device_target={device}", *SGD])
             p = estimate(cfg, DLRMSpec.from_config(cfg, criteo_features(KAGGLE)), n)
             what = f"{mode}{' (CPU: AllGather rounds)' if device == 'CPU' else ''}"
             out.append(f"{what} {p.exchange['total'] / 2 ** 20:,.1f} MB")

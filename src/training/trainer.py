@@ -105,6 +105,10 @@ class Trainer:
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
                    f"({self.cfg.batch_size * self.par.size} global)\n")
+        if self.cfg.optimizer != "sgd" and not self.cfg.warmup_steps:
+            par += (f"note: {self.cfg.optimizer} without warmup_steps: its first updates move every weight by the "
+                    f"full learning rate, which can leave ReLU units dead for good (docs/benchmarks.md, 'The "
+                    f"seed-123 collapse'); the configs warm up over 20 steps\n")
         return par + (f"model: {self.spec.slots} tables, {s['rows']:,} embedding rows x {self.spec.emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "

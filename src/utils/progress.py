@@ -1,6 +1,7 @@
 """Progress lines with rate and ETA for long work (preprocessing, training, evaluation)."""
 import sys
 import time
+from contextlib import contextmanager
 from typing import Iterable, Iterator, Optional
 
 
@@ -114,18 +115,14 @@ class PhaseTimes:
         self.startup = self.created - psutil.Process().create_time()
         self.seconds = {}
 
-    def phase(self, name: str):
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
         """A context manager adding its wall time to phase `name`."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def timed():
-            t = time.time()
-            try:
-                yield
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
-        return timed()
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
 
     def summary(self) -> str:
         """'start-up 1.2 s, count 0.4 s, parse 5.1 s, ...; total 9.8 s' (total: since the process started)."""

@@ -8,7 +8,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from src.utils.progress import Progress
 
@@ -24,7 +24,7 @@ def cpus_available() -> int:
         return os.cpu_count() or 1
 
 
-def choose_workers(requested, input_bytes: int, tasks: int) -> Tuple[int, str]:
+def choose_workers(requested: Union[int, str], input_bytes: int, tasks: int) -> Tuple[int, str]:
     """(process count, the rule in words) for the `workers` config value: a number is used as it is; "auto" takes
     one worker per BYTES_PER_WORKER of input (a smaller input does not pay for a second worker's start), never more
     than the CPUs available nor the tasks there are (pieces of plain files, whole gzip files)."""

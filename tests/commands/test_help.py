@@ -36,13 +36,13 @@ def test_every_command_answers_help():
         assert "Traceback" not in r.stderr
     for cmd, r in zip(commands[:len(ENTRY_POINTS)], results):
         text = " ".join(r.stdout.split())
-        assert "--batch_size INT" in text and "[int, default 128]" in text, cmd        # one key, with type and default
+        assert "--batch_size INT" in text and "[int, default 4096]" in text, cmd        # one key, with type and default
         assert "1 + key % (M-1)" in text                                             # a help text holding '%'
 
 
 def test_a_device_this_mindspore_cannot_run_is_one_line_naming_what_to_install(real_ds, trained, tmp_path):
     _, ckpt = trained
-    commands = [[f"--dataset_path={real_ds}", "--device_target=GPU", f"--ckpt_path={tmp_path}/ck"],
+    commands = [[f"--dataset_path={real_ds}", "--device_target=GPU", "--batch_size=64", f"--ckpt_path={tmp_path}/ck"],
                 ["--device_target=Ascend", f"--dataset_path={real_ds}", f"--checkpoint_path={ckpt}"],
                 ["--device_target=GPU", f"--checkpoint_path={ckpt}", f"--file_name={tmp_path}/x"]]
     scripts = ["train.py", "eval.py", "export.py"]

@@ -41,13 +41,13 @@ def test_unknown_key_names_the_nearest_valid_one():
     ("--bottom_mlp_args=[1,x]", "bottom_mlp_args"),
     ("--bottom_mlp_args=5", "list of integers"),
     ("--do_eval=maybe", "boolean"),
-    ("--bottom_mlp_args=[512,256,64,8]", "data_emb_dim"),
+    ("--interaction_op=dot --bottom_mlp_args=[512,256,64,8]", "data_emb_dim"),
     ("--top_mlp_args=[512,256,2]", "must end with 1"),
     ("--convert_dtype=True", "CPU"),
 ])
 def test_bad_values_are_rejected_with_the_key(arg, msg):
     with pytest.raises(ConfigError, match=msg):
-        make_cfg(arg)
+        make_cfg(*arg.split(" "))
 
 
 def test_yaml_unknown_key_and_missing_file(tmp_path):
@@ -92,7 +92,7 @@ def test_help_lists_every_key_grouped_with_type_default_and_help():
         for key, spec in keys.items():
             assert flat.count(f"--{key} ") == 1, key
     assert "1 + key % (M-1)" in flat                                   # the '%' survived argparse's formatting
-    assert "[int, default 1280]" in flat                                # batch_size in gpu_config.yaml
+    assert "[int, default 4096]" in flat                                # batch_size in gpu_config.yaml
     assert "--optimizer sgd|adagrad|adam" in flat
     # the group order of --help is the YAML file's
     order = [text.index(f"\n{g}:") for g in GROUPS]

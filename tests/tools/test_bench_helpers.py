@@ -3,8 +3,8 @@ counted from an IR file without MindSpore's bookkeeping nodes, and a recipe move
 learning rate (linearly for SGD, by the square root for Adagrad and Adam)."""
 from fixtures.paths import make_cfg
 from src.model_utils.spec import DLRMSpec, criteo_features
-from src.tools.bench_gemm import count_kernels, layer_shapes, matmul_flops
-from src.tools.bench_quality import RECIPES, Recipe, pick
+from src.tools.benchmarks.gemm import count_kernels, layer_shapes, matmul_flops
+from src.tools.benchmarks.quality import RECIPES, Recipe, pick
 
 
 def test_layer_shapes_and_flops_agree_with_the_spec():

@@ -46,7 +46,7 @@ def test_budget_names_the_ranks_that_would_fit():
 
 def test_train_stops_before_allocating_when_over_budget(real_dataset, tmp_path):
     r = _train(f"--dataset_path={real_dataset[0]}/mindrecord", f"--ckpt_path={tmp_path}/ck", "--memory_budget_gb=0.1",
-               f"--loss_file_name={tmp_path}/loss.log")
+               f"--loss_file_name={tmp_path}/loss.log", "--batch_size=64")
     assert r.returncode == 1 and "train error: each of the 1 rank(s) would need" in r.stderr
     assert not (tmp_path / "ck").exists() and not (tmp_path / "loss.log").exists()
 

@@ -65,7 +65,7 @@ def numpy_matmul_seconds(shapes: Sequence[Tuple[int, int]], batch: int, repeats:
 def mindspore_matmul_seconds(shapes: Sequence[Tuple[int, int]], batch: int, repeats: int = 5) -> float:
     """The same products in one MindSpore graph (GRAPH_MODE), seconds per call (median of `repeats`)."""
     from mindspore import Tensor
-    from src.tools.gemm_cells import LayerProducts
+    from src.tools.benchmarks.gemm_cells import LayerProducts
     rng = np.random.default_rng(0)
     args = []
     for i, o in shapes:
@@ -80,7 +80,7 @@ def step_parts(spec: DLRMSpec, batch: int, steps: int = 6) -> Dict[str, float]:
     random ids over the spec's tables."""
     from mindspore import Tensor
     from src.model.dlrm import build_model
-    from src.tools.gemm_cells import Backward, Forward, Gather
+    from src.tools.benchmarks.gemm_cells import Backward, Forward, Gather
     from src.training.train_step import make_train_step
     rng = np.random.default_rng(0)
     ids = Tensor(np.stack([rng.integers(0, n, batch) for n in spec.table_sizes], 1).astype(np.int32))

@@ -1,4 +1,4 @@
-"""The cells src/tools/bench_gemm.py times (in their own file: MindSpore compiles a cell from its class's source)."""
+"""The cells src/tools/benchmarks/gemm.py times (in their own file: MindSpore compiles a cell from its class's source)."""
 from typing import List
 
 import mindspore as ms
