@@ -19,6 +19,7 @@ import numpy as np
 from src.data.feature_spec import Columns
 from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, split_line, stream_pieces
 from src.data.text_parser import BlockParser, Chunk, InputFormatError
+from src.utils.progress import background
 from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
@@ -168,7 +169,8 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
         process_piece(job, file, k, read_piece(file.path, k, job.piece_bytes), offset)
         return [k]
     done, offset = [], 0
-    for i, text in stream_pieces(file.path, job.piece_bytes):
+    # a thread reads (and for gzip, inflates: zlib releases the GIL) the next piece while this one is parsed
+    for i, text in background(stream_pieces(file.path, job.piece_bytes), depth=1):
         if job.done(file, i):
             offset += text.count(b"\n")
         else:

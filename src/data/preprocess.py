@@ -489,7 +489,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
         print(f"preprocess: {rule}", file=sys.stderr)
     try:
         with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
-                Workers(n_workers) as workers:
+                Workers(n_workers, preload=("src.data.preprocess",)) as workers:
             prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), threshold=cfg.threshold,
                                  max_ind_range=cfg.max_ind_range,
                                  pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,

@@ -5,6 +5,7 @@ state is inherited) and die with the parent (Linux PR_SET_PDEATHSIG), so a kille
 worker writing behind it. An exception in a task stops the pool and re-raises here.
 """
 import ctypes
+import importlib
 import multiprocessing
 import os
 import signal
@@ -36,11 +37,14 @@ def choose_workers(requested: Union[int, str], input_bytes: int, tasks: int) -> 
                f"{BYTES_PER_WORKER >> 20} MB of the {input_bytes / 2 ** 20:,.0f} MB of input)")
 
 
-def _die_with_parent() -> None:
+def _start_worker(preload: Sequence[str]) -> None:
+    """A worker's start: die with the parent, then import the task modules (while the parent is still busy)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
     except OSError:
         pass
+    for name in preload:
+        importlib.import_module(name)
 
 
 def _call(args):
@@ -49,15 +53,23 @@ def _call(args):
 
 
 class Workers:
-    """A pool of `n` worker processes, started on first use and shared by every phase (each worker
-    imports its libraries once); with n == 1 tasks run in this process. Use as a context manager."""
+    """A pool of `n` worker processes, started when the context is entered and shared by every phase: each worker
+    imports the `preload` modules once, while the parent goes on with its own start (listing and counting the input);
+    with n == 1 tasks run in this process. Use as a context manager."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, preload: Sequence[str] = ()):
         self.n = n
+        self.preload = tuple(preload)
         self._pool = None
 
     def __enter__(self) -> "Workers":
+        if self.n > 1:
+            self._start()
         return self
+
+    def _start(self) -> None:
+        self._pool = multiprocessing.get_context("spawn").Pool(self.n, initializer=_start_worker,
+                                                               initargs=(self.preload,))
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
@@ -78,7 +90,7 @@ class Workers:
                     progress.update(weights[i])
             return results
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.n, initializer=_die_with_parent)
+            self._start()
         jobs = [(i, fn, shared, t) for i, t in enumerate(tasks)]
         for i, result in self._pool.imap_unordered(_call, jobs, chunksize=1):
             results[i] = result

@@ -155,9 +155,10 @@ def count_kernels(ir_file: str) -> Dict[str, int]:
     return counts
 
 
-def child_kernels(device: str, config: str, optimizer: str, batch: int = 128, steps: int = 2000) -> dict:
-    """The train step of the config's model with `optimizer` at `batch` (random ids, 26 tables of 1,000 rows, no data
-    loading): kernels in its compiled graph and milliseconds per step."""
+def child_kernels(device: str, config: str, optimizer: str, interaction: str = "dot", batch: int = 128,
+                  steps: int = 2000) -> dict:
+    """The train step of the config's model with `optimizer` and `interaction` (dcn: 3 layers, rank 64) at `batch`
+    (random ids, 26 tables of 1,000 rows, no data loading): kernels in its compiled graph and milliseconds per step."""
     import glob
     import tempfile
     import mindspore as ms
@@ -170,7 +171,8 @@ def child_kernels(device: str, config: str, optimizer: str, batch: int = 128, st
     setup_context(device, None)
     ir_dir = tempfile.mkdtemp(prefix="dlrm_ir_")
     ms.set_context(save_graphs=True, save_graphs_path=ir_dir)
-    cfg = parse_cli([f"--config_path={config}", f"--optimizer={optimizer}"])
+    cfg = parse_cli([f"--config_path={config}", f"--optimizer={optimizer}", f"--interaction_op={interaction}",
+                     "--dcn_num_layers=3", "--dcn_low_rank_dim=64"])
     spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
     step = make_train_step(build_model(spec), 0.01)
     rng = np.random.default_rng(0)
@@ -193,11 +195,11 @@ def child_kernels(device: str, config: str, optimizer: str, batch: int = 128, st
 
 def bench_kernels(run_child, config: str, device: str) -> None:
     """Kernels per train step and ms per step at batch 128 for each optimizer (random ids, no data loading)."""
-    print("== kernels per train step, batch 128 (Kaggle architecture, dot; random ids over small tables, no data "
+    print("== kernels per train step, batch 128 (Kaggle architecture; random ids over small tables, no data "
           "loading; 2,000 steps)")
-    print("| optimizer | kernels per step | ms per step | most frequent kernels |\n|---|---|---|---|")
-    for opt in ("sgd", "adagrad", "adam"):
-        res, _ = run_child("kernels", device, config, opt)
+    print("| model | kernels per step | ms per step | most frequent kernels |\n|---|---|---|---|")
+    for opt, inter in (("sgd", "dot"), ("adagrad", "dot"), ("adam", "dot"), ("adam", "dcn")):
+        res, _ = run_child("kernels", device, config, opt, inter)
         top = sorted(res["by_primitive"].items(), key=lambda kv: -kv[1])[:6]
-        print(f"| {opt} | {res['kernels']} | {res['ms_per_step']:.2f} | "
+        print(f"| {inter} + {opt} | {res['kernels']} | {res['ms_per_step']:.2f} | "
               f"{', '.join(f'{k} {v}' for k, v in top)} |", flush=True)

@@ -1,7 +1,7 @@
 """Quality benchmarks: what a training recipe learns in one epoch, and how long it takes to reach a target AUC.
 
     python -m src.tools.benchmark quality [--seeds 5] [--recipes NAME,...]          # AUC mean ± std per recipe
-    python -m src.tools.benchmark time_to_quality [--seeds 3] [--target_auc 0.78]   # time to a fixed AUC
+    python -m src.tools.benchmark time_to_quality [--seeds 3] [--target_auc 0.777]   # time to a fixed AUC
 
 Both run on the benchmark's synthetic dataset (1M lines, the last 1/7 held out as the test split). A recipe is a batch
 size and train.py options; its warmup and decay are given as fractions of the epoch, so that the schedule ends with the

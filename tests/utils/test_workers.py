@@ -1,0 +1,15 @@
+"""workers=auto: one worker per BYTES_PER_WORKER of input, never more than the CPUs or the tasks; a number is used as
+it is; the rule is said in words."""
+from src.utils import workers
+from src.utils.workers import BYTES_PER_WORKER, choose_workers
+
+
+def test_auto_takes_one_worker_per_share_of_input_within_cpus_and_tasks(monkeypatch):
+    monkeypatch.setattr(workers, "cpus_available", lambda: 8)
+    assert choose_workers("auto", BYTES_PER_WORKER // 2, 10)[0] == 1            # too small for a second worker
+    assert choose_workers("auto", 3 * BYTES_PER_WORKER, 10)[0] == 3
+    assert choose_workers("auto", 100 * BYTES_PER_WORKER, 10)[0] == 8           # the CPUs
+    assert choose_workers("auto", 100 * BYTES_PER_WORKER, 2)[0] == 2            # the tasks (e.g. two gzip files)
+    n, rule = choose_workers("auto", 3 * BYTES_PER_WORKER, 10)
+    assert rule.startswith("workers=auto -> 3 (min of 8 CPUs, 10 tasks, and one worker per 64 MB")
+    assert choose_workers(5, 1, 1) == (5, "workers=5")
