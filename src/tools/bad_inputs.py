@@ -201,8 +201,11 @@ def cases(ws: str, p: dict) -> List[Case]:
                     "must be a plain file name"))
     out.append(Case("dataset_path missing", ["train.py", f"--dataset_path={ws}/nowhere"], 1, "not found"))
     out.append(Case("a device this MindSpore cannot run", ["train.py", f"--dataset_path={ds}", "--device_target=GPU",
-                                                            f"--ckpt_path={ws}/ck3"], 1,
+                                                            "--batch_size=64", f"--ckpt_path={ws}/ck3"], 1,
                     "device_target=GPU is not available: this MindSpore"))
+    out.append(Case("a training split smaller than one batch (the default batch is 4096)",
+                    ["train.py", f"--dataset_path={ds}", f"--ckpt_path={ws}/ck4"], 1,
+                    "is larger than the training split"))
     d = _dataset_copy(ws, "meta_list", _edit_meta("", [1, 2]))
     out.append(Case("metadata.json of the wrong shape", ["train.py", f"--dataset_path={d}"], 1,
                     "must hold a JSON object"))
