@@ -9,13 +9,15 @@ normally it is swapped into place. Rules:
   * The temporary folder `.NAME.tmp-XXXXXXXX` holds an flock on its `.lock` file for as long as its run
     lives. A later run removes such folders only when it can take that lock: a folder whose run is gone
     (killed, power loss), never one another live process is writing, whatever machine or container
-    (process-id namespace) that process runs in.
+    (process-id namespace) that process runs in. A folder that is still empty and without its lock file 2 s
+    after its creation is a run killed between creating it and locking it, and is removed too.
 """
 import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator, Optional
 
@@ -51,6 +53,16 @@ def check_replaceable(out_dir: str, owned: Optional[Callable[[str], bool]], what
                       f"whole. Choose another (new or empty) folder, or move those files away")
 
 
+NEW_FOLDER_SECONDS = 2.0     # a temporary folder still without its lock file this long after its creation is stale
+
+
+def _empty_and_older(path: str, seconds: float) -> bool:
+    try:
+        return not os.listdir(path) and time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
+
+
 def remove_stale(parent: str, base: str) -> int:
     """Remove `.BASE.tmp-*` folders in parent whose run is gone (their lock can be taken); returns how many."""
     removed = 0
@@ -60,8 +72,11 @@ def remove_stale(parent: str, base: str) -> int:
             continue
         try:
             fd = os.open(os.path.join(entry.path, LOCK), os.O_RDWR)
-        except OSError:
-            continue                     # no lock file: not ours, or being created this instant
+        except OSError:                  # no lock file: being created this instant, or a run killed right after
+            if _empty_and_older(entry.path, NEW_FOLDER_SECONDS):      # mkdtemp (a live run locks it at once)
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -7,13 +7,14 @@ import psutil
 import pytest
 
 from fixtures.commands import Started, env
+from fixtures.paths import TEST_RECIPE
 
 B = 16
 pytestmark = pytest.mark.slow
 
 
 def test_a_killed_rank_fails_the_job_at_once_with_its_name(real_ds, tmp_path):
-    job = Started(["bash", "scripts/run_distribute_train_cpu.sh", "2", real_ds, f"--batch_size={B}",
+    job = Started(["bash", "scripts/run_distribute_train_cpu.sh", "2", real_ds, *TEST_RECIPE, f"--batch_size={B}",
                    "--train_epochs=10000", "--do_eval=False", "--save_checkpoint=False", "--log_interval_steps=10"],
                   tmp_path / "out", env=env(RUN_DIR=str(tmp_path)))
     victim = None

@@ -21,7 +21,7 @@ import pytest
 from fixtures.commands import Started, env, run_py
 from fixtures.distributed import (LR, assert_same, free_port, global_batches, launch, launch_runs, leftover_batches,
                                   merged_state, reference)
-from fixtures.paths import ROOT, make_cfg
+from fixtures.paths import ROOT, TEST_RECIPE, make_cfg
 from src.data.packed_format import load_metadata, shard_sizes
 from src.training import checkpoint
 from src.training.sharding import make_plan
@@ -238,8 +238,8 @@ def test_three_ranks_equal_one_process_and_resume_four_mid_epoch(real_ds, matrix
 def _start_node(ds, run_dir, rank, port, ckpt, *args):
     e = env(RUN_DIR=str(run_dir), NODE_NUM="2", NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
             PARALLEL_MODE="hybrid_parallel", MS_NODE_TIMEOUT="10")
-    return Started(["bash", "scripts/run_distribute_train_cpu.sh", "1", ds, f"--batch_size={B}", f"--ckpt_path={ckpt}",
-                    *args], run_dir / "launcher", env=e)
+    return Started(["bash", "scripts/run_distribute_train_cpu.sh", "1", ds, *TEST_RECIPE, f"--batch_size={B}",
+                    f"--ckpt_path={ckpt}", *args], run_dir / "launcher", env=e)
 
 
 def test_two_nodes_killed_mid_epoch_and_restarted_end_equal_to_one_process(real_ds, three_ranks, tmp_path):
