@@ -22,9 +22,11 @@ the end (or not at all).
 """
 import datetime
 import hashlib
+import importlib
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -487,6 +489,8 @@ def preprocess(cfg, progress: bool = True) -> dict:
     n_workers, rule = choose_workers(cfg.workers, *input_size(layout, cfg.chunk_bytes))
     if progress:
         print(f"preprocess: {rule}", file=sys.stderr)
+    if n_workers == 1:      # this process writes the parts: import MindRecord's writer on the idle core while it parses
+        threading.Thread(target=importlib.import_module, args=("src.data.writer",), daemon=True).start()
     try:
         with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
                 Workers(n_workers, preload=("src.data.preprocess",)) as workers:
