@@ -22,11 +22,9 @@ the end (or not at all).
 """
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -42,7 +40,7 @@ from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
 from src.utils.progress import PhaseTimes, Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
-from src.utils.workers import Workers, choose_workers
+from src.utils.workers import Workers, choose_workers, imported_meanwhile
 
 
 @dataclass
@@ -489,10 +487,10 @@ def preprocess(cfg, progress: bool = True) -> dict:
     n_workers, rule = choose_workers(cfg.workers, *input_size(layout, cfg.chunk_bytes))
     if progress:
         print(f"preprocess: {rule}", file=sys.stderr)
-    if n_workers == 1:      # this process writes the parts: import MindRecord's writer on the idle core while it parses
-        threading.Thread(target=importlib.import_module, args=("src.data.writer",), daemon=True).start()
+    # with one worker this process writes the parts: MindRecord's writer is imported on the idle core while it parses
     try:
-        with work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
+        with imported_meanwhile("src.data.writer", n_workers == 1), \
+                work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
                 Workers(n_workers, preload=("src.data.preprocess",)) as workers:
             prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), threshold=cfg.threshold,
                                  max_ind_range=cfg.max_ind_range,

@@ -6,10 +6,12 @@ worker writing behind it. An exception in a task stops the pool and re-raises he
 """
 import ctypes
 import importlib
+import threading
+from contextlib import contextmanager
 import multiprocessing
 import os
 import signal
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from src.utils.progress import Progress
 
@@ -35,6 +37,27 @@ def choose_workers(requested: Union[int, str], input_bytes: int, tasks: int) -> 
     n = max(1, min(cpus, tasks, input_bytes // BYTES_PER_WORKER))
     return n, (f"workers=auto -> {n} (min of {cpus} CPUs, {tasks} tasks, and one worker per "
                f"{BYTES_PER_WORKER >> 20} MB of the {input_bytes / 2 ** 20:,.0f} MB of input)")
+
+
+def _import_quietly(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the caller's own import of it reports the error where it matters
+        pass
+
+
+@contextmanager
+def imported_meanwhile(module: str, enabled: bool = True) -> Iterator[None]:
+    """Import `module` in a thread while the block runs (on a core the block leaves idle); the thread is joined before
+    the block ends, also on an error, so the interpreter never shuts down in the middle of the import."""
+    thread = threading.Thread(target=_import_quietly, args=(module,), daemon=True) if enabled else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        if thread:
+            thread.join()
 
 
 def _start_worker(preload: Sequence[str]) -> None:

@@ -29,3 +29,18 @@ def test_a_temporary_folder_killed_before_its_lock_is_removed_by_the_next_run(tm
     with locked_tmpdir(str(tmp_path), "out") as live:
         assert not dead.exists()
         assert remove_stale(str(tmp_path), "out") == 0 and os.path.isdir(live)
+
+
+def test_an_import_meanwhile_is_joined_before_the_block_ends_also_on_an_error():
+    """The writer's import in a thread (one worker) ends before preprocessing returns or raises: an error exit
+    must not shut the interpreter down mid-import (that aborted with SIGABRT); a failing import stays quiet."""
+    import sys
+    import pytest
+    from src.utils.workers import imported_meanwhile
+    sys.modules.pop("colorsys", None)
+    with pytest.raises(KeyError):
+        with imported_meanwhile("colorsys"):
+            raise KeyError("bad input")
+    assert "colorsys" in sys.modules
+    with imported_meanwhile("no_such_module_here"):
+        pass
