@@ -39,6 +39,11 @@ DOT = ("--interaction_op=dot",)
 SGD = ("--optimizer=sgd", "--learning_rate=0.15", *DOT, "--warmup_steps=0", "--decay_start_step=0", "--decay_steps=0")
 
 
+def config_file(device):
+    """The config file the suites start from: gpu_config.yaml for GPU, cpu_config.yaml otherwise."""
+    return os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+
+
 def run_child(*args, env=None):
     """Run `python -m src.tools.benchmark _child ...` (extra environment `env`); returns (json result, peak
     RSS in bytes)."""
@@ -697,7 +702,7 @@ def bench_24_days(work, device):
     wall, pss, rss = run_sampled(_preprocess_cmd(d, "--workers=2", "--max_ind_range=1000000"))
     print(f"24 days x 200,000 lines, max_ind_range=1,000,000, workers=2: preprocess {wall:.0f}s "
           f"({4_800_000 / wall:,.0f} lines/s), peak memory {gb(pss)}")
-    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    config = config_file(device)
     res, peak = run_child("train_epoch", os.path.join(d, "mindrecord"), device, config, *SGD, "--batch_size=16384")
     samples = res["steps"] * res["batch"]
     print(f"  train one epoch, batch 16384, {res['steps']} steps over {samples:,} samples (26 x 1M rows x dim 16): "
@@ -723,7 +728,7 @@ def bench_preprocess(work):
 
 
 def bench_train(work, device, lines):
-    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    config = config_file(device)
     d, dataset = _dataset(work, lines)
     print(f"== train ({device}, Kaggle architecture 13-512-256-64-16 / 367-512-256-1, dim 16, SGD; "
           f"{lines:,}-line synthetic dataset)")
@@ -767,14 +772,14 @@ def bench_quality(work, device, lines, seeds, recipes=""):
     lr, _ = run_child("logreg", dataset)
     print(f"best achievable: auc {best['auc']:.4f}, logloss {best['logloss']:.4f}; logistic regression: auc "
           f"{lr['auc']:.4f}, logloss {lr['logloss']:.4f}")
-    quality.bench_quality(run_child, quality.dataset_config(ROOT, device), dataset, device, seeds, recipes)
+    quality.bench_quality(run_child, config_file(device), dataset, device, seeds, recipes)
 
 
 def bench_time_to_quality(work, device, lines, seeds, target, recipes=""):
     """Time to a fixed test AUC per recipe over `seeds` seeds (src/tools/benchmarks/quality.py)."""
     _, dataset = _dataset(work, lines)
     print(f"== time to quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, test split)")
-    quality.bench_time_to_quality(run_child, quality.dataset_config(ROOT, device), dataset, device, seeds, target,
+    quality.bench_time_to_quality(run_child, config_file(device), dataset, device, seeds, target,
                                   recipes)
 
 
@@ -792,7 +797,7 @@ def bench_compact(work, device, lines):
               + "; ".join(f"batch {b}: {inf[b]['samples_per_s']:,.0f} samples/s, mean {inf[b]['mean_ms']:.3f} ms, "
                           f"p99 {inf[b]['p99_ms']:.3f} ms" for b in ("1", "16384")), flush=True)
         shutil.rmtree(os.path.join(work, "compact", dtype), ignore_errors=True)
-    config = os.path.join(ROOT, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
+    config = config_file(device)
     _, dataset = _dataset(work, lines)
     res, _ = run_child("compact_auc", dataset, device, config, os.path.join(work, "compact_auc"))
     base = res["float32"]
@@ -1051,15 +1056,15 @@ def main(argv=None):
     if args.suite in ("quality", "all"):
         bench_quality(args.work, args.device_target, args.lines, args.seeds or 5, args.recipes)
     if args.suite in ("real_rows", "all"):
-        quality.bench_real_rows(run_child, ROOT, quality.dataset_config(ROOT, args.device_target), args.work,
+        quality.bench_real_rows(run_child, ROOT, config_file(args.device_target), args.work,
                                 args.device_target, names=args.recipes)
     if args.suite in ("time_to_quality", "all"):
         bench_time_to_quality(args.work, args.device_target, args.lines, args.seeds or 3, args.target_auc,
                               args.recipes)
     if args.suite in ("gemm", "all"):
-        gemm.bench_gemm(run_child, quality.dataset_config(ROOT, args.device_target), args.device_target)
+        gemm.bench_gemm(run_child, config_file(args.device_target), args.device_target)
     if args.suite in ("kernels", "all"):
-        gemm.bench_kernels(run_child, quality.dataset_config(ROOT, args.device_target), args.device_target)
+        gemm.bench_kernels(run_child, config_file(args.device_target), args.device_target)
     if args.suite in ("infer", "all"):
         bench_infer(args.work, args.device_target)
     if args.suite in ("compact", "all"):

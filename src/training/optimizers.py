@@ -78,11 +78,11 @@ class AdagradRule(SGDRule):
         self.row_acc = Parameter(initializer("zeros", (self.table.shape[0],), ms.float32),
                                  name="adagrad_acc.embedding.table")
         self.unique = ops.Unique()
-        self._init_mlp_state(adam_eps)
+        self._init_mlp_state(adagrad_eps, adam_eps)
 
-    def _init_mlp_state(self, adam_eps: float) -> None:
+    def _init_mlp_state(self, adagrad_eps: float, adam_eps: float) -> None:
         self.mlp_acc = self.weights.clone(prefix="adagrad_acc", init="zeros")
-        self.apply_adagrad = ops.ApplyAdagradV2(epsilon=float(self.adagrad_eps.asnumpy()))
+        self.apply_adagrad = ops.ApplyAdagradV2(epsilon=adagrad_eps)
 
     def _update_mlps(self, g_w):
         self.hyper_map(ops.partial(_adagrad, self.apply_adagrad, self.lr), self.weights, self.mlp_acc, g_w)
@@ -115,7 +115,7 @@ class AdagradRule(SGDRule):
 class AdamRule(AdagradRule):
     """Adam for the MLPs and the interaction, row-wise Adagrad for the table (see the module docstring)."""
 
-    def _init_mlp_state(self, adam_eps: float) -> None:
+    def _init_mlp_state(self, adagrad_eps: float, adam_eps: float) -> None:
         self.adam_m = self.weights.clone(prefix="adam_m", init="zeros")
         self.adam_v = self.weights.clone(prefix="adam_v", init="zeros")
         self.adam_step = Parameter(Tensor(0.0, ms.float32), name="adam_step", requires_grad=False)

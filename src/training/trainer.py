@@ -213,9 +213,8 @@ class Trainer:
             train_s, wall_s = self._seconds()
             self.reached = {"auc": result["auc"], "step": step, "epoch": epoch, "train_seconds": train_s,
                             "wall_seconds": wall_s}
-            self._report(f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, after {train_s:.1f} s of "
-                         f"training ({wall_s:.1f} s wall); "
-                         f"target_auc {self.cfg.target_auc:g}")
+            self._report(f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, "
+                         f"{self._times((train_s, wall_s))}; target_auc {self.cfg.target_auc:g}")
         return result
 
     def _report(self, line: str) -> None:
@@ -230,9 +229,9 @@ class Trainer:
         now = time.time()
         return now - self.train_start - self.eval_seconds, now - psutil.Process().create_time()
 
-    def _times(self) -> str:
-        """'after T s of training (W s wall)' (see _seconds)."""
-        train_s, wall_s = self._seconds()
+    def _times(self, seconds: Optional[Tuple[float, float]] = None) -> str:
+        """'after T s of training (W s wall)' of `seconds` (default: now, see _seconds)."""
+        train_s, wall_s = seconds or self._seconds()
         return f"after {train_s:.1f} s of training ({wall_s:.1f} s wall)"
 
     def _target_missed(self) -> None:

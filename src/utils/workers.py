@@ -6,11 +6,11 @@ worker writing behind it. An exception in a task stops the pool and re-raises he
 """
 import ctypes
 import importlib
-import threading
-from contextlib import contextmanager
 import multiprocessing
 import os
 import signal
+import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from src.utils.progress import Progress

@@ -15,22 +15,6 @@ def test_auto_takes_one_worker_per_share_of_input_within_cpus_and_tasks(monkeypa
     assert choose_workers(5, 1, 1) == (5, "workers=5")
 
 
-def test_a_temporary_folder_killed_before_its_lock_is_removed_by_the_next_run(tmp_path):
-    """A run killed between creating `.NAME.tmp-X` and locking it leaves an empty folder without a lock file: the
-    next run removes it once it is older than NEW_FOLDER_SECONDS, and never a folder a live run has locked."""
-    import os
-    import time
-    from src.utils.staged_dir import NEW_FOLDER_SECONDS, locked_tmpdir, remove_stale
-    dead = tmp_path / ".out.tmp-dead"
-    dead.mkdir()
-    assert remove_stale(str(tmp_path), "out") == 0                      # just created: maybe a live run's
-    old = time.time() - NEW_FOLDER_SECONDS - 1
-    os.utime(dead, (old, old))
-    with locked_tmpdir(str(tmp_path), "out") as live:
-        assert not dead.exists()
-        assert remove_stale(str(tmp_path), "out") == 0 and os.path.isdir(live)
-
-
 def test_an_import_meanwhile_is_joined_before_the_block_ends_also_on_an_error():
     """The writer's import in a thread (one worker) ends before preprocessing returns or raises: an error exit
     must not shut the interpreter down mid-import (that aborted with SIGABRT); a failing import stays quiet."""

@@ -105,22 +105,25 @@ def bench_quality(run_child, config: str, dataset: str, device: str, seeds: int,
         print("  per seed: " + ", ".join(f"{s}: {r['auc']:.4f}" for s, r in runs.items()), flush=True)
 
 
+def _quiet_config(dataset: str, device: str, config: str, *extra: str):
+    """The config of a child's training run (MindSpore's context set for `device`): no checkpoints, no loss or eval
+    log files, then the `extra` --key=value options."""
+    from src.model_utils.config import parse_cli
+    from src.utils.runtime import setup_context
+    setup_context(device, None)
+    return parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
+                      "--save_checkpoint=False", "--loss_file_name=", "--eval_file_name=",
+                      "--log_interval_steps=1000000", *extra])
+
+
 def child_to_target(dataset: str, device: str, config: str, target: float, *extra: str) -> dict:
     """Train with target_auc (evaluating 16 times an epoch) in this process; returns when and whether it was
     reached: {reached, auc, step, train_seconds, wall_seconds, evaluations}."""
-    from src.model_utils.config import parse_cli
+    from src.model_utils.config import Config
     from src.training.trainer import Trainer
-    from src.utils.runtime import setup_context
-    setup_context(device, None)
-    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
-                     "--save_checkpoint=False", "--loss_file_name=", "--eval_file_name=",
-                     "--log_interval_steps=1000000", f"--target_auc={target}", *extra])
+    cfg = _quiet_config(dataset, device, config, f"--target_auc={target}", *extra)
     every = max(1, load_metadata(dataset)["samples"]["train"] // cfg.batch_size // 16)
-    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
-                     "--save_checkpoint=False", "--loss_file_name=", "--eval_file_name=",
-                     "--log_interval_steps=1000000", f"--target_auc={target}", *extra,
-                     f"--eval_interval_steps={every}"])
-    tr = Trainer(cfg, log=lambda *_: None)
+    tr = Trainer(Config(cfg, eval_interval_steps=every), log=lambda *_: None)
     tr.run()
     best = max(r["auc"] for r in tr.eval_results)
     return {"reached": tr.reached is not None, "best_auc": best, "evaluations": len(tr.eval_results),
@@ -156,11 +159,6 @@ def bench_time_to_quality(run_child, config: str, dataset: str, device: str, see
               flush=True)
 
 
-def dataset_config(root: str, device: str) -> str:
-    """The config file the suites start from (CPU or GPU)."""
-    return os.path.join(root, f"{'gpu' if device == 'GPU' else 'cpu'}_config.yaml")
-
-
 REAL_SAMPLE = os.path.join("tests", "data", "samples", "criteo_kaggle_train_head1999.tsv")
 
 
@@ -180,14 +178,8 @@ def real_dataset(root: str, work: str) -> str:
 
 def child_epochs(dataset: str, device: str, config: str, *extra: str) -> dict:
     """Train with evaluation after every epoch; returns the per-epoch test AUC and logloss."""
-    from src.model_utils.config import parse_cli
     from src.training.trainer import Trainer
-    from src.utils.runtime import setup_context
-    setup_context(device, None)
-    cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
-                     "--save_checkpoint=False", "--loss_file_name=", "--eval_file_name=",
-                     "--log_interval_steps=1000000", "--test_batch_size=1024", *extra])
-    tr = Trainer(cfg, log=lambda *_: None)
+    tr = Trainer(_quiet_config(dataset, device, config, "--test_batch_size=1024", *extra), log=lambda *_: None)
     tr.run()
     return {"auc": [r["auc"] for r in tr.eval_results], "logloss": [r["logloss"] for r in tr.eval_results]}
 
