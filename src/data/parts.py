@@ -16,7 +16,7 @@ import numpy as np
 from src.data.feature_spec import Columns
 from src.data.packed_format import file_record
 from src.data.pieces import record_dtype
-from src.data.vocab import SlotMapper
+from src.data.vocab import SlotMapper, map_ids
 from src.utils.staged_dir import write_json_atomic
 
 PIECE_ROWS = 1 << 17    # samples mapped and written per step
@@ -61,7 +61,6 @@ class PartJob:
     seed: int
     mode: str                          # "vocab" | "hash" | "ids"
     vocab_file: Optional[str] = None   # vocab mode: vocab.npz
-    max_ind_range: int = 0
     max_ids: Optional[Tuple[int, ...]] = None
     bucket_table: Optional[str] = None  # training parts: `cuts.npy` [pieces, parts + 1] record offsets and
                                         # `pieces.json` (the pieces' record files) in this folder
@@ -83,15 +82,14 @@ _MAPPERS: Dict[str, List[SlotMapper]] = {}     # per process: built once, used b
 
 
 def mappers_for(job: PartJob) -> List[SlotMapper]:
-    """The per-slot id mappers of the job (vocabulary lookups are built once per process)."""
-    key = f"{job.mode}:{job.vocab_file}:{job.max_ind_range}:{job.max_ids}"
+    """The per-slot id mappers of a vocabulary or id mode job (vocabulary lookups are built once per process);
+    hashing mode's records hold their ids already."""
+    key = f"{job.mode}:{job.vocab_file}:{job.max_ids}"
     if key not in _MAPPERS:
         if job.mode == "vocab":
             with np.load(job.vocab_file) as z:
                 _MAPPERS[key] = [SlotMapper("vocab", vocab_keys=z[f"C{s + 1}_keys"])
                                  for s in range(job.columns.slot_dim)]
-        elif job.mode == "hash":
-            _MAPPERS[key] = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.columns.slot_dim
         else:
             _MAPPERS[key] = [SlotMapper("ids", max_id=m) for m in job.max_ids]
     return _MAPPERS[key]
@@ -124,22 +122,16 @@ def write_part(job: PartJob, task: PartTask) -> dict:
     rec = _gather(ranges, record_dtype(job.columns, job.mode))
     if len(rec) != task.samples:
         raise RuntimeError(f"part {task.name}: gathered {len(rec)} records, expected {task.samples}")
-    if shuffle:
-        rec = rec[np.random.default_rng([job.seed, 13, task.index]).permutation(len(rec))]
-    mappers = mappers_for(job)
-    cats = len(job.columns.categorical)
+    if shuffle:     # np.take copies whole records (fancy indexing would go field by field)
+        rec = np.take(rec, np.random.default_rng([job.seed, 13, task.index]).permutation(len(rec)))
     writer = PackedWriter(os.path.join(job.out, task.name), job.pack_size)
     for lo in range(0, len(rec), PIECE_ROWS):
         piece = rec[lo:lo + PIECE_ROWS]
-        ids = np.empty((len(piece), job.columns.key_dim), np.int32)
-        for s in range(cats):
-            ids[:, s] = mappers[s](np.ascontiguousarray(piece["keys"][:, s]), piece["missing"][:, s])
-        # multi_hot slots: a list's values share the slot's table; pads are -1
-        for s, cols in enumerate(job.columns.slot_keys[cats:], cats):
-            missing = piece["missing"][:, cols]
-            got = mappers[s](np.ascontiguousarray(piece["keys"][:, cols]).reshape(-1), missing.reshape(-1))
-            got[missing.reshape(-1)] = -1
-            ids[:, cols] = got.reshape(len(piece), -1)
+        if job.mode == "hash":          # mapped in phase A
+            ids = piece["ids"]
+        else:
+            ids = map_ids(job.columns, mappers_for(job), np.ascontiguousarray(piece["keys"].T),
+                          np.ascontiguousarray(piece["missing"].T)).T
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))
                                                    for name in (task.name, task.name + ".db")}}

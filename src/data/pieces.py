@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
+import pyarrow as pa
 
 from src.data.feature_spec import Columns
 from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, split_line, stream_pieces
 from src.data.text_parser import BlockParser, Chunk, InputFormatError
+from src.data.vocab import SlotMapper, map_ids
 from src.utils.progress import background
 from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
+WORK_FORMAT = 2             # the layout of the pieces' files (2: hashing mode's records hold ids): a work folder
+                            # of another layout is not resumed
 
 
 def key_dtype(columns: Columns, mode: str) -> str:
@@ -31,11 +35,13 @@ def key_dtype(columns: Columns, mode: str) -> str:
 
 
 def record_dtype(columns: Columns, mode: str) -> np.dtype:
-    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], keys u4 or u8 [K] (key_dtype;
-    K = columns.key_dim), missing ?[K], line u4 (1-based line number among its file's data lines, within its piece)."""
-    return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)),
-                     ("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "?", (columns.key_dim,)),
-                     ("line", "<u4")])
+    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], then (K = columns.key_dim)
+    hashing mode: ids i4[K], the dataset's ids (no vocabulary is needed, so phase A maps them: one pass);
+    vocabulary and id modes: keys u4 or u8 [K] (key_dtype) and missing ?[K], mapped in phase B;
+    and line u4 (1-based line number among its file's data lines, within its piece)."""
+    keys = [("ids", "<i4", (columns.key_dim,))] if mode == "hash" else \
+        [("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "?", (columns.key_dim,))]
+    return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)), *keys, ("line", "<u4")])
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class PieceJob:
     seed: int
     n_train: int            # split tail: data lines 1..n_train of the file are training; 0 for last_file
     offsets: Optional[tuple] = None   # split tail, plain file: data lines before every piece
+    max_ind_range: int = 0  # hashing mode: the ids' range (the records hold ids)
+    threads: int = 1        # tokeniser threads (the cores this worker owns)
 
     def stem(self, file: InputFile, k: int) -> str:
         """The path without extension of piece k of `file`."""
@@ -60,18 +68,22 @@ class PieceJob:
 
 
 def _sums(chunk: Chunk, sel: np.ndarray) -> Dict[str, np.ndarray]:
-    d = chunk.dense[:, sel].astype(np.float64)
+    d = (chunk.dense if len(sel) == len(chunk.label) else chunk.dense[:, sel]).astype(np.float64)   # sel: all or some
     return {"n": np.int64(len(sel)), "pos": np.int64(chunk.label[sel].sum()), "sum": d.sum(1), "sumsq": (d * d).sum(1),
             "max": d.max(1) if len(sel) else np.zeros(d.shape[0]), "cat_missing": chunk.missing[:, sel].sum(1)}
 
 
-def _records(chunk: Chunk, sel: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    rec = np.empty(len(sel), dtype)
-    rec["label"] = chunk.label[sel]
-    rec["dense"] = chunk.dense[:, sel].T
-    rec["keys"] = chunk.keys[:, sel].T
-    rec["missing"] = chunk.missing[:, sel].T
-    rec["line"] = chunk.line[sel]
+def _records(chunk: Chunk, ids: Optional[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """Every line of the chunk as a record, in chunk order (ids int32 [K, n]: hashing mode's mapped keys)."""
+    rec = np.empty(len(chunk.label), dtype)
+    rec["label"] = chunk.label
+    rec["dense"] = chunk.dense.T
+    if ids is not None:
+        rec["ids"] = ids.T
+    else:
+        rec["keys"] = chunk.keys.T
+        rec["missing"] = chunk.missing.T
+    rec["line"] = chunk.line
     return rec
 
 
@@ -124,7 +136,7 @@ def _parse(job: PieceJob, file: InputFile, k: int, text: bytes, parser: BlockPar
 def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: Optional[int] = None) -> int:
     """Parse piece k of `file` (its text; `offset` lines come before it, None when not known) and write
     its records and summary; returns its line count."""
-    parser = BlockParser(file.path, job.columns, strict=job.strict, mode=job.mode, use_threads=False)
+    parser = BlockParser(file.path, job.columns, strict=job.strict, mode=job.mode, threads=job.threads)
     text = strip_header(job, file, k, text)
     n_lines = text.count(b"\n")
     chunk = _parse(job, file, k, text, parser, offset, n_lines)
@@ -132,7 +144,7 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
     dense_dim, key_dim = job.columns.dense_dim, job.columns.key_dim
     if chunk is None:
         chunk = Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
-                      np.zeros((key_dim, 0), dtype["keys"].base), np.zeros((key_dim, 0), bool),
+                      np.zeros((key_dim, 0), key_dtype(job.columns, job.mode)), np.zeros((key_dim, 0), bool),
                       np.zeros(0, np.int64))
     if file.held_out:
         is_train = np.zeros(len(chunk.label), bool)
@@ -152,9 +164,14 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
     elif job.mode == "ids":
         summary["max_ids"] = np.array([chunk.keys[rows].max() if len(chunk.label) else 0
                                        for rows in job.columns.slot_keys], np.int64)
+    ids = None
+    if job.mode == "hash":
+        mappers = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.columns.slot_dim
+        ids = map_ids(job.columns, mappers, chunk.keys, chunk.missing)
+    rec = _records(chunk, ids, dtype)
     stem = job.stem(file, k)
-    write_atomic(stem + ".rec", lambda f: np.concatenate([_records(chunk, tr[order], dtype),
-                                                           _records(chunk, ho, dtype)]).tofile(f))
+    # a whole-record gather (np.take copies each record at once; fancy indexing goes field by field)
+    write_atomic(stem + ".rec", lambda f: np.take(rec, np.concatenate([tr[order], ho])).tofile(f))
     write_atomic(stem + ".npz", lambda f: np.savez(f, **summary))
     return n_lines
 
@@ -162,6 +179,8 @@ def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: O
 def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[int]:
     """A task: piece k of a plain file, or every piece of a gzip file (k None) in order; pieces already
     done are skipped. Returns the piece numbers it processed."""
+    if job.threads > 1 and pa.cpu_count() != job.threads:
+        pa.set_cpu_count(job.threads)           # pyarrow's pool: the cores this worker owns
     if k is not None:
         if job.done(file, k):
             return []

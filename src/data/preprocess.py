@@ -35,12 +35,12 @@ from src.data.feature_spec import Columns, FeatureSpecError
 from src.data.inputs import DAY_RE, InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
-from src.data.pieces import FINE_BUCKETS, PieceJob, record_dtype, run_file
+from src.data.pieces import FINE_BUCKETS, WORK_FORMAT, PieceJob, record_dtype, run_file
 from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
 from src.utils.progress import PhaseTimes, Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
-from src.utils.workers import Workers, choose_workers, imported_meanwhile
+from src.utils.workers import Workers, choose_workers, cpus_available, imported_meanwhile
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Preprocessing:
     val_split: bool
     seed: int
     workers: Workers          # the process pool every phase uses
+    parent_writes: bool       # phase B runs in this process (a small input: see ONE_WRITER_BELOW)
     progress: bool
     train_line_count: int
     times: PhaseTimes         # wall time per phase, printed at the end
@@ -93,7 +94,7 @@ def fingerprint(cfg, layout: Layout) -> dict:
     files = [[f.name, os.path.getsize(f.path), os.stat(f.path).st_mtime_ns] for f in layout.files]
     keys = ("threshold", "max_ind_range", "skip_id_convert", "pack_size", "chunk_bytes",
             "shuffle_bucket_lines", "strict", "val_split", "random_seed", "train_line_count")
-    return {"format_version": FORMAT_VERSION, "layout": layout.kind, "files": files,
+    return {"format_version": FORMAT_VERSION, "work_format": WORK_FORMAT, "layout": layout.kind, "files": files,
             "feature_spec": layout.columns.spec.to_json(),
             **{k: getattr(cfg, k) for k in keys}}
 
@@ -339,7 +340,7 @@ def write_phase(prep: Preprocessing, job: PartJob, parts: Dict[str, List[PartTas
               file=sys.stderr)
     prog = Progress("preprocess phase B (shuffle, map, write)", sum(t.samples for t in tasks), "lines",
                     enabled=prep.progress)
-    results = prep.workers.run(_part_task, job, tasks, prog, [t.samples for t in tasks])
+    results = prep.workers.run(_part_task, job, tasks, prog, [t.samples for t in tasks], here=prep.parent_writes)
     prog.finish()
     out, files = {}, {}
     for t, r in zip(tasks, results):
@@ -438,7 +439,8 @@ def run_phases(prep: Preprocessing) -> dict:
     os.makedirs(prep.path("parts"), exist_ok=True)
     job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
                    mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
-                   offsets=offsets)
+                   offsets=offsets, max_ind_range=prep.max_ind_range,
+                   threads=max(1, cpus_available() // prep.workers.n))
     with prep.times.phase("parse"):
         parse_phase(prep, job)
     with prep.times.phase("merge"):
@@ -455,7 +457,7 @@ def run_phases(prep: Preprocessing) -> dict:
                           merge_stats(pieces, prep.layout.columns))
     part_job = PartJob(out=out, markers=prep.path("parts"), columns=prep.layout.columns, pack_size=prep.pack_size,
                        seed=prep.seed, mode=prep.mode, vocab_file=os.path.join(out, "vocab.npz"),
-                       max_ind_range=prep.max_ind_range, max_ids=max_ids, bucket_table=prep.path("parts"))
+                       max_ids=max_ids, bucket_table=prep.path("parts"))
     with prep.times.phase("write"):
         written, files = write_phase(prep, part_job, parts)
     meta = build_metadata(prep, sizes, written, lines, split_text, bad,
@@ -467,6 +469,9 @@ def run_phases(prep: Preprocessing) -> dict:
 
 
 GZIP_RATIO = 4          # workers=auto counts a gzip file as this many times its size of text
+# Below this much input text this process writes every part: a writing worker first imports MindSpore (about 2 s of
+# CPU), which costs more than a second writer saves on fewer than about 2M lines (docs/benchmarks.md)
+ONE_WRITER_BELOW = 512 << 20
 
 
 def input_size(layout: Layout, piece_bytes: int) -> Tuple[int, int]:
@@ -484,16 +489,22 @@ def preprocess(cfg, progress: bool = True) -> dict:
     times = PhaseTimes()
     layout = find_layout(cfg.data_path, cfg.feature_spec)
     out_dir = os.path.join(layout.folder, "mindrecord")
-    n_workers, rule = choose_workers(cfg.workers, *input_size(layout, cfg.chunk_bytes))
+    size, tasks = input_size(layout, cfg.chunk_bytes)
+    n_workers, rule = choose_workers(cfg.workers, size, tasks)
+    parent_writes = n_workers == 1 or size < ONE_WRITER_BELOW
     if progress:
-        print(f"preprocess: {rule}", file=sys.stderr)
-    # with one worker this process writes the parts: MindRecord's writer is imported on the idle core while it parses
+        print(f"preprocess: {rule}; the parts are written by "
+              + (f"this process (under {ONE_WRITER_BELOW >> 20} MB of input)" if parent_writes and n_workers > 1
+                 else "this process" if parent_writes else "the workers"), file=sys.stderr)
+    # when this process writes the parts, it imports MindRecord's writer (and so MindSpore) in a thread while the pieces
+    # are parsed. Writing workers import it at their first part: on cores the workers keep busy, an import in a thread
+    # while they parse was measured slower (docs/benchmarks.md)
     try:
-        with imported_meanwhile("src.data.writer", n_workers == 1), \
+        with imported_meanwhile("src.data.writer", parent_writes), \
                 work_dir(out_dir, fingerprint(cfg, layout), has_file(METADATA), "the dataset") as work, \
                 Workers(n_workers, preload=("src.data.preprocess",)) as workers:
             prep = Preprocessing(layout=layout, work=work, mode=id_mode(cfg), threshold=cfg.threshold,
-                                 max_ind_range=cfg.max_ind_range,
+                                 max_ind_range=cfg.max_ind_range, parent_writes=parent_writes,
                                  pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,
                                  part_lines=cfg.shuffle_bucket_lines, strict=bool(cfg.strict),
                                  max_bad_fraction=cfg.max_bad_fraction, val_split=bool(cfg.val_split),

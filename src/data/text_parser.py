@@ -3,9 +3,9 @@
 The columns are a resolved feature spec's (src/data/feature_spec.py); the Criteo layouts are two such specs: a line
 is `label \t I1..I13 \t C1..C26`, dense values integers (may be empty, may be negative), categorical values
 hexadecimal strings of at most 8 digits (may be empty). Preprocessing hands the parser pieces of whole lines
-(src/data/inputs.py); `BlockParser.parse` tokenises each with pyarrow's CSV reader (one thread in the preprocessing
-workers). Checks are vectorised: field counts (tsv: by counting tabs; csv: pyarrow's quote-aware tokeniser reports
-the rows), labels in {0,1} (or a number against the spec's min), dense values that parse as numbers (integers for
+(src/data/inputs.py); `BlockParser.parse` tokenises each with pyarrow's CSV reader (on as many threads as the
+preprocessing worker owns cores). Checks are vectorised: field counts (tsv: by counting tabs; csv: pyarrow's
+quote-aware tokeniser reports the rows), labels in {0,1} (or a number against the spec's min), dense values that parse as numbers (integers for
 dense_format int), categorical values that parse as hex (categorical_format hex; a string column takes anything).
 Categorical keys: uint32 for hex and decimal ids, uint64 for strings (64-bit FNV-1a of the bytes).
 """
@@ -40,6 +40,10 @@ for _i, _c in enumerate(b"0123456789abcdef"):
 for _i, _c in enumerate(b"ABCDEF"):
     _HEX_LUT[_c] = 10 + _i
 _SHIFTS8 = np.arange(28, -1, -4, dtype=np.uint32)
+# two hex digits read as one little-endian uint16 -> their byte value; 256 where either is not a hex digit
+_HEX_PAIRS = np.full(1 << 16, 256, np.uint16)
+_digits = np.flatnonzero(_HEX_LUT < 16)
+_HEX_PAIRS[_digits[:, None] | (_digits[None, :] << 8)] = (_HEX_LUT[_digits][:, None] << 4) | _HEX_LUT[_digits][None, :]
 
 
 class InputFormatError(ValueError):
@@ -157,16 +161,14 @@ def _hex_keys(col):
     if n == 0:
         return keys, missing, np.zeros(0, bool)
     nonempty = ~missing
-    if np.all(lengths[nonempty] == 8):
-        nib = _HEX_LUT[data[offsets[0]:offsets[-1]]].reshape(-1, 8)
-        byte = (nib[:, 0::2] << 4) | nib[:, 1::2]           # two hex digits -> one byte
-        vals = np.ascontiguousarray(byte).view(">u4").reshape(-1)
+    if np.all(lengths[nonempty] == 8):     # Criteo's values: one table lookup per two digits
+        byte = _HEX_PAIRS[data[offsets[0]:offsets[-1]].view("<u2")]            # [4 * values], 256 = not hex
         invalid = np.zeros(n, bool)
-        if nib.max(initial=0) > 15:
-            bad_rows = (nib > 15).any(1)
+        if byte.max(initial=0) > 255:
+            bad_rows = (byte.reshape(-1, 4) > 255).any(1)
             invalid[nonempty] = bad_rows
-            vals = np.where(bad_rows, 0, vals)
-        keys[nonempty] = vals
+            byte[np.repeat(bad_rows, 4)] = 0
+        keys[nonempty] = byte.astype(np.uint8).view(">u4")
         return keys, missing, invalid
     # General lengths: right-align up to 8 digits.
     invalid = lengths > 8
@@ -214,6 +216,13 @@ def _string_keys(col):
     return np.where(missing, np.uint64(0), h[idx]), missing, np.zeros(len(idx), bool)
 
 
+def _by_chunk(keys_of, column: pa.ChunkedArray):
+    """A key function (_hex_keys, ...) applied chunk by chunk (no copy into one array first); outputs concatenated."""
+    if column.num_chunks < 2:
+        return keys_of(column.combine_chunks())
+    return tuple(np.concatenate(x) for x in zip(*(keys_of(c) for c in column.chunks)))
+
+
 def _utf8(col, path: str, name: str):
     """A text column as pyarrow strings; bytes that are not UTF-8 are an InputFormatError naming the column."""
     try:
@@ -227,10 +236,12 @@ class BlockParser:
     mode "ids" (skip_id_convert) reads categorical values as decimal ids, otherwise as the spec's format."""
 
     def __init__(self, path: str, columns: Columns, strict: bool = False, mode: str = "vocab",
-                 use_threads: bool = True):
+                 threads: int = 1):
         spec = columns.spec
         self.path, self.columns, self.spec = path, columns, spec
-        self.use_threads = use_threads
+        # >1: pyarrow's tokeniser on its CPU pool (pieces.py sizes it); not for quoted csv, whose bad rows are
+        # reported by number, which pyarrow knows only when it reads on one thread
+        self.threads = 1 if spec.quoted else threads
         self.dense_dim, self.slot_dim = columns.dense_dim, columns.slot_dim
         self.n_fields = len(columns.names)
         self.strict = strict
@@ -269,7 +280,7 @@ class BlockParser:
 
     def _read(self, block, types):
         self._rows.clear()
-        read_opts = pacsv.ReadOptions(column_names=self.names, use_threads=self.use_threads, block_size=4 << 20)
+        read_opts = pacsv.ReadOptions(column_names=self.names, use_threads=self.threads > 1, block_size=4 << 20)
         conv = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, null_values=[""],
                                     quoted_strings_can_be_null=False, include_columns=self.include)
         return pacsv.read_csv(pa.py_buffer(block), read_options=read_opts, parse_options=self.parse_opts,
@@ -407,7 +418,7 @@ class BlockParser:
         keys, missing = np.zeros((self.key_dim, n), self.key_type), np.ones((self.key_dim, n), bool)
         cat_bad = np.zeros((self.slot_dim, n), bool)
         for i, name in enumerate(self.cat_names):
-            keys[i], missing[i], cat_bad[i] = self.keys(table.column(name).combine_chunks())
+            keys[i], missing[i], cat_bad[i] = _by_chunk(self.keys, table.column(name))
         cats = len(self.cat_names)
         for s, ((name, entry), cols) in enumerate(zip(self.multi_hot, self.columns.slot_keys[cats:]), cats):
             cat_bad[s] = self._lists(table.column(name).combine_chunks(), name, entry, line_numbers, keys[cols],

@@ -11,7 +11,8 @@ Id mode (`skip_id_convert` = 1): the field already holds an id; missing -> 0; ro
 from typing import List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
+
+from src.data.feature_spec import Columns
 
 
 class SlotMapper:
@@ -20,6 +21,7 @@ class SlotMapper:
     def __init__(self, mode: str, vocab_keys: Optional[np.ndarray] = None, max_ind_range: int = 0, max_id: int = 0):
         self.mode = mode
         if mode == "vocab":
+            import pandas as pd     # here: a worker that only parses or hashes does not pay for the import
             self.index = pd.Index(vocab_keys)
             self.size = len(vocab_keys) + 2
         elif mode == "hash":
@@ -43,6 +45,23 @@ class SlotMapper:
         return ids
 
 
+def map_ids(columns: Columns, mappers: List[SlotMapper], keys: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """A block's keys -> the dataset's ids, one row per id column (columns.slot_keys lays them out).
+
+    keys uint32 or uint64 [key_dim, n], missing bool [key_dim, n] -> ids int32 [key_dim, n]: a categorical slot
+    through its mapper (missing -> 0); a multi_hot slot's columns through the slot's mapper, pads -> -1.
+    mappers: one per slot (columns.slot_dim)."""
+    ids = np.empty(keys.shape, np.int32)
+    cats = len(columns.categorical)
+    for s in range(cats):
+        ids[s] = mappers[s](keys[s], missing[s])
+    for s, cols in enumerate(columns.slot_keys[cats:], cats):
+        got = mappers[s](keys[cols].reshape(-1), missing[cols].reshape(-1))
+        got[missing[cols].reshape(-1)] = -1
+        ids[cols] = got.reshape(cols.stop - cols.start, -1)
+    return ids
+
+
 MERGE_ENTRIES = 1 << 24     # (value, count) pairs merged at once: bounds the merge's memory (~0.4 GB)
 
 
@@ -60,6 +79,7 @@ def merge_counts(parts: List[Tuple[np.ndarray, np.ndarray]], threshold: int) -> 
     n_part = max(1, -(-entries // MERGE_ENTRIES))
     cuts = [p * (1 << bits) // n_part for p in range(n_part + 1)]
     kept_keys, kept_counts = [], []
+    import pandas as pd             # here: only the vocabulary merge and lookups need it
     for p in range(n_part):
         ks, cs = [], []
         for keys, counts in parts:

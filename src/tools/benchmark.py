@@ -593,21 +593,25 @@ def _mixed_days(work):
 
 def bench_preprocess_workers(work, rounds=2):
     """Worker counts against each other on day files, hashing (MLPerf's max_ind_range), command wall time with process
-    start, interleaved `rounds` times: 1M lines in 4 files (one gzip), 4M lines in 8 plain files; per run the phase
-    times preprocessing prints."""
+    start, interleaved `rounds` times: 1M lines in 4 files (one gzip), 4M lines in 8 plain files; workers 1, auto, 2,
+    and 1 held to one core; per run the phase times preprocessing prints."""
     print("== preprocessing workers (day files, hashing max_ind_range=40M; command wall time including process start; "
           f"{rounds} interleaved rounds, the best of each)")
+    # "1 on one core": workers=1 held to one CPU (taskset), so its tokeniser runs on one thread: the rate of one core
+    variants = {"1": [], "auto": [], "2": [], "1 on one core": ["taskset", "-c", "0"] if shutil.which("taskset") else None}
     for name, d, lines in (("1M lines in 4 day files of 250k (day_3.gz)", _mixed_days(work), 1_000_000),
                            ("4M lines in 8 day files of 500k", _days(work, 8, 500_000), 4_000_000)):
         walls, phases = {}, {}
         for r in range(rounds):
-            for w in (("1", "auto", "2") if r % 2 == 0 else ("2", "auto", "1")):
+            for w in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+                if variants[w] is None:
+                    continue
                 out = []
-                wall, _, _ = run_sampled(_preprocess_cmd(d, f"--workers={w}", "--max_ind_range=40000000"),
-                                         stdout=out)
+                cmd = variants[w] + _preprocess_cmd(d, f"--workers={w.split()[0]}", "--max_ind_range=40000000")
+                wall, _, _ = run_sampled(cmd, stdout=out)
                 walls.setdefault(w, []).append(wall)
                 phases[w] = next((x for x in out[0].splitlines() if x.startswith("wall time by phase")), "")
-        for w in ("1", "auto", "2"):
+        for w in walls:
             best = min(walls[w])
             print(f"{name}, workers={w}: {lines / best:,.0f} lines/s ({best:.1f} s; {min(walls['1']) / best:.2f}x "
                   f"workers=1); {phases[w]}", flush=True)

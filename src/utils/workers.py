@@ -101,12 +101,13 @@ class Workers:
             self._pool = None
 
     def run(self, fn: Callable, shared: Any, tasks: Sequence, progress: Optional[Progress] = None,
-            weights: Optional[Sequence[int]] = None) -> List:
+            weights: Optional[Sequence[int]] = None, here: bool = False) -> List:
         """[fn(shared, task) for task in tasks], results in task order; `progress` advances by weights[i]
-        (default 1) as task i ends (in any order). An exception in a task re-raises here."""
+        (default 1) as task i ends (in any order). An exception in a task re-raises here. `here`: run them in this
+        process, one after the other."""
         weights = weights if weights is not None else [1] * len(tasks)
         results: List = [None] * len(tasks)
-        if self.n <= 1 or len(tasks) <= 1:
+        if self.n <= 1 or len(tasks) <= 1 or here:
             for i, task in enumerate(tasks):
                 results[i] = fn(shared, task)
                 if progress:

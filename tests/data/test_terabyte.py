@@ -32,12 +32,18 @@ def _copy_days(src, dst, compress=False):
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory):
-    """4 synthetic day files of 800 lines, and their dataset made by 2 workers."""
+    """4 synthetic day files of 800 lines, and their dataset made by 2 workers, the workers writing the parts (as for
+    an input above ONE_WRITER_BELOW; smaller ones are written by the parent)."""
+    from src.data import preprocess as module
     from src.data.synthetic import generate_days
     d = tmp_path_factory.mktemp("days")
     generate_days(str(d / "text"), DAYS, LINES, seed=9, progress=False)
     _copy_days(d / "text", d / "w2")
-    meta = preprocess(make_cfg(f"--data_path={d / 'w2'}", "--workers=2", *SETTINGS), progress=False)
+    below, module.ONE_WRITER_BELOW = module.ONE_WRITER_BELOW, 0
+    try:
+        meta = preprocess(make_cfg(f"--data_path={d / 'w2'}", "--workers=2", *SETTINGS), progress=False)
+    finally:
+        module.ONE_WRITER_BELOW = below
     return d, meta
 
 
@@ -52,8 +58,9 @@ def test_day_split_counts_and_many_parts(days):
 
 
 def test_one_worker_and_gzip_give_the_same_dataset(days, tmp_path):
-    """workers=1 on plain files and workers=2 on gzip files write byte-identical datasets (same samples,
-    same order, same ids) as the module's workers=2 run on plain files."""
+    """workers=1 on plain files and workers=2 on gzip files (both: the parts written by the parent) write
+    byte-identical datasets (same samples, same order, same ids) as the module's workers=2 run on plain files (the
+    parts written by the workers)."""
     d, ref = days
     _copy_days(d / "text", tmp_path / "w1")
     one = preprocess(make_cfg(f"--data_path={tmp_path / 'w1'}", "--workers=1", *SETTINGS), progress=False)

@@ -28,3 +28,17 @@ def test_an_import_meanwhile_is_joined_before_the_block_ends_also_on_an_error():
     assert "colorsys" in sys.modules
     with imported_meanwhile("no_such_module_here"):
         pass
+
+
+def _pid(shared, task):
+    import os
+    return os.getpid()
+
+
+def test_tasks_run_on_the_pool_or_here_when_asked():
+    """Phase B of a small input runs in the parent (`here`): its tasks see this process; otherwise the workers."""
+    import os
+    from src.utils.workers import Workers
+    with Workers(2) as pool:
+        assert set(pool.run(_pid, None, [1, 2, 3], here=True)) == {os.getpid()}
+        assert os.getpid() not in pool.run(_pid, None, [1, 2, 3])
