@@ -18,7 +18,7 @@ import csv
 import os
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, List, Tuple
+from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 from src.data.feature_spec import Columns, FeatureSpec, list_files, load_feature_spec, resolve
 from src.data.text_parser import InputFormatError, _raw_open, _read
@@ -196,9 +196,12 @@ def count_piece_lines(path: str, k: int, piece_bytes: int) -> int:
     return data.count(b"\n")
 
 
-def stream_pieces(path: str, piece_bytes: int, read_bytes: int = 16 << 20) -> Iterator[Tuple[int, bytes]]:
-    """(k, text) of every piece of a file in order, by streaming it (gzip or plain); the same cuts as
-    read_piece, and ceil(uncompressed size / piece_bytes) pieces (one without a line start is b"")."""
+def stream_blocks(path: str, piece_bytes: int, read_bytes: int = 16 << 20,
+                  block_bytes: Optional[int] = None) -> Iterator[Tuple[int, bytes, bool]]:
+    """(k, text, last) for every piece of a file in order, by streaming it (gzip or plain); the same cuts as read_piece,
+    and ceil(uncompressed size / piece_bytes) pieces (one without a line start is b""). A piece comes as blocks of whole
+    lines, `last` marking its final one: with `block_bytes`, a block goes out as soon as that much of the piece is read
+    (its reader can parse while the rest is inflated); without, each piece is one block."""
     k, buf, base, lines, eof = 0, b"", 0, 0, False      # buf holds the text from uncompressed offset `base`
     with _raw_open(path) as f:
         while True:
@@ -214,11 +217,23 @@ def stream_pieces(path: str, piece_bytes: int, read_bytes: int = 16 << 20) -> It
             elif eof:
                 end = len(buf)
             else:
+                j = buf.rfind(b"\n") if block_bytes and len(buf) >= block_bytes else -1
+                if j >= 0:                             # every newline in buf comes before the piece's end
+                    lines += buf.count(b"\n", 0, j + 1)
+                    yield k, buf[:j + 1], False
+                    base, buf = base + j + 1, buf[j + 1:]
+                    continue
                 chunk = _read(f, read_bytes, path, lines)
                 eof = not chunk
                 buf += chunk
                 continue
             piece = buf[:end]
             lines += piece.count(b"\n")
-            yield k, (piece if not piece or piece.endswith(b"\n") else piece + b"\n")
+            yield k, (piece if not piece or piece.endswith(b"\n") else piece + b"\n"), True
             k, base, buf = k + 1, base + end, buf[end:]
+
+
+def stream_pieces(path: str, piece_bytes: int, read_bytes: int = 16 << 20) -> Iterator[Tuple[int, bytes]]:
+    """(k, text) of every piece of a file in order, by streaming it (gzip or plain): stream_blocks' pieces whole."""
+    for k, text, _ in stream_blocks(path, piece_bytes, read_bytes):
+        yield k, text

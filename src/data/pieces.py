@@ -12,19 +12,20 @@ counts (vocabulary mode) or largest ids (id mode), and the bad lines (line numbe
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 
 from src.data.feature_spec import Columns
-from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, split_line, stream_pieces
+from src.data.inputs import InputFile, line_start_at_or_after, lines_before, read_piece, split_line, stream_blocks
 from src.data.text_parser import BlockParser, Chunk, InputFormatError
 from src.data.vocab import SlotMapper, map_ids
 from src.utils.progress import background
 from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
+STREAM_BLOCK_BYTES = 16 << 20   # a streamed (gzip) file is read, and parsed, in blocks of this much text
 WORK_FORMAT = 2             # the layout of the pieces' files (2: hashing mode's records hold ids): a work folder
                             # of another layout is not resumed
 
@@ -114,14 +115,14 @@ def strip_header(job: PieceJob, file: InputFile, k: int, text: bytes) -> bytes:
 
 
 def _parse(job: PieceJob, file: InputFile, k: int, text: bytes, parser: BlockParser,
-           offset: Optional[int], n: int) -> Optional[Chunk]:
-    """Parse the n lines with piece-local data-line numbers; an error (strict mode's first bad line, a line break
-    in a quoted field) is raised again with the line's number in the file (`offset`: data lines before the
-    piece, counted here when unknown; a header is line 1)."""
+           offset: Optional[int], n: int, first: int) -> Optional[Chunk]:
+    """Parse the n lines of a block of piece k whose first line is the piece's line `first` (piece-local data-line
+    numbers); an error (strict mode's first bad line, a line break in a quoted field) is raised again with the
+    line's number in the file (`offset`: data lines before the piece, counted here when unknown; a header is line 1)."""
     if n == 0:
         return None
     try:
-        return parser.parse(1, text, n)
+        return parser.parse(first, text, n)
     except InputFormatError:
         header = 1 if job.columns.header else 0
         if offset is None:
@@ -130,22 +131,38 @@ def _parse(job: PieceJob, file: InputFile, k: int, text: bytes, parser: BlockPar
             physical = before + (header if k == 0 else 0)
         else:
             physical = offset + header
-        return parser.parse(physical + 1, text, n)      # raises again, naming the line in the file
+        return parser.parse(physical + first, text, n)      # raises again, naming the line in the file
 
 
-def process_piece(job: PieceJob, file: InputFile, k: int, text: bytes, offset: Optional[int] = None) -> int:
-    """Parse piece k of `file` (its text; `offset` lines come before it, None when not known) and write
-    its records and summary; returns its line count."""
+def parse_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes], parser: BlockParser,
+                offset: Optional[int]) -> Tuple[Chunk, int]:
+    """(the good lines of piece k, its line count) from its text in blocks of whole lines, parsed as they come."""
+    chunks, n_lines = [], 0
+    for i, text in enumerate(blocks):
+        text = strip_header(job, file, k, text) if i == 0 else text
+        n = text.count(b"\n")
+        chunk = _parse(job, file, k, text, parser, offset, n, n_lines + 1)
+        n_lines += n
+        if chunk is not None:
+            chunks.append(chunk)
+    if len(chunks) == 1:
+        return chunks[0], n_lines
+    if not chunks:
+        dense_dim, key_dim = job.columns.dense_dim, job.columns.key_dim
+        return Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
+                     np.zeros((key_dim, 0), key_dtype(job.columns, job.mode)), np.zeros((key_dim, 0), bool),
+                     np.zeros(0, np.int64)), n_lines
+    return Chunk(*(np.concatenate([getattr(c, f) for c in chunks], axis=-1)
+                   for f in ("label", "dense", "keys", "missing", "line"))), n_lines
+
+
+def process_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes],
+                  offset: Optional[int] = None) -> int:
+    """Parse piece k of `file` (its text, in one or more blocks of whole lines; `offset` lines come before it, None
+    when not known) and write its records and summary; returns its line count."""
     parser = BlockParser(file.path, job.columns, strict=job.strict, mode=job.mode, threads=job.threads)
-    text = strip_header(job, file, k, text)
-    n_lines = text.count(b"\n")
-    chunk = _parse(job, file, k, text, parser, offset, n_lines)
+    chunk, n_lines = parse_piece(job, file, k, blocks, parser, offset)
     dtype = record_dtype(job.columns, job.mode)
-    dense_dim, key_dim = job.columns.dense_dim, job.columns.key_dim
-    if chunk is None:
-        chunk = Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
-                      np.zeros((key_dim, 0), key_dtype(job.columns, job.mode)), np.zeros((key_dim, 0), bool),
-                      np.zeros(0, np.int64))
     if file.held_out:
         is_train = np.zeros(len(chunk.label), bool)
     elif job.n_train:
@@ -185,14 +202,28 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
         if job.done(file, k):
             return []
         offset = job.offsets[k] if job.offsets else None
-        process_piece(job, file, k, read_piece(file.path, k, job.piece_bytes), offset)
+        process_piece(job, file, k, [read_piece(file.path, k, job.piece_bytes)], offset)
         return [k]
     done, offset = [], 0
-    # a thread reads (and for gzip, inflates: zlib releases the GIL) the next piece while this one is parsed
-    for i, text in background(stream_pieces(file.path, job.piece_bytes), depth=1):
+    # a thread reads (and for gzip, inflates: zlib releases the GIL) the file in blocks while they are parsed
+    blocks = background(stream_blocks(file.path, job.piece_bytes, STREAM_BLOCK_BYTES, STREAM_BLOCK_BYTES), depth=2)
+    for i, piece in by_piece(blocks):
         if job.done(file, i):
-            offset += text.count(b"\n")
+            offset += sum(text.count(b"\n") for text in piece)
         else:
-            offset += process_piece(job, file, i, text, offset)
+            offset += process_piece(job, file, i, piece, offset)
             done.append(i)
     return done
+
+
+def by_piece(blocks: Iterable[Tuple[int, bytes, bool]]) -> Iterator[Tuple[int, Iterator[bytes]]]:
+    """stream_blocks' (k, text, last) as (k, the blocks of piece k), each piece's blocks read as they are consumed
+    (a piece must be read to its end before the next is asked for)."""
+    it = iter(blocks)
+    for k, text, last in it:
+        def piece(text: bytes = text, last: bool = last) -> Iterator[bytes]:
+            yield text
+            while not last:
+                _, text, last = next(it)
+                yield text
+        yield k, piece()

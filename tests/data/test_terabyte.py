@@ -70,6 +70,25 @@ def test_one_worker_and_gzip_give_the_same_dataset(days, tmp_path):
     assert gz["files"] == ref["files"]
 
 
+def test_gzip_pieces_parsed_in_blocks_as_they_are_inflated(days, tmp_path, monkeypatch):
+    """A gzip file's pieces are parsed block by block while the file is inflated: the same dataset, and a bad line
+    in a later block is named by its line in the file."""
+    from src.data import pieces
+    d, ref = days
+    monkeypatch.setattr(pieces, "STREAM_BLOCK_BYTES", 4096)      # 4 or 5 blocks per 16 KB piece
+    _copy_days(d / "text", tmp_path / "gz", compress=True)
+    one = preprocess(make_cfg(f"--data_path={tmp_path / 'gz'}", "--workers=1", *SETTINGS), progress=False)
+    assert one["files"] == ref["files"]
+    lines = open(d / "text" / "day_1").read().splitlines(keepends=True)
+    fields = lines[700].split("\t")
+    fields[2] = "y"                                          # line 701 of day_1: past the first 16 KB piece's blocks
+    lines[700] = "\t".join(fields)
+    with gzip.open(tmp_path / "gz" / "day_1.gz", "wt") as g:
+        g.write("".join(lines))
+    with pytest.raises(InputFormatError, match=r"day_1.gz:701: dense value is not an integer"):
+        preprocess(make_cfg(f"--data_path={tmp_path / 'gz'}", "--workers=1", "--strict=1", *SETTINGS), progress=False)
+
+
 def test_held_out_day_is_in_file_order_and_halves(days):
     """val = the first ceil(n/2) lines of the last day, test = the rest, both in file order."""
     d, meta = days
@@ -145,7 +164,8 @@ def test_corrupt_day_files_are_named_with_the_line(days, tmp_path):
 
 
 def test_pieces_cut_plain_and_gzip_files_alike(tmp_path):
-    from src.data.inputs import piece_count, read_piece, stream_pieces
+    from src.data.inputs import piece_count, read_piece, stream_blocks, stream_pieces
+    from src.data.pieces import by_piece
     rng = np.random.default_rng(0)
     for trial in range(60):
         lines = [b"x" * int(n) for n in rng.integers(0, 12, int(rng.integers(1, 30)))]
@@ -159,3 +179,7 @@ def test_pieces_cut_plain_and_gzip_files_alike(tmp_path):
         assert a == [p for _, p in stream_pieces(str(plain), c, read_bytes=3)]
         assert a == [p for _, p in stream_pieces(str(packed), c, read_bytes=5)]
         assert b"".join(a) == (data if data.endswith(b"\n") else data + b"\n")
+        block = int(rng.integers(1, 8))                           # the same pieces in blocks of whole lines
+        blocks = list(stream_blocks(str(packed), c, read_bytes=4, block_bytes=block))
+        assert [b"".join(p) for _, p in by_piece(iter(blocks))] == a
+        assert all(t.endswith(b"\n") and t for _, t, last in blocks if not last)
