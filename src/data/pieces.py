@@ -11,6 +11,7 @@ counts (vocabulary mode) or largest ids (id mode), and the bad lines (line numbe
 """
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -58,6 +59,7 @@ class PieceJob:
     offsets: Optional[tuple] = None   # split tail, plain file: data lines before every piece
     max_ind_range: int = 0  # hashing mode: the ids' range (the records hold ids)
     threads: int = 1        # tokeniser threads (the cores this worker owns)
+    hand_off: int = 0       # a gzip file's task leaves up to this many inflated pieces at a time to other workers
 
     def stem(self, file: InputFile, k: int) -> str:
         """The path without extension of piece k of `file`."""
@@ -66,6 +68,11 @@ class PieceJob:
     def done(self, file: InputFile, k: int) -> bool:
         """True when the piece's summary exists (its records were written before it)."""
         return os.path.isfile(self.stem(file, k) + ".npz")
+
+    def handed(self, file: InputFile) -> List[str]:
+        """The names of `file`'s pieces left as text for another worker (`{stem}.o{offset}.txt`) and not yet parsed."""
+        prefix = os.path.basename(self.stem(file, 0))[:-6]          # "f0003-p"
+        return [n for n in os.listdir(self.folder) if n.startswith(prefix) and n.endswith(".txt")]
 
 
 def _sums(chunk: Chunk, sel: np.ndarray) -> Dict[str, np.ndarray]:
@@ -205,15 +212,35 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
         process_piece(job, file, k, [read_piece(file.path, k, job.piece_bytes)], offset)
         return [k]
     done, offset = [], 0
-    # a thread reads (and for gzip, inflates: zlib releases the GIL) the file in blocks while they are parsed
+    # a thread reads (and for gzip, inflates: the inflater releases the GIL) the file in blocks while they are parsed
     blocks = background(stream_blocks(file.path, job.piece_bytes, STREAM_BLOCK_BYTES, STREAM_BLOCK_BYTES), depth=2)
     for i, piece in by_piece(blocks):
-        if job.done(file, i):
+        waiting = job.handed(file) if job.hand_off else []
+        if job.done(file, i) or any(n.startswith(os.path.basename(job.stem(file, i)) + ".") for n in waiting):
             offset += sum(text.count(b"\n") for text in piece)
+        elif len(waiting) < job.hand_off:       # another worker parses it (preprocess.py finds the file)
+            text = b"".join(piece)
+            write_atomic(f"{job.stem(file, i)}.o{offset}.txt", lambda f: f.write(text))
+            offset += text.count(b"\n")
         else:
             offset += process_piece(job, file, i, piece, offset)
             done.append(i)
     return done
+
+
+HANDED = re.compile(r"f(\d{4})-p(\d{6})\.o(\d+)\.txt$")
+
+
+def run_handed(job: PieceJob, file: InputFile, name: str) -> List[int]:
+    """A task: the piece a gzip file's task left as text (`name`, matching HANDED), parsed; the text is then removed."""
+    m = HANDED.match(name)
+    k, path = int(m[2]), os.path.join(job.folder, name)
+    if not job.done(file, k):
+        with open(path, "rb") as f:
+            text = f.read()
+        process_piece(job, file, k, [text], int(m[3]))
+    os.remove(path)
+    return [k]
 
 
 def by_piece(blocks: Iterable[Tuple[int, bytes, bool]]) -> Iterator[Tuple[int, Iterator[bytes]]]:

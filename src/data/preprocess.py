@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from src.data.feature_spec import Columns, FeatureSpecError
 from src.data.inputs import DAY_RE, InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
-from src.data.pieces import FINE_BUCKETS, WORK_FORMAT, PieceJob, record_dtype, run_file
+from src.data.pieces import FINE_BUCKETS, HANDED, WORK_FORMAT, PieceJob, record_dtype, run_file, run_handed
 from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
 from src.utils.progress import PhaseTimes, Progress
@@ -129,8 +129,28 @@ def _count_task(shared: Tuple[str, int], k: int) -> int:
     return count_piece_lines(shared[0], k, shared[1])
 
 
-def _piece_task(job: PieceJob, task: Tuple[InputFile, Optional[int]]) -> List[int]:
+def _piece_task(job: PieceJob, task: Tuple[InputFile, Union[int, str, None]]) -> List[int]:
+    if isinstance(task[1], str):            # a piece a gzip file's task left as text
+        return run_handed(job, task[0], task[1])
     return run_file(job, task[0], task[1])
+
+
+def hand_off(prep: Preprocessing) -> int:
+    """How many inflated pieces each gzip file's task may leave as text for other workers at a time: the workers'
+    share per gzip file (none with one worker). Bounds the text waiting on disk to about that many pieces per file."""
+    n_gzip = sum(1 for f in prep.layout.files if f.gzip)
+    return 0 if prep.workers.n < 2 or not n_gzip else -(-prep.workers.n // n_gzip)
+
+
+def handed_pieces(prep: Preprocessing, job: PieceJob) -> Callable[[], List[Tuple[InputFile, str]]]:
+    """found() for Workers.run_growing: the pieces gzip files' tasks have left as text since the last call."""
+    seen, files = set(), {f.index: f for f in prep.layout.files}
+
+    def found() -> List[Tuple[InputFile, str]]:
+        new = [n for n in sorted(os.listdir(job.folder)) if HANDED.match(n) and n not in seen]
+        seen.update(new)
+        return [(files[int(HANDED.match(n)[1])], n) for n in new]
+    return found
 
 
 def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
@@ -150,7 +170,7 @@ def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
         print(f"preprocess: resuming in {prep.work.path}: {finished:,} finished pieces are kept and skipped",
               file=sys.stderr)
     prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=prep.progress)
-    prep.workers.run(_piece_task, job, tasks, prog, weights)
+    prep.workers.run_growing(_piece_task, job, tasks, prog, weights, handed_pieces(prep, job))
     prog.finish()
 
 
@@ -440,7 +460,8 @@ def run_phases(prep: Preprocessing) -> dict:
     job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
                    mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
                    offsets=offsets, max_ind_range=prep.max_ind_range,
-                   threads=max(1, cpus_available() // prep.workers.n))
+                   threads=max(1, cpus_available() // prep.workers.n),
+                   hand_off=hand_off(prep))
     with prep.times.phase("parse"):
         parse_phase(prep, job)
     with prep.times.phase("merge"):

@@ -121,3 +121,34 @@ class Workers:
             if progress:
                 progress.update(weights[i])
         return results
+
+    def run_growing(self, fn: Callable, shared: Any, tasks: Sequence, progress: Optional[Progress] = None,
+                    weights: Optional[Sequence[int]] = None,
+                    found: Optional[Callable[[], List[Any]]] = None) -> List:
+        """run(), plus the tasks that the running ones make: `found()` is asked for new tasks while tasks run and
+        after they have all ended, until it has none (each is returned once by it); they run with weight 0. Returns
+        the given tasks' results, in order."""
+        found = found or (lambda: [])
+        if self.n <= 1:
+            results = self.run(fn, shared, tasks, progress, weights)
+            while True:
+                more = found()
+                if not more:
+                    return results
+                self.run(fn, shared, more)
+        if self._pool is None:
+            self._start()
+        weights = weights if weights is not None else [1] * len(tasks)
+        results: List = [None] * len(tasks)
+        pending = [(i, self._pool.apply_async(_call, ((i, fn, shared, t),))) for i, t in enumerate(tasks)]
+        while pending:
+            pending[0][1].wait(0.05)
+            for i, res in [p for p in pending if p[1].ready()]:
+                pending.remove((i, res))
+                _, value = res.get()                 # re-raises a task's exception
+                if i is not None:
+                    results[i] = value
+                    if progress:
+                        progress.update(weights[i])
+            pending += [(None, self._pool.apply_async(_call, ((None, fn, shared, t),))) for t in found()]
+        return results

@@ -183,3 +183,28 @@ def test_pieces_cut_plain_and_gzip_files_alike(tmp_path):
         blocks = list(stream_blocks(str(packed), c, read_bytes=4, block_bytes=block))
         assert [b"".join(p) for _, p in by_piece(iter(blocks))] == a
         assert all(t.endswith(b"\n") and t for _, t, last in blocks if not last)
+
+
+def test_a_gzip_task_leaves_pieces_to_other_workers(days, tmp_path):
+    """A gzip file's task leaves up to hand_off inflated pieces as text (named with their line offset) and parses the
+    rest; the pieces parsed from those texts are the same files as a task that parses every piece itself."""
+    from src.data.inputs import find_layout
+    from src.data.pieces import HANDED, PieceJob, run_file, run_handed
+    d, _ = days
+    _copy_days(d / "text", tmp_path / "gz", compress=True)
+    layout = find_layout(str(tmp_path / "gz"), None)
+    day = layout.files[1]
+    outputs = {}
+    for hand_off in (0, 2):
+        folder = tmp_path / f"pieces{hand_off}"
+        folder.mkdir()
+        job = PieceJob(folder=str(folder), columns=layout.columns, piece_bytes=16384, mode="vocab", strict=False,
+                       seed=5, n_train=0, hand_off=hand_off)
+        parsed = run_file(job, day)
+        left = sorted(n for n in os.listdir(folder) if HANDED.match(n))
+        assert len(left) == hand_off and not set(parsed) & {int(HANDED.match(n)[2]) for n in left}
+        for name in left:
+            run_handed(job, day, name)
+        assert not any(n.endswith(".txt") for n in os.listdir(folder))
+        outputs[hand_off] = {n: open(folder / n, "rb").read() for n in sorted(os.listdir(folder))}
+    assert outputs[0] == outputs[2]
