@@ -591,15 +591,35 @@ def _mixed_days(work):
     return d
 
 
+def _big_gzip_day(work):
+    """day_0.gz of 1,000,000 lines (4 pieces) and day_1 of 100,000 (made once from the 500k-line day files): one gzip
+    task holds most of the work."""
+    import gzip as gz
+    d = os.path.join(work, "days_gz1000000_100000")
+    if not os.path.isfile(os.path.join(d, "day_1")):
+        src = _days(work, 8, 500_000)
+        os.makedirs(d, exist_ok=True)
+        with gz.open(os.path.join(d, "day_0.gz.tmp"), "wb") as dst:
+            for k in (0, 1):
+                with open(os.path.join(src, f"day_{k}"), "rb") as f:
+                    shutil.copyfileobj(f, dst)
+        os.replace(os.path.join(d, "day_0.gz.tmp"), os.path.join(d, "day_0.gz"))
+        with open(os.path.join(src, "day_2"), "rb") as f, open(os.path.join(d, "day_1.tmp"), "wb") as g:
+            g.writelines(line for _, line in zip(range(100_000), f))
+        os.replace(os.path.join(d, "day_1.tmp"), os.path.join(d, "day_1"))
+    return d
+
+
 def bench_preprocess_workers(work, rounds=2):
     """Worker counts against each other on day files, hashing (MLPerf's max_ind_range), command wall time with process
-    start, interleaved `rounds` times: 1M lines in 4 files (one gzip), 4M lines in 8 plain files; workers 1, auto, 2,
-    and 1 held to one core; per run the phase times preprocessing prints."""
+    start, interleaved `rounds` times: 1M lines in 4 files (one gzip), a gzip file of 1M lines beside a plain one of
+    100k, 4M lines in 8 plain files; workers 1, auto, 2, and 1 held to one core; per run the phase times preprocessing prints."""
     print("== preprocessing workers (day files, hashing max_ind_range=40M; command wall time including process start; "
           f"{rounds} interleaved rounds, the best of each)")
     # "1 on one core": workers=1 held to one CPU (taskset), so its tokeniser runs on one thread: the rate of one core
     variants = {"1": [], "auto": [], "2": [], "1 on one core": ["taskset", "-c", "0"] if shutil.which("taskset") else None}
     for name, d, lines in (("1M lines in 4 day files of 250k (day_3.gz)", _mixed_days(work), 1_000_000),
+                           ("1.1M lines: a gzip day file of 1M, a plain one of 100k", _big_gzip_day(work), 1_100_000),
                            ("4M lines in 8 day files of 500k", _days(work, 8, 500_000), 4_000_000)):
         walls, phases = {}, {}
         for r in range(rounds):
