@@ -217,11 +217,11 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
     for i, piece in by_piece(blocks):
         waiting = job.handed(file) if job.hand_off else []
         if job.done(file, i) or any(n.startswith(os.path.basename(job.stem(file, i)) + ".") for n in waiting):
-            offset += sum(text.count(b"\n") for text in piece)
+            offset += data_lines(job, i, b"".join(piece))
         elif len(waiting) < job.hand_off:       # another worker parses it (preprocess.py finds the file)
             text = b"".join(piece)
             write_atomic(f"{job.stem(file, i)}.o{offset}.txt", lambda f: f.write(text))
-            offset += text.count(b"\n")
+            offset += data_lines(job, i, text)
         else:
             offset += process_piece(job, file, i, piece, offset)
             done.append(i)
@@ -241,6 +241,12 @@ def run_handed(job: PieceJob, file: InputFile, name: str) -> List[int]:
         process_piece(job, file, k, [text], int(m[3]))
     os.remove(path)
     return [k]
+
+
+def data_lines(job: PieceJob, k: int, text: bytes) -> int:
+    """The data lines of piece k's text: its lines, less the header in piece 0 of a file with one."""
+    n = text.count(b"\n")
+    return n - 1 if k == 0 and job.columns.header and n else n
 
 
 def by_piece(blocks: Iterable[Tuple[int, bytes, bool]]) -> Iterator[Tuple[int, Iterator[bytes]]]:
