@@ -15,7 +15,7 @@ import numpy as np
 
 from src.data.feature_spec import Columns
 from src.data.packed_format import file_record
-from src.data.pieces import record_dtype
+from src.data.pieces import record_dtype, unpack_missing
 from src.data.vocab import SlotMapper, map_ids
 from src.utils.staged_dir import write_json_atomic
 
@@ -131,7 +131,7 @@ def write_part(job: PartJob, task: PartTask) -> dict:
             ids = piece["ids"]
         else:
             ids = map_ids(job.columns, mappers_for(job), np.ascontiguousarray(piece["keys"].T),
-                          np.ascontiguousarray(piece["missing"].T)).T
+                          unpack_missing(piece["missing"], job.columns.key_dim)).T
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))
                                                    for name in (task.name, task.name + ".db")}}

@@ -27,8 +27,8 @@ from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
 STREAM_BLOCK_BYTES = 16 << 20   # a streamed (gzip) file is read, and parsed, in blocks of this much text
-WORK_FORMAT = 2             # the layout of the pieces' files (2: hashing mode's records hold ids): a work folder
-                            # of another layout is not resumed
+WORK_FORMAT = 3             # the layout of the pieces' files (2: hashing mode's records hold ids; 3: missing flags
+                            # as bits): a work folder of another layout is not resumed
 
 
 def key_dtype(columns: Columns, mode: str) -> str:
@@ -39,10 +39,12 @@ def key_dtype(columns: Columns, mode: str) -> str:
 def record_dtype(columns: Columns, mode: str) -> np.dtype:
     """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], then (K = columns.key_dim)
     hashing mode: ids i4[K], the dataset's ids (no vocabulary is needed, so phase A maps them: one pass);
-    vocabulary and id modes: keys u4 or u8 [K] (key_dtype) and missing ?[K], mapped in phase B;
-    and line u4 (1-based line number among its file's data lines, within its piece)."""
+    vocabulary and id modes: keys u4 or u8 [K] (key_dtype) and missing u1[ceil(K / 8)] (one bit per key, little
+    bit order: pack_missing), mapped in phase B;
+    and line u4 (1-based line number among its file's data lines, within its piece). Criteo: 161 B in hashing mode,
+    165 B otherwise."""
     keys = [("ids", "<i4", (columns.key_dim,))] if mode == "hash" else \
-        [("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "?", (columns.key_dim,))]
+        [("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "u1", (-(-columns.key_dim // 8),))]
     return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)), *keys, ("line", "<u4")])
 
 
@@ -90,9 +92,19 @@ def _records(chunk: Chunk, ids: Optional[np.ndarray], dtype: np.dtype) -> np.nda
         rec["ids"] = ids.T
     else:
         rec["keys"] = chunk.keys.T
-        rec["missing"] = chunk.missing.T
+        rec["missing"] = pack_missing(chunk.missing)
     rec["line"] = chunk.line
     return rec
+
+
+def pack_missing(missing: np.ndarray) -> np.ndarray:
+    """missing bool [K, n] -> the records' bits uint8 [n, ceil(K / 8)] (key j: bit j % 8 of byte j // 8)."""
+    return np.packbits(missing.T, axis=1, bitorder="little")
+
+
+def unpack_missing(bits: np.ndarray, key_dim: int) -> np.ndarray:
+    """The records' bits uint8 [n, ceil(K / 8)] -> missing bool [K, n] (pack_missing's inverse)."""
+    return np.unpackbits(bits, axis=1, count=key_dim, bitorder="little").T.astype(bool, order="C")
 
 
 def _value_counts(chunk: Chunk, sel: np.ndarray, columns: Columns) -> Dict[str, np.ndarray]:

@@ -54,3 +54,13 @@ def test_tokeniser_threads_give_the_same_arrays():
     for name in ("label", "dense", "keys", "missing", "line"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
     assert two_parser.bad.counts["dense"] == 40
+
+
+@pytest.mark.parametrize("key_dim", [1, 8, 26, 35])
+def test_missing_flags_pack_to_bits_and_back(key_dim):
+    """Vocabulary and id modes keep a record's missing flags as bits (4 bytes instead of 26 for Criteo)."""
+    from src.data.pieces import pack_missing, unpack_missing
+    missing = np.random.default_rng(key_dim).random((key_dim, 50)) < 0.3
+    bits = pack_missing(missing)
+    assert bits.shape == (50, -(-key_dim // 8)) and bits.dtype == np.uint8
+    assert np.array_equal(unpack_missing(bits, key_dim), missing)
