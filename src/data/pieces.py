@@ -58,6 +58,7 @@ class PieceJob:
     strict: bool
     seed: int
     n_train: int            # split tail: data lines 1..n_train of the file are training; 0 for last_file
+    offsets: Optional[tuple] = None   # split tail, plain file: data lines before every piece
     max_ind_range: int = 0  # hashing mode: the ids' range (the records hold ids)
     threads: int = 1        # tokeniser threads (the cores this worker owns)
     hand_off: int = 0       # a gzip file's task leaves up to this many inflated pieces at a time to other workers
@@ -211,14 +212,15 @@ def process_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes
     return n_lines
 
 
-def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None, offset: Optional[int] = None) -> List[int]:
-    """A task: piece k of a plain file (`offset`: data lines before it, when known), or every piece of a gzip file
-    (k None) in order; pieces already done are skipped. Returns the piece numbers it processed."""
+def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[int]:
+    """A task: piece k of a plain file, or every piece of a gzip file (k None) in order; pieces already
+    done are skipped. Returns the piece numbers it processed."""
     if job.threads > 1 and pa.cpu_count() != job.threads:
         pa.set_cpu_count(job.threads)           # pyarrow's pool: the cores this worker owns
     if k is not None:
         if job.done(file, k):
             return []
+        offset = job.offsets[k] if job.offsets else None
         process_piece(job, file, k, [read_piece(file.path, k, job.piece_bytes)], offset)
         return [k]
     done, offset = [], 0

@@ -25,17 +25,16 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from src.data.text_parser import InputFormatError, MAX_EXAMPLES, count_lines
 from src.data.feature_spec import Columns, FeatureSpecError
-from src.data.inputs import DAY_RE, InputFile, Layout, find_layout, piece_count
+from src.data.inputs import DAY_RE, InputFile, Layout, count_piece_lines, find_layout, piece_count
 from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, file_record
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
-from src.data.tail_count import TailCounter
 from src.data.pieces import FINE_BUCKETS, HANDED, WORK_FORMAT, PieceJob, record_dtype, run_file, run_handed
 from src.data.vocab import merge_counts
 from src.model_utils.spec import Feature
@@ -100,24 +99,39 @@ def fingerprint(cfg, layout: Layout) -> dict:
             **{k: getattr(cfg, k) for k in keys}}
 
 
-def gzip_tail_split(prep: Preprocessing) -> Tuple[int, int, int]:
-    """Split tail on a gzip file: (data lines, n_train, n_val), from train_line_count or a count of the file (its
-    task streams it and knows every piece's line numbers). A header is not a data line."""
+def tail_split(prep: Preprocessing) -> Tuple[Optional[tuple], int, int, int]:
+    """Split tail: (data lines before every piece (plain file; None for gzip), data lines, n_train, n_val). A
+    header is not a data line."""
     file = prep.layout.files[0]
-    total = prep.train_line_count or count_lines(file.path) - (1 if prep.layout.columns.header else 0)
+    header = 1 if prep.layout.columns.header else 0
+    offsets = None
+    if file.gzip:
+        total = prep.train_line_count or count_lines(file.path) - header
+    else:
+        n = piece_count(file.path, prep.piece_bytes)
+        prog = Progress("preprocess: counting lines", n, "pieces", enabled=prep.progress)
+        counts = prep.workers.run(_count_task, (file.path, prep.piece_bytes), list(range(n)), prog)
+        prog.finish()
+        counts[0] -= header
+        offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        total = int(sum(counts))
+        if prep.train_line_count and prep.train_line_count != total:
+            raise InputFormatError(f"{file.path}: has {total} lines{' after its header' if header else ''} but "
+                                   f"train_line_count={prep.train_line_count}; set it to the file's line count, or "
+                                   f"0 to count it")
     n_test = total // 7
     if n_test == 0:
         raise InputFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
-    return total, total - n_test, n_test // 2 if prep.val_split else 0
+    return offsets, total, total - n_test, n_test // 2 if prep.val_split else 0
 
 
-def _piece_task(job: PieceJob, task: tuple) -> List[int]:
-    """task: (file, k) a plain piece; (file, None) a gzip file; (file, name) a piece a gzip file's task left as text;
-    (file, k, offset, n_train) a piece of split tail's plain file (src/data/tail_count.py)."""
-    if isinstance(task[1], str):
+def _count_task(shared: Tuple[str, int], k: int) -> int:
+    return count_piece_lines(shared[0], k, shared[1])
+
+
+def _piece_task(job: PieceJob, task: Tuple[InputFile, Union[int, str, None]]) -> List[int]:
+    if isinstance(task[1], str):            # a piece a gzip file's task left as text
         return run_handed(job, task[0], task[1])
-    if len(task) == 4:
-        return run_file(replace(job, n_train=task[3]), task[0], task[1], task[2])
     return run_file(job, task[0], task[1])
 
 
@@ -132,33 +146,17 @@ def handed_pieces(prep: Preprocessing, job: PieceJob) -> Callable[[], List[Tuple
     """found() for Workers.run_growing: the pieces gzip files' tasks have left as text since the last call."""
     seen, files = set(), {f.index: f for f in prep.layout.files}
 
-    def found() -> List[Tuple[Tuple[InputFile, str], int]]:
+    def found() -> List[Tuple[InputFile, str]]:
         new = [n for n in sorted(os.listdir(job.folder)) if HANDED.match(n) and n not in seen]
         seen.update(new)
-        return [((files[int(HANDED.match(n)[1])], n), 0) for n in new]     # their bytes count with their file's task
+        return [(files[int(HANDED.match(n)[1])], n) for n in new]
     return found
 
 
-def counted_pieces(prep: Preprocessing, job: PieceJob, counter: TailCounter) -> Tuple[Callable, Callable]:
-    """(found, more) for Workers.run_growing: split tail's plain pieces as the counter learns their split."""
-    file, issued = prep.layout.files[0], [0]
-    size = os.path.getsize(file.path)
-
-    def found() -> List[Tuple[tuple, int]]:
-        new = counter.ready(issued[0])
-        issued[0] += len(new)
-        return [((file, k, offset, n_train), min(prep.piece_bytes, size - k * prep.piece_bytes))
-                for k, offset, n_train in new if not job.done(file, k)]
-    return found, lambda: issued[0] < counter.n
-
-
-def parse_phase(prep: Preprocessing, job: PieceJob, counter: Optional[TailCounter] = None) -> None:
-    """Phase A: every piece not yet done, on prep.workers processes (a gzip file's task streams it and leaves some
-    of its pieces to other workers; split tail's plain pieces come from `counter` as their split becomes known)."""
+def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
+    """Phase A: every piece not yet done, on prep.workers processes (a gzip file is one task)."""
     tasks, weights = [], []
     for f in prep.layout.files:
-        if counter is not None:
-            break
         if f.gzip:
             tasks.append((f, None))
             weights.append(os.path.getsize(f.path))
@@ -171,10 +169,8 @@ def parse_phase(prep: Preprocessing, job: PieceJob, counter: Optional[TailCounte
     if finished:
         print(f"preprocess: resuming in {prep.work.path}: {finished:,} finished pieces are kept and skipped",
               file=sys.stderr)
-    total = os.path.getsize(prep.layout.files[0].path) if counter is not None else sum(weights)
-    prog = Progress("preprocess phase A (parse, count, bucket)", total, "bytes", enabled=prep.progress)
-    found, more = counted_pieces(prep, job, counter) if counter is not None else (handed_pieces(prep, job), None)
-    prep.workers.run_growing(_piece_task, job, tasks, prog, weights, found, more or (lambda: False))
+    prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=prep.progress)
+    prep.workers.run_growing(_piece_task, job, tasks, prog, weights, handed_pieces(prep, job))
     prog.finish()
 
 
@@ -451,13 +447,11 @@ def split_lines(prep: Preprocessing, pieces: List[Piece], tail: Optional[Tuple[i
 
 def run_phases(prep: Preprocessing) -> dict:
     """All phases into the work folder; returns the metadata written to the staged dataset."""
-    tail, counter = None, None
-    if prep.layout.kind == "tail" and prep.layout.files[0].gzip:
+    tail, offsets = None, None
+    if prep.layout.kind == "tail":
         with prep.times.phase("count"):
-            tail = gzip_tail_split(prep)
-    elif prep.layout.kind == "tail":          # counted in a thread while the pieces already counted are parsed
-        counter = TailCounter(prep.layout.files[0].path, prep.piece_bytes, bool(prep.layout.columns.header),
-                              prep.train_line_count, prep.val_split)
+            offsets, total, n_train, n_val = tail_split(prep)
+        tail = (total, n_train, n_val)
     elif prep.train_line_count:
         raise InputFormatError(f"train_line_count={prep.train_line_count} applies to split tail (one file, such as "
                                f"train.txt); the files of split last_file are counted as they are read: set it to 0")
@@ -465,14 +459,11 @@ def run_phases(prep: Preprocessing) -> dict:
     os.makedirs(prep.path("parts"), exist_ok=True)
     job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
                    mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
-                   max_ind_range=prep.max_ind_range,
+                   offsets=offsets, max_ind_range=prep.max_ind_range,
                    threads=max(1, cpus_available() // prep.workers.n),
                    hand_off=hand_off(prep))
     with prep.times.phase("parse"):
-        parse_phase(prep, job, counter)
-    if counter is not None:
-        tail = counter.split()
-        prep.times.add("count (while parsing)", counter.seconds)
+        parse_phase(prep, job)
     with prep.times.phase("merge"):
         pieces = list_pieces(prep, job)
         lines, val_end, split_text = split_lines(prep, pieces, tail)

@@ -124,10 +124,6 @@ class PhaseTimes:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
 
-    def add(self, name: str, seconds: float) -> None:
-        """Add the wall time of work that ran beside the phases (a thread): it is not part of their sum."""
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
     def summary(self) -> str:
         """'start-up 1.2 s, count 0.4 s, parse 5.1 s, ...; total 9.8 s' (total: since the process started)."""
         parts = [f"start-up {self.startup:.1f} s"] + [f"{k} {v:.1f} s" for k, v in self.seconds.items()]

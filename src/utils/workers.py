@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -125,40 +124,31 @@ class Workers:
 
     def run_growing(self, fn: Callable, shared: Any, tasks: Sequence, progress: Optional[Progress] = None,
                     weights: Optional[Sequence[int]] = None,
-                    found: Optional[Callable[[], List[Tuple[Any, int]]]] = None,
-                    more: Callable[[], bool] = lambda: False) -> List:
-        """run(), plus tasks that turn up while it runs: `found()` is asked for new (task, weight) pairs while tasks
-        run, after each ends, and while `more()` says more will turn up (each is returned once). Returns the given
-        tasks' results, in order."""
+                    found: Optional[Callable[[], List[Any]]] = None) -> List:
+        """run(), plus the tasks that the running ones make: `found()` is asked for new tasks while tasks run and
+        after they have all ended, until it has none (each is returned once by it); they run with weight 0. Returns
+        the given tasks' results, in order."""
         found = found or (lambda: [])
-        weights = list(weights) if weights is not None else [1] * len(tasks)
         if self.n <= 1:
             results = self.run(fn, shared, tasks, progress, weights)
             while True:
-                new = found()
-                if new:
-                    self.run(fn, shared, [t for t, _ in new], progress, [w for _, w in new])
-                elif more():
-                    time.sleep(0.01)
-                else:
+                more = found()
+                if not more:
                     return results
+                self.run(fn, shared, more)
         if self._pool is None:
             self._start()
+        weights = weights if weights is not None else [1] * len(tasks)
         results: List = [None] * len(tasks)
-        submit = lambda i, t, w: (i, w, self._pool.apply_async(_call, ((i, fn, shared, t),)))  # noqa: E731
-        pending = [submit(i, t, w) for i, (t, w) in enumerate(zip(tasks, weights))]
-        while pending or more():
-            if pending:
-                pending[0][2].wait(0.05)
-            else:
-                time.sleep(0.01)
-            for entry in [p for p in pending if p[2].ready()]:
-                pending.remove(entry)
-                i, w, res = entry
-                value = res.get()[1]                 # re-raises a task's exception
+        pending = [(i, self._pool.apply_async(_call, ((i, fn, shared, t),))) for i, t in enumerate(tasks)]
+        while pending:
+            pending[0][1].wait(0.05)
+            for i, res in [p for p in pending if p[1].ready()]:
+                pending.remove((i, res))
+                _, value = res.get()                 # re-raises a task's exception
                 if i is not None:
                     results[i] = value
-                if progress:
-                    progress.update(w)
-            pending += [submit(None, t, w) for t, w in found()]
+                    if progress:
+                        progress.update(weights[i])
+            pending += [(None, self._pool.apply_async(_call, ((None, fn, shared, t),))) for t in found()]
         return results
