@@ -11,7 +11,8 @@ A feature spec's `split` is one of these two (tail: one file; last_file: at leas
 A piece is the unit of parallel work and of resume: piece k of a file holds the lines that *start* at
 an uncompressed byte offset in [k*C, (k+1)*C) (C = chunk_bytes). The rule is the same for plain and
 gzip files, so a file and its .gz give the same pieces. Plain files are cut by seeking (any worker can
-take any piece); a gzip file is one task that streams its pieces in order. A file with a header has it in
+take any piece); a gzip file's task streams its pieces in order, leaving some of them, inflated, to other workers
+(src/data/pieces.py). A file with a header has it in
 its piece 0 (the worker checks and drops it).
 """
 import csv
@@ -36,7 +37,7 @@ class InputFile:
 
     @property
     def gzip(self) -> bool:
-        """True when the file is gzip-compressed (streamed by one worker)."""
+        """True when the file is gzip-compressed (streamed by one task, which hands some pieces on)."""
         return self.path.endswith(".gz")
 
 

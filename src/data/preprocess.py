@@ -154,7 +154,8 @@ def handed_pieces(prep: Preprocessing, job: PieceJob) -> Callable[[], List[Tuple
 
 
 def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
-    """Phase A: every piece not yet done, on prep.workers processes (a gzip file is one task)."""
+    """Phase A: every piece not yet done, on prep.workers processes (a gzip file's task streams it and leaves some of
+    its pieces, inflated, to the other workers: they are found and handed out while the phase runs)."""
     tasks, weights = [], []
     for f in prep.layout.files:
         if f.gzip:
@@ -497,9 +498,10 @@ ONE_WRITER_BELOW = 512 << 20
 
 def input_size(layout: Layout, piece_bytes: int) -> Tuple[int, int]:
     """(bytes of text, parallel tasks) of the input: plain files by their size and pieces, a gzip file as GZIP_RATIO
-    times its size and one task (one worker streams it)."""
+    times its size and as many pieces as that much text makes (its task hands pieces on to other workers)."""
     size = sum(os.path.getsize(f.path) * (GZIP_RATIO if f.gzip else 1) for f in layout.files)
-    tasks = sum(1 if f.gzip else piece_count(f.path, piece_bytes) for f in layout.files)
+    tasks = sum(max(1, -(-os.path.getsize(f.path) * GZIP_RATIO // piece_bytes)) if f.gzip
+                else piece_count(f.path, piece_bytes) for f in layout.files)
     return size, tasks
 
 
