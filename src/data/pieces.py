@@ -27,6 +27,7 @@ from src.utils.staged_dir import write_atomic
 
 FINE_BUCKETS = 1 << 16      # shuffle buckets drawn per line; a training part is a run of them
 STREAM_BLOCK_BYTES = 16 << 20   # a streamed (gzip) file is read, and parsed, in blocks of this much text
+HANDED = re.compile(r"f(\d{4})-p(\d{6})\.o(\d+)\.txt$")     # a piece left as text: file, piece, lines before it
 WORK_FORMAT = 3             # the layout of the pieces' files (2: hashing mode's records hold ids; 3: missing flags
                             # as bits): a work folder of another layout is not resumed
 
@@ -71,10 +72,10 @@ class PieceJob:
         """True when the piece's summary exists (its records were written before it)."""
         return os.path.isfile(self.stem(file, k) + ".npz")
 
-    def handed(self, file: InputFile) -> List[str]:
-        """The names of `file`'s pieces left as text for another worker (`{stem}.o{offset}.txt`) and not yet parsed."""
-        prefix = os.path.basename(self.stem(file, 0))[:-6]          # "f0003-p"
-        return [n for n in os.listdir(self.folder) if n.startswith(prefix) and n.endswith(".txt")]
+    def handed(self, file: InputFile) -> List[int]:
+        """The pieces of `file` left as text for another worker (HANDED: `{stem}.o{offset}.txt`) and not yet parsed."""
+        found = (HANDED.match(n) for n in os.listdir(self.folder))
+        return [int(m[2]) for m in found if m and int(m[1]) == file.index]
 
 
 def _sums(chunk: Chunk, sel: np.ndarray) -> Dict[str, np.ndarray]:
@@ -228,19 +229,16 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
     blocks = background(stream_blocks(file.path, job.piece_bytes, STREAM_BLOCK_BYTES, STREAM_BLOCK_BYTES), depth=2)
     for i, piece in by_piece(blocks):
         waiting = job.handed(file) if job.hand_off else []
-        if job.done(file, i) or any(n.startswith(os.path.basename(job.stem(file, i)) + ".") for n in waiting):
-            offset += data_lines(job, i, b"".join(piece))
+        if job.done(file, i) or i in waiting:
+            offset += data_lines(job, i, piece)
         elif len(waiting) < job.hand_off:       # another worker parses it (preprocess.py finds the file)
             text = b"".join(piece)
             write_atomic(f"{job.stem(file, i)}.o{offset}.txt", lambda f: f.write(text))
-            offset += data_lines(job, i, text)
+            offset += data_lines(job, i, [text])
         else:
             offset += process_piece(job, file, i, piece, offset)
             done.append(i)
     return done
-
-
-HANDED = re.compile(r"f(\d{4})-p(\d{6})\.o(\d+)\.txt$")
 
 
 def run_handed(job: PieceJob, file: InputFile, name: str) -> List[int]:
@@ -255,9 +253,9 @@ def run_handed(job: PieceJob, file: InputFile, name: str) -> List[int]:
     return [k]
 
 
-def data_lines(job: PieceJob, k: int, text: bytes) -> int:
-    """The data lines of piece k's text: its lines, less the header in piece 0 of a file with one."""
-    n = text.count(b"\n")
+def data_lines(job: PieceJob, k: int, blocks: Iterable[bytes]) -> int:
+    """The data lines of piece k's text (in blocks): its lines, less the header in piece 0 of a file with one."""
+    n = sum(text.count(b"\n") for text in blocks)
     return n - 1 if k == 0 and job.columns.header and n else n
 
 

@@ -171,7 +171,9 @@ def parse_phase(prep: Preprocessing, job: PieceJob) -> None:
         print(f"preprocess: resuming in {prep.work.path}: {finished:,} finished pieces are kept and skipped",
               file=sys.stderr)
     prog = Progress("preprocess phase A (parse, count, bucket)", sum(weights), "bytes", enabled=prep.progress)
-    prep.workers.run_growing(_piece_task, job, tasks, prog, weights, handed_pieces(prep, job))
+    # only gzip files' tasks leave pieces behind: without them nothing is looked for
+    found = handed_pieces(prep, job) if job.hand_off else None
+    prep.workers.run_growing(_piece_task, job, tasks, prog, weights, found)
     prog.finish()
 
 

@@ -576,34 +576,36 @@ def run_sampled(cmd, every=0.25, stdout=None):
     return wall, peak_pss, peak_rss
 
 
+def _gzip_of(sources, dst):
+    """dst (.gz) holding the sources' text one after the other, written whole or not at all."""
+    import gzip as gz
+    with gz.open(dst + ".tmp", "wb") as out:
+        for path in sources:
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out)
+    os.replace(dst + ".tmp", dst)
+
+
 def _mixed_days(work):
     """4 synthetic day files of 250,000 lines, the last gzip-compressed (made once)."""
-    import gzip as gz
     d = os.path.join(work, "days_4x250000_mixed")
     if not os.path.isfile(os.path.join(d, "day_3.gz")):
         plain = _days(work, 4, 250_000)
         os.makedirs(d, exist_ok=True)
         for k in range(3):
             shutil.copyfile(os.path.join(plain, f"day_{k}"), os.path.join(d, f"day_{k}"))
-        with open(os.path.join(plain, "day_3"), "rb") as src, gz.open(os.path.join(d, "day_3.gz.tmp"), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(os.path.join(d, "day_3.gz.tmp"), os.path.join(d, "day_3.gz"))
+        _gzip_of([os.path.join(plain, "day_3")], os.path.join(d, "day_3.gz"))
     return d
 
 
 def _big_gzip_day(work):
     """day_0.gz of 1,000,000 lines (4 pieces) and day_1 of 100,000 (made once from the 500k-line day files): one gzip
     task holds most of the work."""
-    import gzip as gz
     d = os.path.join(work, "days_gz1000000_100000")
     if not os.path.isfile(os.path.join(d, "day_1")):
         src = _days(work, 8, 500_000)
         os.makedirs(d, exist_ok=True)
-        with gz.open(os.path.join(d, "day_0.gz.tmp"), "wb") as dst:
-            for k in (0, 1):
-                with open(os.path.join(src, f"day_{k}"), "rb") as f:
-                    shutil.copyfileobj(f, dst)
-        os.replace(os.path.join(d, "day_0.gz.tmp"), os.path.join(d, "day_0.gz"))
+        _gzip_of([os.path.join(src, "day_0"), os.path.join(src, "day_1")], os.path.join(d, "day_0.gz"))
         with open(os.path.join(src, "day_2"), "rb") as f, open(os.path.join(d, "day_1.tmp"), "wb") as g:
             g.writelines(line for _, line in zip(range(100_000), f))
         os.replace(os.path.join(d, "day_1.tmp"), os.path.join(d, "day_1"))

@@ -142,9 +142,10 @@ class Workers:
         results: List = [None] * len(tasks)
         pending = [(i, self._pool.apply_async(_call, ((i, fn, shared, t),))) for i, t in enumerate(tasks)]
         while pending:
-            pending[0][1].wait(0.05)
-            for i, res in [p for p in pending if p[1].ready()]:
-                pending.remove((i, res))
+            pending[0][1].wait(0.25)                # found() is asked at least this often, and after tasks end
+            state = [(p, p[1].ready()) for p in pending]           # asked once: a task may end meanwhile
+            pending = [p for p, ready in state if not ready]
+            for i, res in [p for p, ready in state if ready]:
                 _, value = res.get()                 # re-raises a task's exception
                 if i is not None:
                     results[i] = value
