@@ -2,12 +2,13 @@
 
     python export.py --checkpoint_path=CKPT_FILE_OR_DIR --file_name=dlrm --file_format=MINDIR [--key=value ...]
 
-The network (table sizes and architecture) is rebuilt from the checkpoint's own description: no dataset
-is needed.
-Signature: ids int32 [B, 26], dense float32 [B, 13] -> click probability float32 [B, 1].
+The network (table sizes and architecture) is rebuilt from the checkpoint's own description: no dataset is needed.
+A folder means the newest checkpoint of its most recent training run. Given --dataset_path, the checkpoint must fit
+that dataset (one line and exit code 2 otherwise, before MindSpore starts). Beside the model goes its record,
+`<model file>.json`, which the inference path checks against its dataset.
+Signature: ids int32 [B, L], dense float32 [B, Dn] -> click probability float32 [B, 1] (Criteo: L = 26, Dn = 13).
 """
 import os
-import sys
 
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
@@ -16,21 +17,31 @@ from src.model_utils.moxing_adapter import moxing_wrapper
 config = get_config(description=__doc__)
 
 
+def export(path: str) -> None:
+    """Load the checkpoint's network on the device and write the export (and its record)."""
+    from src.inference.export import check_format, export_network, load_inference_net
+    from src.utils.runtime import setup_context
+    check_format(config)             # AIR off Ascend fails before anything is built
+    setup_context(config.device_target, get_device_id())
+    net, path, position, model = load_inference_net(config, path)
+    step = position.get("global_step", -1)
+    print(f"checkpoint: {path} (step {step})", flush=True)
+    export_network(net, config, source={"checkpoint": path, "step": step, "model": model})
+
+
 @moxing_wrapper(config)
 def main():
-    from src.training.checkpoint import CheckpointError
     from src.data.packed_format import DatasetError
-    from src.inference.export import ExportError, check_format, export_network, load_inference_net
-    from src.utils.runtime import DeviceUnavailable, setup_context
-    try:
-        check_format(config)             # AIR off Ascend fails before anything is built
-        setup_context(config.device_target, get_device_id())
-        net, path, position, _ = load_inference_net(config, config.checkpoint_path)
-        print(f"checkpoint: {path} (step {position.get('global_step', -1)})", flush=True)
-        export_network(net, config)
-    except (ExportError, DatasetError, CheckpointError, DeviceUnavailable) as exc:
-        sys.stderr.write(f"export error: {exc}\n")
-        sys.exit(1)
+    from src.training.checkpoint import CheckpointError, checked_checkpoint
+    from src.utils.cli import run_or_exit
+    dataset = config.dataset_path if "dataset_path" in config.cli_keys else None
+    info = run_or_exit("export", lambda: checked_checkpoint(config.checkpoint_path, config.ckpt_file_name_prefix,
+                                                            dataset), (DatasetError, CheckpointError))
+    from src.inference.export import ExportError          # MindSpore starts here, after the checks
+    from src.utils.runtime import DeviceUnavailable
+    from src.utils.staged_dir import OutputError
+    run_or_exit("export", lambda: export(info.path),
+                (ExportError, DatasetError, CheckpointError, DeviceUnavailable, OutputError))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
 """Accuracy, AUC and logloss of batch-inference results against preprocess.py's labels.
 
-    python postprocess.py --result_path=./result_Files --label_path=./preprocess_Result/label
-"""
-import sys
+    python postprocess.py --result_path=./result_Files --label_path=./preprocess_Result/label \
+        [--model_path=dlrm.onnx --dataset_path=DIR/mindrecord]
 
+With --model_path, a model that does not fit dataset_path is refused in one line, exit code 2, before any scoring.
+"""
 from src.model_utils.config import get_config
 
 config = get_config(description=__doc__)
 
 
-def main():
-    from src.inference.batch_files import InferFilesError, read_results
+def score() -> dict:
+    """Check the model (when given) against the dataset, then score the results against the labels."""
+    from src.inference.batch_files import read_results
+    from src.inference.model_record import check_model_fits
     from src.training.metrics import ctr_metrics
-    try:
-        prob, label = read_results(config.result_path, config.label_path)
-    except InferFilesError as exc:
-        sys.stderr.write(f"postprocess error: {exc}\n")
-        sys.exit(1)
-    r = ctr_metrics(prob, label)
+    if config.model_path:
+        check_model_fits(config.model_path, config.dataset_path)
+    prob, label = read_results(config.result_path, config.label_path)
+    return ctr_metrics(prob, label)
+
+
+def main():
+    from src.data.packed_format import DatasetError
+    from src.inference.batch_files import InferFilesError
+    from src.training.checkpoint import CheckpointError
+    from src.utils.cli import run_or_exit
+    r = run_or_exit("postprocess", score, (InferFilesError, DatasetError, CheckpointError))
     print(f"accuracy: {r['accuracy']:.6f}, auc: {r['auc']:.6f}, logloss: {r['logloss']:.6f}, "
           f"samples: {r['samples']}")
 

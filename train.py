@@ -14,12 +14,13 @@ from src.model_utils.config import get_config
 config = get_config(description=__doc__)
 
 
-def fail(message: str, rank=None) -> None:
-    """Print `train error: ...` (naming the rank when distributed), report it to the launcher, exit 1."""
+def fail(message: str, rank=None, code: int = 1) -> None:
+    """Print `train error: ...` (naming the rank when distributed), report it to the launcher, exit `code` (2: the
+    checkpoint to resume does not fit the dataset or the config)."""
     from src.utils.rank_report import report
     sys.stderr.write(f"train error{f' (rank {rank})' if rank is not None else ''}: {message}\n")
     report("error", rank, message=message)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def plan_only() -> None:
@@ -51,13 +52,16 @@ def scheduler() -> None:
 def main() -> None:
     """Check the dataset, start the device and communication, train, evaluate, report to the launcher."""
     from src.data.packed_format import DatasetError
+    from src.training.checkpoint import CheckpointError, checked_resume
     from src.training.preflight import check_dataset
     from src.utils.rank_report import env_rank
     distributed = config.parallel_mode != "stand_alone"
-    try:
-        check_dataset(config)                                         # before MindSpore: errors come in a second
-    except (DatasetError, ValueError) as exc:
-        fail(str(exc), env_rank() if distributed else None)
+    try:                                                              # before MindSpore: errors come in a second
+        _, spec = check_dataset(config)
+        if config.resume:                                             # the checkpoint must fit data and config
+            checked_resume(config.ckpt_path, config.ckpt_file_name_prefix, config.dataset_path, spec, lambda _: None)
+    except (DatasetError, CheckpointError, ValueError) as exc:
+        fail(str(exc), env_rank() if distributed else None, getattr(exc, "exit_code", 1))
     from src.model_utils.device_adapter import get_device_id
     from src.model_utils.moxing_adapter import moxing_wrapper
     from src.utils.runtime import DeviceUnavailable, setup_context
@@ -95,7 +99,7 @@ def train() -> None:
         start = time.time()
         pos = trainer.run()
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError) as exc:
-        fail(str(exc), rank)
+        fail(str(exc), rank, getattr(exc, "exit_code", 1))
     if par.is_main:
         print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
               f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")

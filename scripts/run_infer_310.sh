@@ -3,7 +3,8 @@
 #   bash scripts/run_infer_310.sh MODEL_PATH DATASET_PATH NEED_PREPROCESS [DEVICE_ID] [--key=value ...]
 #     MODEL_PATH       export.py output: a .mindir (dlrm.mindir, or dlrm_graph.mindir + dlrm_variables/
 #                      when large), or a .onnx, which is first converted by ascend310_infer/out/converter
-#                      into the model file MindSpore Lite's runtime builds from
+#                      into the model file MindSpore Lite's runtime builds from. Its record (MODEL_PATH.json,
+#                      written by export.py) must fit DATASET_PATH: otherwise one line and exit code 2, first
 #     DATASET_PATH     the MindRecord folder (metadata.json, test.mindrecord)
 #     NEED_PREPROCESS  y: write the test split as batch files; n: reuse the ones already there
 #     --key=value      config overrides for preprocess.py/postprocess.py (e.g. --test_batch_size=1024)
@@ -44,10 +45,13 @@ need_dataset "$DATASET_PATH"
 MODEL_PATH="$(realpath "$MODEL_PATH")"
 DATASET_PATH="$(cd "$DATASET_PATH" && pwd)"
 source "$ROOT/scripts/find_python.sh"
+# the model must fit the dataset (its record beside it, written by export.py): one line and exit 2 before anything
+(cd "$ROOT" && "$PY" -m src.inference.model_record check --model_path="$MODEL_PATH" --dataset_path="$DATASET_PATH") \
+  || exit $?
 RUN_DIR="${INFER_DIR:-$ROOT/output/infer_$(echo "$DEVICE_TYPE" | tr A-Z a-z)_$DEVICE_ID}"
 mkdir -p "$RUN_DIR"; RUN_DIR="$(cd "$RUN_DIR" && pwd)"; cd "$RUN_DIR"
 DATA="$RUN_DIR/preprocess_Result"
-COMMON=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --dataset_path="$DATASET_PATH")
+COMMON=(--config_path="$ROOT/$CONFIG" --device_target="$TARGET" --dataset_path="$DATASET_PATH" --model_path="$MODEL_PATH")
 
 if [[ "$NEED_PREPROCESS" == [yY] ]]; then
   "$PY" "$ROOT/preprocess.py" "${COMMON[@]}" --infer_data_path="$DATA" "$@" 2>&1 | tee preprocess.log

@@ -7,23 +7,27 @@
 #   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz] or day_0 .. day_N[.gz]
 #   DATASET=terabyte bash scripts/run_main.sh     # synthetic Terabyte layout: DAYS (5) day files of LINES
 #                                                 # (100000) lines with drift, hashed (MAX_IND_RANGE=100000),
-#                                                 # evaluated on the held-out last day
+#                                                 # evaluated on the held-out last day; output in output/main_terabyte
 #   DATASET=multihot bash scripts/run_main.sh     # MLPerf's multi-hot Criteo (214 ids a sample, sum-pooled) made
 #                                                 # from LINES (200000) synthetic lines (src/data/multi_hot_criteo.py)
+#                                                 # in data/synthetic_multihot; output in output/main_multihot
+# OUT=DIR sets the output folder (default output/main, output/main_terabyte, output/main_multihot).
 # Extra arguments go to train.py and export.py (e.g. --train_epochs=2).
 set -e
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
 DATASET="${DATASET:-kaggle}"
-OUT="${OUT:-./output/main}"
 PREPROCESS_ARGS=()
-mkdir -p "$OUT"
 case "$DATASET" in
   kaggle|multihot)
-    [ "$DATASET" = multihot ] && LINES="${LINES:-200000}"
-    LINES="${LINES:-1000000}"
+    # each variant has its own synthetic data and output folder, so that running one never mixes with another's
+    if [ "$DATASET" = multihot ]; then
+      LINES="${LINES:-200000}"; SYNTH=./data/synthetic_multihot; OUT="${OUT:-./output/main_multihot}"
+    else
+      LINES="${LINES:-1000000}"; SYNTH=./data/synthetic; OUT="${OUT:-./output/main}"
+    fi
     if [ -z "$DATA_DIR" ]; then
-      DATA_DIR=./data/synthetic
+      DATA_DIR=$SYNTH
       if [ ! -f "$DATA_DIR/train.txt" ] || [ "$(cat "$DATA_DIR/.lines" 2>/dev/null)" != "$LINES" ]; then
         echo "== generating $LINES synthetic Criteo lines in $DATA_DIR"
         "$PY" -m src.data.synthetic --out "$DATA_DIR/train.txt" --lines "$LINES" --prob_file "$DATA_DIR/train_prob.npy"
@@ -31,7 +35,7 @@ case "$DATASET" in
       fi
     fi ;;
   terabyte)
-    LINES="${LINES:-100000}"; DAYS="${DAYS:-5}"
+    LINES="${LINES:-100000}"; DAYS="${DAYS:-5}"; OUT="${OUT:-./output/main_terabyte}"
     PREPROCESS_ARGS=(--max_ind_range="${MAX_IND_RANGE:-100000}")
     if [ -z "$DATA_DIR" ]; then
       DATA_DIR=./data/synthetic_days
@@ -73,8 +77,13 @@ if [ "$DATASET" = multihot ]; then
   fi
   DATASET_PATH="$DATA_DIR/mindrecord_multihot"
 fi
-echo "== training (logs in $OUT)"
+mkdir -p "$OUT"
 rm -f "$OUT/loss.log" "$OUT/eval.log"
+# the checkpoints this job wrote here before (its marker says so) are replaced; any other run's in OUT/ckpt are kept
+# and told apart by their run id (eval, export and a resume take the most recent run's)
+[ -f "$OUT/.run_main" ] && rm -f "$OUT"/ckpt/dlrm-*.safetensors
+touch "$OUT/.run_main"
+echo "== training (logs in $OUT)"
 "$PY" train.py --config_path=cpu_config.yaml --dataset_path="$DATASET_PATH" --ckpt_path="$OUT/ckpt" \
   --loss_file_name="$OUT/loss.log" --eval_file_name="$OUT/eval.log" "${TRAIN_ARGS[@]}" "$@"
 "$PY" -m src.tools.plot --loss_file "$OUT/loss.log" --eval_file "$OUT/eval.log" --out "$OUT/training.png"

@@ -9,7 +9,7 @@ sys.path.insert(0, TESTS)
 os.environ.setdefault("GLOG_v", "3")
 
 from fixtures.datasets import (avazu, fixture_file, movielens, ms_context, real_dataset, real_ds,  # noqa: E402,F401
-                               synth_dataset, trained)
+                               synth_dataset, terabyte, trained)
 
 
 def pytest_addoption(parser):
@@ -21,8 +21,9 @@ def pytest_addoption(parser):
 # The longest files first: pytest-xdist (--dist loadfile) hands out whole files in collection order, so a long file
 # collected last keeps one worker busy after the others have finished (CI measured 376 s of pytest that way with two
 # workers, 331.7 s with this order).
-LONGEST_FIRST = ("training/test_distributed.py", "commands/test_faults.py", "commands/test_distributed_launcher.py",
-                 "tools/test_bad_inputs.py", "inference/test_cpp.py", "commands/test_own_data.py")
+LONGEST_FIRST = ("training/test_distributed.py", "commands/test_main_job.py", "commands/test_faults.py",
+                 "commands/test_distributed_launcher.py", "commands/test_mismatch.py", "tools/test_bad_inputs.py",
+                 "inference/test_cpp.py", "commands/test_own_data.py")
 
 
 def _file_rank(item) -> int:

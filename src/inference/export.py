@@ -10,7 +10,9 @@ B is dynamic (-1) in MINDIR when export_batch_size is 0; ONNX export from MindSp
 A MINDIR whose parameters pass MindSpore's 1 GB protobuf budget is written by MindSpore as
 `<name>_graph.mindir` plus a `<name>_variables/` folder (the Kaggle tables: 25 KB + 2.1 GB); mindspore.load
 of `<name>_graph.mindir` finds the folder beside it. Outputs appear atomically: everything is written
-to a temporary folder next to the target and renamed into place.
+to a temporary folder next to the target and renamed into place. Beside the model file goes its record
+(`<model file>.json`, src/inference/model_record.py): the model's spec, the checkpoint and the dataset's fingerprints,
+which the inference path checks against its dataset.
 """
 import os
 import shutil
@@ -24,7 +26,8 @@ from src.model.serving import CompactDLRMProbability, DLRMProbability, IdsOnly
 from src.model_utils.spec import DLRMSpec, spec_from_legacy
 from src.training import checkpoint
 from src.training.preflight import config_spec
-from src.utils.staged_dir import LOCK, locked_tmpdir
+from src.inference.model_record import SUFFIX, make_record, record_path
+from src.utils.staged_dir import LOCK, locked_tmpdir, write_json_atomic
 
 LEGACY_KEYS = ("data_emb_dim", "bottom_mlp_args", "top_mlp_args", "interaction_op", "interaction_itself",
                "dcn_num_layers", "dcn_low_rank_dim")   # checkpoints before specs stored these config keys
@@ -119,9 +122,10 @@ def _remove_export(path: str) -> None:
         os.remove(path)
 
 
-def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
+def export_network(prob_net, cfg, log: Callable[[str], None] = print, source: Optional[dict] = None) -> str:
     """Export `prob_net` (a DLRMProbability) to cfg.file_name + extension, its table in
-    cfg.export_table_dtype; returns the path of the model file."""
+    cfg.export_table_dtype, with its record beside it (model_record.py: `source` = {checkpoint, step, model}, the
+    checkpoint it came from); returns the path of the model file."""
     if cfg.export_table_dtype != "float32":
         prob_net = CompactDLRMProbability(prob_net.net, cfg.export_table_dtype)
         prob_net.set_train(False)
@@ -143,10 +147,17 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print) -> str:
         ms.export(prob_net, *inputs, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
         written = [e for e in os.listdir(tmp) if e != LOCK]
         main = model_file(base, cfg.file_format, written)
-        # a previous export of the other layout (single file vs graph + variables) must not linger
-        for entry in {base + ext, base + "_graph" + ext, base + "_variables"} | set(written):
+        src = source or {"checkpoint": "", "step": -1, "model": {}}
+        write_json_atomic(record_path(os.path.join(tmp, main)),
+                          make_record(main, cfg.file_format, batch, cfg.export_table_dtype, **src))
+        written.append(os.path.basename(record_path(main)))
+        # a previous export of the other layout (single file vs graph + variables) must not linger, nor its record
+        models = {base + ext, base + "_graph" + ext}
+        for entry in models | {record_path(m) for m in models} | {base + "_variables"} | set(written):
             _remove_export(os.path.join(folder, entry))
-        for entry in sorted(written, key=lambda e: e != base + "_variables"):   # the variables before the graph
+        # the variables first, the record last: a model file never stands without its variables, and a record
+        # never beside another model than its own
+        for entry in sorted(written, key=lambda e: (e != base + "_variables", e.endswith(SUFFIX))):
             os.replace(os.path.join(tmp, entry), os.path.join(folder, entry))
     path = os.path.join(folder, main)
     log(f"exported {cfg.file_format} to {path} (batch {'dynamic' if batch is None else batch}; "

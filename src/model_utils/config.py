@@ -152,6 +152,9 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "export_batch_size": Key(int,
                "export.py: 0 = dynamic batch (MINDIR); N = fixed batch N. ONNX needs a fixed batch: 0 means "
                "test_batch_size there", minimum=0),
+    "model_path": Key(str, "An exported model (.mindir or .onnx, written by export.py with its record .json beside "
+                      "it): preprocess.py and postprocess.py refuse it, before writing or scoring anything, when it "
+                      "does not fit dataset_path (empty = no check)"),
     "infer_data_path": Key(str, "preprocess.py: folder for the inference batch files (00_ids/, 01_dense/, label/)"),
     "result_path": Key(str, "Inference results folder (<batch>_0.bin per batch) that postprocess.py reads"),
     "label_path": Key(str, "postprocess.py: folder of label batch files written by preprocess.py"),

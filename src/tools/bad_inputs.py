@@ -218,16 +218,18 @@ def cases(ws: str, p: dict) -> List[Case]:
     d = _dataset_copy(ws, "no_test", _empty_test)
     out.append(Case("an empty test split", ["train.py", f"--dataset_path={d}", f"--ckpt_path={ws}/ck2"], 1,
                     "the evaluation after training would fail"))
-    bad_ckpt = os.path.join(ws, "corrupt.safetensors")
-    shutil.copy(ckpt, bad_ckpt)
-    with open(bad_ckpt, "r+b") as f:
-        f.seek(os.path.getsize(bad_ckpt) - 100)
-        f.write(b"\x7f" * 8)
-    out.append(Case("a corrupted checkpoint", ["eval.py", f"--dataset_path={ds}", f"--checkpoint_path={bad_ckpt}"], 1,
-                    "fails its checksum"))
+    for where, at, expect in (("its tensors", lambda size: size // 2, "fails its checksum"),
+                              ("its model description", lambda size: size - 100, "is damaged")):
+        bad_ckpt = os.path.join(ws, f"corrupt_{at(1000)}.safetensors")
+        shutil.copy(ckpt, bad_ckpt)
+        with open(bad_ckpt, "r+b") as f:
+            f.seek(at(os.path.getsize(bad_ckpt)))
+            f.write(b"\x7f" * 8)
+        out.append(Case(f"a corrupted checkpoint ({where})", ["eval.py", f"--dataset_path={ds}",
+                                                              f"--checkpoint_path={bad_ckpt}"], 1, expect))
     out.append(Case("a dataset with another vocabulary", ["eval.py", f"--dataset_path={p['other']}",
-                                                          f"--checkpoint_path={ckpt}"], 1,
-                    "trained on a dataset whose ids mean something else"))
+                                                          f"--checkpoint_path={ckpt}"], 2,
+                    "does not fit dataset"))
     user = os.path.join(ws, "user_folder")
     os.makedirs(user)
     open(os.path.join(user, "notes.txt"), "w").write("mine")

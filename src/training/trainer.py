@@ -17,6 +17,7 @@ from src.training.evaluation import evaluate, timed_metrics
 from src.training.logs import eval_line, loss_line
 from src.training.memory_estimate import estimate
 from src.training.preflight import check_dataset
+from src.training.run_record import agreed_run, dataset_fingerprint, new_run, resumed, stamped
 from src.training.schedule import lr_at
 from src.training.collectives import AllGatherCell, Barrier
 from src.training.cost_model import exchange_is_alltoall
@@ -56,6 +57,9 @@ class Trainer:
             self.prob_net = DLRMProbability(self.net)
         if self.par.distributed:
             self.barrier, self.gather = Barrier(), AllGatherCell()
+        gather = (lambda x: self.gather(Tensor(x)).asnumpy()) if self.par.distributed else None
+        self.run_info = agreed_run(new_run(), gather)        # this run's id (rank 0's on every rank)
+        self.dataset_info = dataset_fingerprint(cfg.dataset_path, self.meta)
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
         self.layout = (self.par.size, cfg.batch_size)    # ranks x batch per rank of the data stream
         self.leftover = None                              # (ranks, batch, done) of the layout that began this epoch
@@ -88,7 +92,8 @@ class Trainer:
 
     def model_description(self) -> dict:
         """What a checkpoint needs to rebuild the network and to recognise its dataset's ids."""
-        desc = {"spec": self.spec.to_json(), "vocab_fingerprint": self.meta["vocab_fingerprint"]}
+        desc = {"spec": self.spec.to_json(), "vocab_fingerprint": self.meta["vocab_fingerprint"],
+                "run": stamped(self.run_info), "dataset": self.dataset_info}
         if self.plan:
             desc["sharding"] = self.plan.to_json()
         return desc
@@ -119,15 +124,16 @@ class Trainer:
         """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank
         shards (from any number of ranks; a set from this layout is read one shard per rank)."""
         cfg = self.cfg
-        source = checkpoint.newest(cfg.ckpt_path, cfg.ckpt_file_name_prefix)
+        source = checkpoint.newest(cfg.ckpt_path, cfg.ckpt_file_name_prefix, self.log)
         if source is None:
             self.log(f"resume: no checkpoint '{cfg.ckpt_file_name_prefix}-*{checkpoint.EXT}' in "
                      f"{cfg.ckpt_path} or its rank_*/ folders; starting from scratch")
             return
         arrays, position, desc, model = checkpoint.load_rows(source, self.net.segments if self.plan else None)
-        checkpoint.check_same_vocab(model, desc, self.meta, cfg.dataset_path)
+        checkpoint.check_fits(model, desc, self.meta, cfg.dataset_path)
         checkpoint.check_same_model(model, desc, self.spec)
         checkpoint.restore(self.state_params(), arrays, desc)
+        self.run_info = resumed(model, self.run_info)           # the resumed run goes on
         self.layout = (position.pop("data_shards", self.layout[0]), position.pop("data_batch", self.layout[1]))
         left = tuple(position.pop(k, 0) for k in ("leftover_shards", "leftover_batch", "leftover_done"))
         self.leftover = left if left[0] else None
@@ -146,18 +152,19 @@ class Trainer:
         pos.update(data_shards=self.layout[0], data_batch=self.layout[1], leftover_shards=left[0],
                    leftover_batch=left[1], leftover_done=left[2])
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
-        name = checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"])
-        shard = None
+        shard, folder = None, cfg.ckpt_path
         if self.par.hybrid:
-            path = os.path.join(checkpoint.rank_dir(cfg.ckpt_path, self.par.rank), name)
+            folder = checkpoint.rank_dir(cfg.ckpt_path, self.par.rank)
             shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
                      "segments": self.net.segments}
-        else:
-            path = os.path.join(cfg.ckpt_path, name)
+        path = os.path.join(folder, checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"]))
         if shard or self.par.is_main:
+            os.makedirs(folder, exist_ok=True)
+            path = checkpoint.free_path(folder, cfg.ckpt_file_name_prefix, epoch, pos["global_step"],
+                                        self.run_info["id"])
             checkpoint.save(path, self.state_params(), pos, shard=shard, row_sharded=self.row_sharded_names(),
                             model=self.model_description())
-            checkpoint.keep_newest(os.path.dirname(path), cfg.ckpt_file_name_prefix, cfg.keep_checkpoint_max)
+            checkpoint.keep_newest(folder, cfg.ckpt_file_name_prefix, cfg.keep_checkpoint_max, self.run_info["id"])
         self.last_checkpoint = path
         return path
 
@@ -370,7 +377,7 @@ class Trainer:
             self.barrier().asnumpy()                 # every shard of this step is on disk
             if self.par.is_main:
                 self.last_checkpoint = checkpoint.merge(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
-                                                        self.position["global_step"])
+                                                        self.position["global_step"], self.run_info["id"])
                 self.log(f"merged {self.par.size} shards into {self.last_checkpoint}")
         return self.position
 

@@ -57,7 +57,15 @@ NEW_FOLDER_SECONDS = 2.0     # a temporary folder still without its lock file th
 
 
 def _empty_and_older(path: str, seconds: float) -> bool:
+    """True when `path` is an empty folder created more than `seconds` ago. A younger empty folder is waited for
+    until it is that old (a live run locks its folder microseconds after creating it, so one still empty and
+    lockless then is a killed run's): a rerun started at once after a kill removes it too."""
     try:
+        if os.listdir(path):
+            return False
+        age = time.time() - os.stat(path).st_mtime
+        if age <= seconds:
+            time.sleep(seconds - age + 0.01)
         return not os.listdir(path) and time.time() - os.stat(path).st_mtime > seconds
     except OSError:
         return False

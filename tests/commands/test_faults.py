@@ -109,7 +109,7 @@ def test_kill_during_export_keeps_the_previous_export(real_ds, trained, tmp_path
     kill_when(cmd(out), lambda: glob.glob(str(out / ".dlrm.tmp-*")))
     assert open(out / "dlrm.mindir", "rb").read() == before
     ok(cmd(out))
-    assert sorted(os.listdir(out)) == ["dlrm.mindir"]           # the killed run's staging folder is gone
+    assert sorted(os.listdir(out)) == ["dlrm.mindir", "dlrm.mindir.json"]   # the killed run's staging folder is gone
     ids, dense, _ = read_split(real_ds, "test")
     np.testing.assert_array_equal(_predict(str(out / "dlrm.mindir"), ids, dense),
                                   _predict(str(tmp_path / "ref" / "dlrm.mindir"), ids, dense))

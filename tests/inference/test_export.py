@@ -26,7 +26,8 @@ def test_mindir_dynamic_batch_matches_the_eval_network(trained, tmp_path):
     ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
     cfg.file_name = str(tmp_path / "out" / "dlrm")
     path = export_network(net, cfg, log=lambda *_: None)
-    assert path == str(tmp_path / "out" / "dlrm.mindir") and sorted(os.listdir(tmp_path / "out")) == ["dlrm.mindir"]
+    assert path == str(tmp_path / "out" / "dlrm.mindir")
+    assert sorted(os.listdir(tmp_path / "out")) == ["dlrm.mindir", "dlrm.mindir.json"]      # the model and its record
     graph = nn.GraphCell(ms.load(path))
     for lo, hi in ((0, len(ids)), (0, 1), (7, 135)):       # one graph, three batch sizes
         got = graph(Tensor(ids[lo:hi]), Tensor(dense[lo:hi])).asnumpy()
@@ -45,7 +46,8 @@ def test_large_mindir_is_graph_plus_variables_and_replaces_the_single_file(train
     monkeypatch.setattr(ser, "TOTAL_SAVE", 1)                     # 1 KB
     path = export_network(net, cfg, log=lambda *_: None)
     assert path.endswith("dlrm_graph.mindir")
-    assert sorted(os.listdir(tmp_path)) == ["dlrm_graph.mindir", "dlrm_variables"]   # no stale dlrm.mindir
+    # no stale dlrm.mindir, nor its record
+    assert sorted(os.listdir(tmp_path)) == ["dlrm_graph.mindir", "dlrm_graph.mindir.json", "dlrm_variables"]
     ids, dense, _, want = _eval_probs(net, cfg.dataset_path)
     got = nn.GraphCell(ms.load(path))(Tensor(ids), Tensor(dense)).asnumpy()
     assert np.max(np.abs(got - want)) <= 1e-6

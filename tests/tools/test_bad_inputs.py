@@ -11,4 +11,4 @@ def test_bad_input_table_holds():
     r = run_py("-m", "src.tools.bad_inputs", "--check", timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and not line.startswith("| input")]
-    assert len(rows) == 27 and all(line.split(" | ")[2] in ("1", "2") for line in rows), rows
+    assert len(rows) == 28 and all(line.split(" | ")[2] in ("1", "2") for line in rows), rows

@@ -5,7 +5,7 @@
 from typing import List, Optional
 
 from src.training.checkpoint.file_format import CheckpointError
-from src.training.checkpoint.merge import merge
+from src.training.checkpoint.shards import merge
 
 
 def main(argv: Optional[List[str]] = None) -> None:

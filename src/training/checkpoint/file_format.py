@@ -4,10 +4,12 @@
 Every file says which of its parameters are split by rows across hybrid-parallel ranks: an int64 tensor
 `meta.row_sharded.<name>` per such parameter (the model and the train step name them: `DLRM.row_sharded_params`,
 `TrainStep.row_sharded_state`). A hybrid-parallel rank's shard also holds `meta.shard.{rows,rank,size}` and the
-fused-table row ranges it holds, `meta.shard.segments` int64 [k, 2] (src/training/checkpoint/merge.py joins shards).
-Every file carries `meta.model` (JSON as uint8 bytes: the model's DLRMSpec and the dataset's vocab_fingerprint), so
-export.py rebuilds the network from the checkpoint alone, eval.py refuses a dataset whose ids mean something else and
-a resume refuses a config that describes another model; and `meta.sha256`, the SHA-256 of all its other tensors
+fused-table row ranges it holds, `meta.shard.segments` int64 [k, 2] (src/training/checkpoint/shards.py joins shards).
+Every file carries `meta.model` (JSON as uint8 bytes: the model's DLRMSpec, the dataset's vocab_fingerprint and
+fingerprint, and the training run that wrote it; src/training/checkpoint/header.py reads it without MindSpore), so
+export.py rebuilds the network from the checkpoint alone, eval.py, export.py, the inference scripts and a resume refuse
+a dataset the model does not fit (src/training/checkpoint/fit.py), and a folder resolves to the newest run's newest
+checkpoint (retention.py); and `meta.sha256`, the SHA-256 of all its other tensors
 (name, dtype, shape, bytes, in name order), checked on every read.
 """
 import glob
@@ -21,19 +23,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
-from src.model_utils.spec import DLRMSpec
+from src.training.checkpoint.header import (EXT, MODEL, POSITION, SEGMENTS, SHARD,  # noqa: F401
+                                             CheckpointError)
 from src.utils.staged_dir import folder_lock
 
-EXT = ".safetensors"
-# The data position, stored as int64 tensors named meta.<key>: the step, the epoch, the batches taken per rank in
-# this epoch's stream, the layout that took them (ranks x batch per rank) and, when that stream is the rest of an
-# epoch another layout started, that layout and its batches (0 = none). See reader.PackedBatches.continue_epoch.
-POSITION = ("global_step", "epoch", "step_in_epoch", "data_shards", "data_batch", "leftover_shards",
-            "leftover_batch", "leftover_done")
-SHARD = ("rows", "rank", "size")                         # meta.shard.<key> in a hybrid-parallel shard
-SEGMENTS = "meta.shard.segments"                          # int64 [k, 2]: the fused-table rows a shard holds
 ROW_SHARDED = "meta.row_sharded."                        # + parameter name: split by rows
-MODEL = "meta.model"                                     # JSON model description, uint8 bytes
 CHECKSUM = "meta.sha256"                                 # uint8 [32] over every other tensor
 
 
@@ -41,10 +35,6 @@ def canonical(name: str) -> str:
     """Parameter name without the wrapper cells' 'net.' prefixes, so a checkpoint saved from the train
     cell loads into the bare network and the export head alike."""
     return re.sub(r"(^|\.)net\.", r"\1", name)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or does not fit the model; the message names the file and parameter."""
 
 
 def _int(v):
@@ -133,33 +123,6 @@ def load(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
     """(dict name -> numpy array, position dict; position["shard"] = {rows, rank, size, segments} for a shard)."""
     arrays, position, _, _ = read(path)
     return arrays, position
-
-
-def check_same_vocab(model: dict, ckpt: str, meta: dict, dataset_path: str) -> None:
-    """A checkpoint's ids must mean what the dataset's ids mean (equal vocab_fingerprint)."""
-    want, have = model.get("vocab_fingerprint"), meta["vocab_fingerprint"]
-    if want is not None and want != have:
-        raise CheckpointError(f"checkpoint '{ckpt}' was trained on a dataset whose ids mean something else: its "
-                              f"vocab_fingerprint is {want[:12]}..., dataset '{dataset_path}' has {have[:12]}... "
-                              f"(another vocabulary, threshold, max_ind_range or input); use the dataset it was "
-                              f"trained on")
-
-
-def check_same_model(model: dict, ckpt: str, spec: DLRMSpec) -> None:
-    """A checkpoint that stores its spec must hold the model `spec` describes: CheckpointError naming the config
-    keys (or features) that differ."""
-    if "spec" not in model:
-        return
-    have = DLRMSpec.from_json(model["spec"])
-    if have == spec:
-        return
-    a, b = have.config_values(), spec.config_values()
-    a["optimizer"], b["optimizer"] = have.optimizer.name, spec.optimizer.name
-    keys = [f"{k}={a.get(k)} (config: {b.get(k)})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if have.features != spec.features:
-        keys.append("the dataset's features or table sizes")
-    raise CheckpointError(f"checkpoint '{ckpt}' holds another model than the config describes: "
-                          f"{', '.join(keys)}; train with the checkpoint's settings or use another ckpt_path")
 
 
 def restore(params: Sequence, arrays: Dict[str, np.ndarray], path: str) -> None:

@@ -1,72 +1,17 @@
 """Hybrid-parallel shard sets: CKPT_DIR/rank_K/PREFIX-E_S.safetensors holds rank K's rows of the row-sharded
 parameters (the fused-table row ranges `meta.shard.segments`, one after another, as its sharding plan placed them)
-plus the replicated MLPs. `merge` joins a complete set into the single-device file CKPT_DIR/PREFIX-E_S.safetensors
-that eval.py, export.py and any number of ranks, under any plan, load; `load_rows` cuts any checkpoint to the
-segments of a rank of another layout; `newest` finds what a resume starts from."""
-import glob
-import json
+plus the replicated MLPs. `merge` joins a complete set (every rank's shard of one step of one training run) into the
+single-device file CKPT_DIR/PREFIX-E_S.safetensors that eval.py, export.py and any number of ranks, under any plan,
+load; `load_rows` cuts any checkpoint to the segments of a rank of another layout (what a resume starts from is
+retention.newest's choice: the newest checkpoint of the most recent run, a merged file or a complete shard set)."""
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from src.training.checkpoint.file_format import EXT, SHARD, CheckpointError, read, save
-from src.training.checkpoint.retention import checkpoints_by_step
-
-
-def shard_sets(ckpt_dir: str, prefix: str) -> Dict[int, Dict[int, str]]:
-    """{global step: {rank: shard file}} over CKPT_DIR/rank_*/."""
-    sets = {}
-    for d in sorted(glob.glob(os.path.join(ckpt_dir, "rank_*"))):
-        m = re.fullmatch(r"rank_(\d+)", os.path.basename(d))
-        if not m:
-            continue
-        for step, path in checkpoints_by_step(d, prefix):
-            sets.setdefault(step, {})[int(m.group(1))] = path
-    return sets
-
-
-def _complete(ranks):
-    """The rank -> file map of one step if it is a whole set (ranks 0..size-1 of one run), else None."""
-    sizes = {load_shard_info(p)["size"] for p in ranks.values()}
-    if len(sizes) != 1:
-        return None
-    size = sizes.pop()
-    return {r: ranks[r] for r in range(size)} if set(ranks) >= set(range(size)) else None
-
-
-def load_shard_info(path: str) -> dict:
-    """meta.shard.* of a shard file ({rows, rank, size, segments}), read from the safetensors header and
-    those small values only (a shard of the Kaggle table is ~1 GB; this reads a few hundred bytes)."""
-    import struct
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-            info = {}
-            for k in SHARD + ("segments",):
-                lo, hi = header[f"meta.shard.{k}"]["data_offsets"]
-                f.seek(8 + n + lo)
-                values = np.frombuffer(f.read(hi - lo), "<i8")
-                info[k] = [tuple(int(v) for v in seg) for seg in values.reshape(-1, 2)] if k == "segments" \
-                    else int(values[0])
-    except (OSError, ValueError, KeyError, struct.error) as exc:
-        raise CheckpointError(f"'{path}' is not a checkpoint shard (meta.shard.* unreadable: {exc})") from None
-    return info
-
-
-def newest(ckpt_dir: str, prefix: str) -> Optional[Tuple[str, object]]:
-    """The newest checkpoint by global step: ("full", path) or ("shards", {rank: path}), or None.
-    At equal steps the merged single file wins."""
-    best = None
-    for step, path in checkpoints_by_step(ckpt_dir, prefix):
-        best = (step, 1, ("full", path))
-    for step, ranks in sorted(shard_sets(ckpt_dir, prefix).items()):
-        whole = _complete(ranks)
-        if whole and (best is None or (step, 0) > best[:2]):
-            best = (step, 0, ("shards", whole))
-    return best[2] if best else None
+from src.training.checkpoint.file_format import EXT, CheckpointError, read, save
+from src.training.checkpoint.retention import complete_set, free_path, load_shard_info, shard_sets
 
 
 def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str], dict]:
@@ -106,18 +51,23 @@ def _join(shards: Dict[int, str]) -> Tuple[Dict[str, np.ndarray], dict, List[str
     return arrays, position, sorted(full), model
 
 
-def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None) -> str:
-    """Join the complete shard set of `step` (default: the newest) into CKPT_DIR/PREFIX-E_S.safetensors."""
-    sets = {s: _complete(r) for s, r in shard_sets(ckpt_dir, prefix).items()}
-    sets = {s: r for s, r in sets.items() if r}
+def merge(ckpt_dir: str, prefix: str, step: Optional[int] = None, run: Optional[str] = None) -> str:
+    """Join the complete shard set of `step` (default: the newest) of the training run `run` (default: the most
+    recent) into CKPT_DIR/PREFIX-E_S.safetensors (tagged when another run's file has that name)."""
+    found = shard_sets(ckpt_dir, prefix)
+    sets = {key: whole for key, ranks in found.items() if (whole := complete_set(ranks))}
     if not sets:
         raise CheckpointError(f"no complete set of shards '{prefix}-*{EXT}' in {ckpt_dir}/rank_*/")
-    if step is None:
-        step = max(sets)
-    if step not in sets:
-        raise CheckpointError(f"no complete shard set at step {step} in {ckpt_dir}/rank_*/ (complete: {sorted(sets)})")
-    arrays, position, sharded, model = _join(sets[step])
-    path = os.path.join(ckpt_dir, os.path.basename(sets[step][0]))
+    if run is None:                                      # the run that wrote a complete set last
+        run = max(sets, key=lambda key: max(i.written for i in found[key].values()))[0]
+    steps = sorted(s for r, s in sets if r == run)
+    if not steps or (step is not None and step not in steps):
+        raise CheckpointError(f"no complete shard set at step {step} of run {run} in {ckpt_dir}/rank_*/ "
+                              f"(complete: {sorted(sets)})")
+    step = steps[-1] if step is None else step
+    arrays, position, sharded, model = _join(sets[(run, step)])
+    m = re.match(rf"^{re.escape(prefix)}-(\d+)_", os.path.basename(sets[(run, step)][0]))
+    path = free_path(ckpt_dir, prefix, int(m.group(1)), step, run)
     save(path, sorted(arrays.items()), position, row_sharded=sharded, model=model or None)
     return path
 

@@ -1,0 +1,53 @@
+"""The main job's variants never mix: in one copy of the repository, the default run, DATASET=terabyte,
+DATASET=multihot and the default again each exit 0 and score their own model, eval.py's AUC equal to both inference
+paths' (the Python runner and the C++ program)."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from fixtures.commands import env
+from fixtures.paths import ROOT
+
+FINAL = re.compile(r"^final eval: .*auc: ([0-9.]+)", re.M)
+PATHS = re.compile(r"^(infer_python|infer_cpp) .*auc: ([0-9.]+)", re.M)
+
+
+def _copy_of_repository(dest: str) -> str:
+    """The repository's files (tracked, and new ones not ignored) copied to dest; its .venv and the fetched MindSpore
+    Lite (.whl) shared by link, as a second clone on this machine would have them after its first run."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if os.path.isfile(os.path.join(ROOT, f)):
+            os.makedirs(os.path.dirname(os.path.join(dest, f)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, f), os.path.join(dest, f))
+    for shared in (".venv", ".whl"):
+        if os.path.isdir(os.path.join(ROOT, shared)):
+            os.symlink(os.path.join(ROOT, shared), os.path.join(dest, shared))
+    return dest
+
+
+@pytest.mark.slow
+def test_default_terabyte_multihot_and_default_again_in_one_clone(tmp_path):
+    if not os.path.isdir(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    repo = _copy_of_repository(str(tmp_path / "repo"))
+    small = {"kaggle": {"LINES": "12000"}, "terabyte": {"LINES": "3000", "DAYS": "3"}, "multihot": {"LINES": "12000"}}
+    seen = {}
+    for dataset in ("kaggle", "terabyte", "multihot", "kaggle"):
+        r = subprocess.run(["bash", "scripts/run_main.sh", "--batch_size=256", "--learning_rate=0.0025",
+                            "--test_batch_size=4096"], cwd=repo, capture_output=True, text=True, timeout=600,
+                           env={k: v for k, v in env(DATASET=dataset, **small[dataset]).items()
+                                if k not in ("DATA_DIR", "OUT")})
+        assert r.returncode == 0, f"DATASET={dataset}: {r.stdout[-2000:]}{r.stderr[-2000:]}"
+        final = float(FINAL.findall(r.stdout)[-1])
+        paths = dict(PATHS.findall(r.stdout))
+        assert set(paths) == {"infer_python", "infer_cpp"}, r.stdout[-1500:]
+        assert {k: float(v) for k, v in paths.items()} == {"infer_python": final, "infer_cpp": final}, r.stdout
+        seen.setdefault(dataset, []).append(final)
+    assert seen["kaggle"][0] == seen["kaggle"][1]           # the same job again: the same model, not another's
+    outputs = sorted(os.listdir(os.path.join(repo, "output")))
+    assert outputs == ["main", "main_multihot", "main_terabyte"], outputs
