@@ -1,7 +1,8 @@
 #!/bin/bash
 # The main job, end to end on CPU: synthetic data (or your train.txt) -> MindRecord -> train -> eval
 # -> export MINDIR and ONNX -> batch inference over the test split on both paths (preprocess.py ->
-# Python runner, or converter + C++ program -> postprocess.py), metrics printed side by side.
+# Python runner, or converter + C++ program -> postprocess.py) -> a model bundle -> predict.py on the
+# test split's raw lines -> serve.py answering a few requests; metrics printed side by side.
 #   bash scripts/run_main.sh                      # 1M synthetic lines in ./data/synthetic
 #   LINES=200000 bash scripts/run_main.sh         # a smaller synthetic set
 #   DATA_DIR=/data/criteo bash scripts/run_main.sh   # your folder with train.txt[.gz] or day_0 .. day_N[.gz]
@@ -105,11 +106,37 @@ if [ $CPP_OK = 1 ]; then
   DEVICE_TYPE=CPU INFER_DIR="$OUT/infer_cpp" bash scripts/run_infer_310.sh "$OUT/dlrm.onnx" "$DATASET_PATH" y \
     || CPP_OK=0
 fi
-echo "== batch inference over the test split, side by side"
+if [ "$DATASET" = multihot ]; then
+  echo "== no model bundle for DATASET=multihot: its dataset is made from MindRecord ids (src/data/multi_hot_criteo.py)," \
+       "not from raw lines that a bundle's transform could read"
+else
+  echo "== model bundle -> predict.py on the test split's raw lines -> serve.py"
+  "$PY" export.py --config_path=cpu_config.yaml --dataset_path="$DATASET_PATH" --checkpoint_path="$OUT/ckpt" \
+    --bundle_path="$OUT/bundle" "${TRAIN_ARGS[@]}" "$@"
+  # the raw lines of the test split: the last N // 7 lines of train.txt, or the held-out last day file
+  HELD="$(ls "$DATA_DIR"/train.txt "$DATA_DIR"/train.txt.gz 2>/dev/null | head -1)"
+  if [ -n "$HELD" ]; then
+    N=$("$PY" -c "import sys; from src.data.text_parser import count_lines; print(count_lines(sys.argv[1]))" "$HELD")
+    { [[ "$HELD" == *.gz ]] && zcat "$HELD" || cat "$HELD"; } | tail -n $((N / 7)) > "$OUT/test_lines.txt"
+  else
+    HELD="$(ls "$DATA_DIR"/day_* | sort -V | tail -1)"
+    { [[ "$HELD" == *.gz ]] && zcat "$HELD" || cat "$HELD"; } > "$OUT/test_lines.txt"
+  fi
+  "$PY" predict.py --config_path=cpu_config.yaml --model_path="$OUT/bundle" --input_path="$OUT/test_lines.txt" \
+    --output_path="$OUT/predictions.csv" | tee "$OUT/predict.log"
+  "$PY" -m src.tools.serve_demo --model_path="$OUT/bundle" --lines="$OUT/test_lines.txt" \
+    --predictions="$OUT/predictions.csv" --log_dir="$OUT/serve_log"
+fi
+echo "== the test split scored on every path, side by side"
 printf '%-44s %s\n' "path" "metrics | latency"
+printf '%-44s %s\n' "eval.py (training's final evaluation)" "$(grep -h 'auc' "$OUT/eval.log" | tail -1 | cut -d' ' -f3-)"
 for run in infer_python infer_cpp; do
   [ -f "$OUT/$run/acc.log" ] || continue
   printf '%-44s %s | %s\n' "$run ($([ $run = infer_cpp ] && echo 'C++, Lite runtime' || echo 'Python, MindSpore'))" \
     "$(grep -h '^accuracy' "$OUT/$run/acc.log")" "$(head -1 "$OUT/$run/time_Result/test_perform_static.txt")"
 done
+if [ -f "$OUT/predict.log" ] && [ "$DATASET" != multihot ]; then
+  printf '%-44s %s | %s\n' "predict.py (bundle, raw lines, onnxruntime)" "$(grep -h '^accuracy' "$OUT/predict.log")" \
+    "$(grep -h '^scored' "$OUT/predict.log" | grep -o '[0-9,]* lines/s')"
+fi
 [ $CPP_OK = 1 ] || echo "the C++ path did not run (see above); the Python path's results stand" >&2

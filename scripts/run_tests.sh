@@ -8,5 +8,5 @@ source scripts/setup_env.sh
 # processes), and a third process fills it (CI measured 320.9 s of pytest against 331.7-376.2 s with two). The
 # settings (durations printed every run, failed tests' folders only kept) are pyproject.toml's.
 #   bash scripts/run_tests.sh -m "not slow"     # the quick loop
-#   bash scripts/run_tests.sh --cluster         # also the 3- and 4-rank matrix and the multi-hot launches
+#   bash scripts/run_tests.sh --cluster         # also the 3- and 4-rank matrix, the multi-hot launches, the main job x4
 exec "$PY" -m pytest -q -n 3 --dist loadfile tests "$@"

@@ -10,12 +10,14 @@ os.environ.setdefault("GLOG_v", "3")
 
 from fixtures.datasets import (avazu, fixture_file, movielens, ms_context, real_dataset, real_ds,  # noqa: E402,F401
                                synth_dataset, terabyte, trained)
+from fixtures.bundles import bundles  # noqa: E402,F401
 
 
 def pytest_addoption(parser):
     parser.addoption("--cluster", action="store_true",
-                     help="also run the 3- and 4-rank matrix (plans x optimizers, 4 -> 3 resume) and the multi-hot "
-                          "launches at 2 and 3 ranks (about 4 minutes)")
+                     help="also run the long runs outside CI's time budget: the 3- and 4-rank matrix (plans x "
+                          "optimizers, 4 -> 3 resume), the multi-hot launches at 2 and 3 ranks, and the main job's four "
+                          "variants in one copy of the repository (about 6 minutes)")
 
 
 # The longest files first: pytest-xdist (--dist loadfile) hands out whole files in collection order, so a long file
@@ -38,8 +40,8 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("--cluster"):
         return
     import pytest
-    skip = pytest.mark.skip(reason="the multi-rank matrix and multi-hot launches run with --cluster "
-                                   "(bash scripts/run_tests.sh --cluster)")
+    skip = pytest.mark.skip(reason="the multi-rank matrix, the multi-hot launches and the main job's variants run "
+                                   "with --cluster (bash scripts/run_tests.sh --cluster)")
     for item in items:
         if "cluster" in item.keywords:
             item.add_marker(skip)

@@ -43,7 +43,6 @@ FORMATS = {"csv": ",", "tsv": "\t"}
 SPLITS = ("tail", "last_file")
 DENSE_FORMATS = ("float", "int")
 CATEGORICAL_FORMATS = ("string", "hex")
-LIST_KEYS = ("files", "names", "dense", "categorical", "multi_hot", "ignore")
 MULTI_HOT_KEYS = ("name", "separator", "max_len", "pooling")
 POOLINGS = ("sum", "mean")
 KEYS = ("files", "format", "header", "names", "label", "dense", "categorical", "multi_hot", "ignore", "split",
@@ -192,6 +191,12 @@ def load_feature_spec(name_or_path: str) -> FeatureSpec:
             data = yaml.safe_load(f)
     except yaml.YAMLError as exc:
         _fail(path, f"not valid YAML: {str(exc).splitlines()[0]}")
+    return spec_from_dict(data, path)
+
+
+def spec_from_dict(data: Any, path: str) -> FeatureSpec:
+    """The checked spec of a mapping of its keys (a YAML file's content, or a dataset's record of it:
+    FeatureSpec.to_json()); `path` names it in messages."""
     if not isinstance(data, dict):
         _fail(path, f"expected a mapping of keys {list(KEYS)}, found {type(data).__name__}")
     for key in data:
@@ -223,7 +228,8 @@ def load_feature_spec(name_or_path: str) -> FeatureSpec:
 class Columns:
     """A spec resolved against the input's columns (picklable; the workers parse with it).
     names: every column's name in file order; label, dense, categorical: column indexes; multi_hot: (column index,
-    its spec entry) pairs; header: the header's fields (every file must start with them) or () without a header.
+    its spec entry) pairs; header: the header's fields (every file must start with them) or () without a header;
+    label -1: a file to score without a label column.
 
     Slots (one table each) are the categorical columns, then the multi_hot ones. Key columns (ids per sample, the
     width of the dataset's ids) are one per categorical slot, then max_len per multi_hot slot: a list's values
@@ -284,7 +290,13 @@ class Columns:
     @property
     def used(self) -> List[int]:
         """The columns read (label, dense, categorical, multi_hot), in file order."""
-        return sorted({self.label, *self.dense, *self.categorical, *(i for i, _ in self.multi_hot)})
+        label = {self.label} if self.has_label else set()
+        return sorted({*label, *self.dense, *self.categorical, *(i for i, _ in self.multi_hot)})
+
+    @property
+    def has_label(self) -> bool:
+        """False for a file to score that has no label column (label is then -1)."""
+        return self.label >= 0
 
 
 def resolve(spec: FeatureSpec, first_fields: Optional[Sequence[str]], where: str) -> Columns:
@@ -366,3 +378,57 @@ def list_files(folder: str, spec: FeatureSpec) -> List[str]:
             if name not in out:
                 out.append(name)
     return out
+
+
+def ref_name(ref: Ref) -> str:
+    """The name a training file's column has: its header name, or `column_I` for a 0-based index."""
+    return ref if isinstance(ref, str) else f"column_{ref}"
+
+
+def training_columns(spec: FeatureSpec) -> List[str]:
+    """The columns of a spec without a header, in file order: its names, or column_0.. for 0-based indexes (every
+    column has a role, so their count is the roles')."""
+    roles = 1 + len(spec.dense) + len(spec.categorical) + len(spec.multi_hot) + len(spec.ignore)
+    return list(spec.names) if spec.names else [f"column_{i}" for i in range(roles)]
+
+
+def _scoring_names(spec: FeatureSpec, fields: Sequence[str], where: str) -> Tuple[str, ...]:
+    """The column names of a file to score: its header, or (no header) the training columns, less the label when the
+    file has one field fewer than training had."""
+    if spec.header:
+        return tuple(fields)
+    train = training_columns(spec)
+    if len(fields) == len(train):
+        return tuple(train)
+    if len(fields) == len(train) - 1:
+        return tuple(n for n in train if n != ref_name(spec.label))
+    _fail(spec.source, f"the first line of {where} has {len(fields)} fields; the model was trained on {len(train)} "
+                       f"(give {len(train)}, or {len(train) - 1} without the label column)")
+
+
+def resolve_for_scoring(spec: FeatureSpec, first_fields: Sequence[str], where: str) -> Columns:
+    """The spec resolved against a file of new data to score (`first_fields`: its first line, split): the columns the
+    model reads must be there (named by the header, or in the training layout); the label column may be missing
+    (Columns.label is then -1), and so may ignored columns; a column the spec does not name is an error."""
+    names = _scoring_names(spec, first_fields, where)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        _fail(spec.source, f"{where} names column {dupes[0]!r} twice")
+    label = ref_name(spec.label)
+    groups = {key: [ref_name(r.name if key == "multi_hot" else r) for r in getattr(spec, key)]
+              for key in ("dense", "categorical", "multi_hot", "ignore")}
+    needed = groups["dense"] + groups["categorical"] + groups["multi_hot"]
+    missing = [n for n in needed if n not in names]
+    if missing:
+        _fail(spec.source, f"column {missing[0]!r}, which the model reads, is missing from {where}"
+                           f"{_nearest(missing[0], names)}; its columns are {list(names)}")
+    known = set(needed) | set(groups["ignore"]) | {label}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        _fail(spec.source, f"{where} has column {unknown[0]!r}, which the model's feature spec does not name: the "
+                           f"data is laid out otherwise than in training")
+    index = names.index
+    return Columns(spec=spec, names=names, label=index(label) if label in names else -1,
+                   dense=tuple(map(index, groups["dense"])), categorical=tuple(map(index, groups["categorical"])),
+                   header=names if spec.header else (),
+                   multi_hot=tuple(zip(map(index, groups["multi_hot"]), spec.multi_hot)))

@@ -406,6 +406,9 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
         "input": layout.files[0].path if layout.kind == "tail" else layout.folder,
         "input_files": [f.name for f in layout.files],
         "feature_spec": layout.columns.spec.to_json(),
+        # a header's columns in file order: raw lines sent for scoring are read in this layout (a spec without a header
+        # names its columns itself; the Criteo datasets stay as they were)
+        **({"columns": list(layout.columns.header)} if layout.columns.header else {}),
         "features": features(layout.columns, table_sizes),
         "dense_dim": layout.columns.dense_dim,
         "slot_dim": layout.columns.slot_dim,

@@ -13,7 +13,7 @@ import csv
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,15 @@ _HEX_PAIRS[_digits[:, None] | (_digits[None, :] << 8)] = (_HEX_LUT[_digits][:, N
 
 class InputFormatError(ValueError):
     """Bad input that stops preprocessing; the message names the file and line."""
+
+
+class BadLineError(InputFormatError):
+    """strict=1's first bad line: `line` (1-based), `reason` (REASONS) and `detail` (the column, the field count) as
+    well as the message."""
+
+    def __init__(self, message: str, line: int, reason: str, detail: str):
+        super().__init__(message)
+        self.line, self.reason, self.detail = line, reason, detail
 
 
 @dataclass
@@ -105,12 +114,16 @@ class Chunk:
                                     multi_hot column fills max_len rows: its values left-aligned, then pads
     missing bool    [key_dim, n]    True where the categorical field was empty, and at a multi_hot column's pads
     line    int64   [n]             1-based line numbers in the input file
+    passthrough     one pyarrow binary array [n] per column the parser was asked to pass through as text (a key
+                    column of scoring); () otherwise
+    A file to score without a label column has label 0 everywhere.
     """
     label: np.ndarray
     dense: np.ndarray
     keys: np.ndarray
     missing: np.ndarray
     line: np.ndarray
+    passthrough: tuple = ()
 
 
 def _raw_open(path):
@@ -239,10 +252,11 @@ def _utf8(col, path: str, name: str):
 
 class BlockParser:
     """Parses blocks of lines of one file under resolved `columns`; keeps the running BadLines tally.
-    mode "ids" (skip_id_convert) reads categorical values as decimal ids, otherwise as the spec's format."""
+    mode "ids" (skip_id_convert) reads categorical values as decimal ids, otherwise as the spec's format.
+    `passthrough`: names of columns whose text each Chunk carries along (scoring's key column)."""
 
     def __init__(self, path: str, columns: Columns, strict: bool = False, mode: str = "vocab",
-                 threads: int = 1):
+                 threads: int = 1, passthrough: Tuple[str, ...] = ()):
         spec = columns.spec
         self.path, self.columns, self.spec = path, columns, spec
         # >1: pyarrow's tokeniser on its CPU pool (pieces.py sizes it); not for quoted csv, whose bad rows are
@@ -252,7 +266,8 @@ class BlockParser:
         self.n_fields = len(columns.names)
         self.strict = strict
         self.names = list(columns.names)
-        self.label_name = self.names[columns.label]
+        self.label_name = self.names[columns.label] if columns.has_label else None
+        self.passthrough = tuple(passthrough)
         self.dense_names, self.cat_names = columns.dense_names, columns.categorical_names
         self.multi_hot = [(columns.names[i], entry) for i, entry in columns.multi_hot]
         self.key_dim = columns.key_dim
@@ -261,10 +276,10 @@ class BlockParser:
         self.key_type = np.uint64 if self.keys is _string_keys else np.uint32
         self.bad = BadLines()
         plain_label = spec.label_min is None
-        self.typed = {**{self.label_name: pa.int64() if plain_label else pa.float64()},
-                      **{n: pa.int64() if self.int_dense else pa.float64() for n in self.dense_names},
-                      **{n: pa.binary() for n in self.cat_names + columns.multi_hot_names}}
-        used = [self.names[i] for i in columns.used]
+        label = {self.label_name: pa.int64() if plain_label else pa.float64()} if self.label_name else {}
+        self.typed = {**label, **{n: pa.int64() if self.int_dense else pa.float64() for n in self.dense_names},
+                      **{n: pa.binary() for n in self.cat_names + columns.multi_hot_names + list(self.passthrough)}}
+        used = [self.names[i] for i in sorted(set(columns.used) | {self.names.index(n) for n in self.passthrough})]
         self.include = used if len(used) < self.n_fields else []
         self.as_text = {n: pa.binary() for n in used}
         self.text = {**REASON_TEXT, "field_count": REASON_TEXT["field_count"].format(
@@ -281,8 +296,8 @@ class BlockParser:
                                              ignore_empty_lines=spec.quoted, invalid_row_handler=handler)
 
     def _fail(self, reason, line_no, detail=""):
-        raise InputFormatError(f"{self.path}:{line_no}: {self.text[reason]}{detail} (strict=1 stops at the "
-                               f"first bad line; strict=0 skips and counts them)")
+        raise BadLineError(f"{self.path}:{line_no}: {self.text[reason]}{detail} (strict=1 stops at the first bad "
+                           f"line; strict=0 skips and counts them)", int(line_no), reason, self.text[reason] + detail)
 
     def _read(self, block, types):
         self._rows.clear()
@@ -301,7 +316,7 @@ class BlockParser:
             return self._parse_quoted(block, line_numbers)
         try:  # fast path: pyarrow raises on a wrong field count or a bad integer
             table = self._read(block, self.typed)
-            if table.column(self.label_name).null_count:  # an empty line reads as a row of nulls
+            if self._empty_line(table, block):            # an empty line reads as a row of nulls
                 table = None
         except pa.ArrowInvalid:
             table = None
@@ -322,6 +337,13 @@ class BlockParser:
                 block = b"".join([block[starts[i]:ends[i] + 1] for i in keep_lines])
                 line_numbers = line_numbers[keep_lines]
         return self._convert(block, line_numbers, table)
+
+    def _empty_line(self, table, block: bytes) -> bool:
+        """True when the fast path read an empty line as a row (of nulls in the label column; a file to score
+        without a label is checked in its bytes)."""
+        if self.label_name:
+            return table.column(self.label_name).null_count > 0
+        return block.startswith(b"\n") or b"\n\n" in block
 
     def _parse_quoted(self, block: bytes, line_numbers: np.ndarray) -> Optional[Chunk]:
         """csv: pyarrow's tokeniser skips (and reports) rows of the wrong field count; empty lines are bad too."""
@@ -405,7 +427,8 @@ class BlockParser:
         if len(table) != n:  # cannot happen after the field-count check; guard against silent shifts
             raise InputFormatError(f"{self.path}: parser returned {len(table)} rows for {n} lines "
                                    f"near line {line_numbers[0]}")
-        label = self._labels(table.column(self.label_name).combine_chunks(), text)
+        label = self._labels(table.column(self.label_name).combine_chunks(), text) if self.label_name else \
+            np.zeros(n, np.int64)
         if text:
             dense_cols, dense_bad = self._dense_text(table, n)
         else:
@@ -429,7 +452,8 @@ class BlockParser:
         for s, ((name, entry), cols) in enumerate(zip(self.multi_hot, self.columns.slot_keys[cats:]), cats):
             cat_bad[s] = self._lists(table.column(name).combine_chunks(), name, entry, line_numbers, keys[cols],
                                      missing[cols])
-        return self._drop_bad(line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad)
+        passed = tuple(table.column(name).combine_chunks() for name in self.passthrough)
+        return self._drop_bad(line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad, passed)
 
     def _lists(self, col, name: str, entry, line_numbers: np.ndarray, keys: np.ndarray, missing: np.ndarray):
         """A multi_hot column -> its keys and pads written into keys/missing [max_len, n]; returns bad bool [n]
@@ -448,9 +472,10 @@ class BlockParser:
         if over.any():
             first = int(np.flatnonzero(over)[0])
             if self.strict:
-                raise InputFormatError(f"{self.path}:{line_numbers[first]}: column {name} holds {count[first]} values, "
-                                       f"more than its max_len {entry.max_len} (strict=1 stops here; strict=0 keeps the "
-                                       f"first {entry.max_len} and counts the line)")
+                detail = f"column {name} holds {count[first]} values, more than its max_len {entry.max_len}"
+                raise BadLineError(f"{self.path}:{line_numbers[first]}: {detail} (strict=1 stops here; strict=0 keeps "
+                                   f"the first {entry.max_len} and counts the line)", int(line_numbers[first]),
+                                   "categorical", detail)
             self.bad.truncated[name] = self.bad.truncated.get(name, 0) + int(np.count_nonzero(over))
         use = np.flatnonzero(keep & (pos < entry.max_len))
         k, m, invalid = self.keys(flat.take(pa.array(use)) if len(use) else pa.array([], pa.binary()))
@@ -460,7 +485,8 @@ class BlockParser:
         bad[row[use[invalid]]] = True
         return bad
 
-    def _drop_bad(self, line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad) -> Chunk:
+    def _drop_bad(self, line_numbers, label, label_bad, dense, dense_bad, keys, missing, cat_bad,
+                  passed: tuple = ()) -> Chunk:
         """Count each bad line under its first reason (label, dense, categorical) and its columns; the Chunk of
         the good lines."""
         good = np.ones(len(line_numbers), bool)
@@ -483,5 +509,5 @@ class BlockParser:
                 good &= ~mask
         if not good.all():
             return Chunk(label[good].astype(np.uint8), dense[:, good], keys[:, good], missing[:, good],
-                         line_numbers[good])
-        return Chunk(label.astype(np.uint8), dense, keys, missing, line_numbers)
+                         line_numbers[good], tuple(p.filter(pa.array(good)) for p in passed))
+        return Chunk(label.astype(np.uint8), dense, keys, missing, line_numbers, passed)

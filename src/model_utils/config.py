@@ -63,7 +63,8 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                "hash), id 0 = missing, no counting", minimum=0),
     "val_split": Key(bool, "Split the held-out lines in half: first half validation (val parts), second half test"),
     "strict": Key(int,
-               "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason", choices=(0, 1)),
+               "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason (predict.py: "
+               "their rows get an empty probability)", choices=(0, 1)),
     "max_bad_fraction": Key(float,
                "Preprocessing fails (keeping the previous dataset) when more than this fraction of the lines "
                "are bad and skipped", minimum=0),
@@ -72,9 +73,9 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                "(bounds each worker's memory: about 5x this)", minimum=1 << 10),
     "shuffle_bucket_lines": Key(int, "Lines per dataset part file (training: one shuffle bucket, shuffled in "
                "memory: bounds the writer's memory)", minimum=1),
-    "workers": Key("int_or_auto", "Preprocessing worker processes: a number, or auto (one per 64 MB of input, at "
-                   "most the CPUs available and the pieces there are; the rule is printed); the dataset is the same for "
-                   "every value", minimum=1),
+    "workers": Key("int_or_auto", "Preprocessing (and predict.py) worker processes: a number, or auto (one per 64 MB "
+                   "of input, at most the CPUs available and the pieces there are; the rule is printed); the dataset "
+                   "and the predictions are the same for every value", minimum=1),
 }, "model": {
     "categorical_feature_sizes": Key("list_int",
                "Per-slot table sizes. [] = read from the dataset's metadata.json; a list must equal it"),
@@ -152,19 +153,41 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "export_batch_size": Key(int,
                "export.py: 0 = dynamic batch (MINDIR); N = fixed batch N. ONNX needs a fixed batch: 0 means "
                "test_batch_size there", minimum=0),
-    "model_path": Key(str, "An exported model (.mindir or .onnx, written by export.py with its record .json beside "
-                      "it): preprocess.py and postprocess.py refuse it, before writing or scoring anything, when it "
-                      "does not fit dataset_path (empty = no check)"),
+    "bundle_path": Key(str, "export.py: write a model bundle to this folder (the model and the transform fitted on "
+                       "dataset_path: what predict.py and serve.py score raw rows with) instead of file_name (empty = "
+                       "no bundle)"),
+    "model_path": Key(str, "predict.py and serve.py: the model bundle folder (export.py --bundle_path). preprocess.py "
+                      "and postprocess.py: an exported model (.mindir or .onnx, its record .json beside it), refused "
+                      "before anything is written when it does not fit dataset_path (empty = no check)"),
+    "input_path": Key(str, "predict.py: the raw data to score: a file or a glob (day_*), plain or .gz, in the layout "
+                      "of the bundle's feature spec (Criteo TSV, your CSV/TSV with or without a header); the label "
+                      "column may be left out"),
+    "key_column": Key(str, "predict.py: a column of the input copied into the output before `probability` (an id "
+                      "column; empty = none)"),
     "infer_data_path": Key(str, "preprocess.py: folder for the inference batch files (00_ids/, 01_dense/, label/)"),
     "result_path": Key(str, "Inference results folder (<batch>_0.bin per batch) that postprocess.py reads"),
     "label_path": Key(str, "postprocess.py: folder of label batch files written by preprocess.py"),
+    "runtime": Key(str, "predict.py and serve.py: the model runtime: onnxruntime (the bundle's ONNX graph: about "
+                   "twice MindSpore's rate, probabilities within about 1e-6 of eval.py's), mindspore (its MINDIR: "
+                   "probabilities equal to eval.py's), or auto (onnxruntime when the bundle has it)",
+                   choices=("auto", "onnxruntime", "mindspore")),
+}, "serving": {
+    "host": Key(str, "serve.py: the address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)"),
+    "port": Key(int, "serve.py: the TCP port (0: a free one, printed at start)", minimum=0),
+    "max_batch_rows": Key(int, "serve.py: rows of concurrent requests scored in one model call at most", minimum=1),
+    "max_wait_ms": Key(float, "serve.py: how long the first request of a micro-batch waits for others (ms)",
+                       minimum=0),
+    "max_queue_rows": Key(int, "serve.py: rows waiting to be scored at most; a request beyond them is answered 503 "
+                          "at once", minimum=1),
+    "max_body_bytes": Key(int, "serve.py: the largest request body; a larger one is answered 400", minimum=1),
 }, "cloud and profiling": {
     "enable_modelarts": Key(bool,
                "Run on ModelArts: copy data_url/checkpoint_url in and output_path out with moxing"),
     "data_url": Key(str, "ModelArts: OBS URL of the dataset"),
     "train_url": Key(str, "ModelArts: OBS URL for outputs"),
     "checkpoint_url": Key(str, "ModelArts: OBS URL of a checkpoint"),
-    "output_path": Key(str, "Local output folder (ModelArts sync target; profiler output)"),
+    "output_path": Key(str, "Local output folder (ModelArts sync target; profiler output); predict.py: the CSV file "
+                       "of probabilities (a folder: its predictions.csv)"),
     "enable_profiling": Key(bool, "Profile training with mindspore.Profiler into output_path/profiler"),
 }}
 SCHEMA: Dict[str, Key] = {k: key for keys in GROUPS.values() for k, key in keys.items()}

@@ -16,6 +16,8 @@ peak RSS is its own.
     python -m src.tools.benchmark terabyte [--work DIR]     # day files: workers 1 vs 2, Kaggle size, 24 days + training
     python -m src.tools.benchmark memory_flat [--work DIR]  # preprocessing memory for 1M and 4M lines of day files
     python -m src.tools.benchmark plan                      # cost model: memory, bytes and step time for N = 8..512
+    python -m src.tools.benchmark predict                   # predict.py over 1M raw lines with the default model
+    python -m src.tools.benchmark serve                     # serve.py under a bounded loopback load
 """
 import argparse
 import json
@@ -30,7 +32,7 @@ import numpy as np
 from src.data.synthetic import KAGGLE_SIZES as KAGGLE
 from src.model_utils.spec import DLRMSpec, criteo_features
 from src.utils.runtime import setup_context
-from src.tools.benchmarks import gemm, quality
+from src.tools.benchmarks import gemm, quality, scoring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The Kaggle architecture with the dot interaction and plain SGD: the recipe the speed suites' figures (train, tables,
@@ -518,7 +520,8 @@ CHILDREN = {"compute": child_compute, "multihot": child_multihot, "preprocess": 
             "infer": child_infer, "dist": child_dist, "collectives": child_collectives,
             "export_pair": child_export_pair, "compact_auc": child_compact_auc, "to_target": quality.child_to_target,
             "gemm": gemm.child_gemm, "kernels": gemm.child_kernels,
-            "epochs": quality.child_epochs}
+            "epochs": quality.child_epochs, "runtime_speed": scoring.runtime_speed,
+            "against_eval": scoring.against_eval}
 
 
 def _typed(v):
@@ -1056,7 +1059,7 @@ def main(argv=None):
     ap.add_argument("suite", choices=["preprocess", "csv", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
                                       "collectives", "terabyte", "memory_flat", "plan", "multihot", "csv_multihot",
                                       "time_to_quality", "real_rows", "gemm", "kernels", "preprocess_workers", "kaggle_size",
-                                      "all"])
+                                      "predict", "serve", "all"])
     ap.add_argument("--seeds", type=int, default=0, help="quality (default 5) and time_to_quality (default 3): seeds "
                     "per recipe: 123, then 1, 2, ...")
     ap.add_argument("--recipes", default="", help="quality, time_to_quality, real_rows: comma-separated recipes "
@@ -1108,6 +1111,11 @@ def main(argv=None):
         bench_terabyte(args.work, args.device_target)
     if args.suite in ("plan", "all"):
         bench_plan(args.device_target)
+    if args.suite in ("predict", "all"):
+        scoring.bench_predict(args.work, lambda: _dataset(args.work, 1_000_000))
+        scoring.bench_runtimes(run_child, args.work, lambda: _dataset(args.work, 1_000_000))
+    if args.suite in ("serve", "all"):
+        scoring.bench_serve(args.work, lambda: _dataset(args.work, 1_000_000))
     if args.suite == "kaggle_size":
         bench_kaggle_size(args.work)
     if args.suite == "memory_flat":

@@ -10,8 +10,9 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from src.utils.progress import Progress
 
@@ -153,3 +154,22 @@ class Workers:
                         progress.update(weights[i])
             pending += [(None, self._pool.apply_async(_call, ((None, fn, shared, t),))) for t in found()]
         return results
+
+    def stream(self, fn: Callable, shared: Any, tasks: Iterable, ahead: int = 2) -> Iterator:
+        """fn(shared, task) for each task, yielded in task order as the workers finish them, with at most `ahead`
+        tasks per worker under way (tasks are drawn from the iterable as room frees up: memory stays bounded). With
+        one worker a thread of this process runs them, one task ahead of the consumer."""
+        if self.n <= 1:
+            from src.utils.progress import background
+            yield from background((fn(shared, t) for t in tasks), depth=1)
+            return
+        if self._pool is None:
+            self._start()
+        pending: deque = deque()
+        it = iter(tasks)
+        for task in it:
+            pending.append(self._pool.apply_async(_call, ((None, fn, shared, task),)))
+            while len(pending) >= ahead * self.n:
+                yield pending.popleft().get()[1]
+        while pending:
+            yield pending.popleft().get()[1]

@@ -10,7 +10,8 @@ import pytest
 from fixtures.commands import last_line, run, run_py
 from fixtures.paths import ROOT
 
-ENTRY_POINTS = ["train.py", "eval.py", "export.py", "preprocess.py", "postprocess.py", "src/preprocess_data.py"]
+ENTRY_POINTS = ["train.py", "eval.py", "export.py", "preprocess.py", "postprocess.py", "predict.py", "serve.py",
+                "src/preprocess_data.py"]
 
 
 def _modules_with_a_main():

@@ -13,7 +13,7 @@ from src.model_utils.config import SCHEMA, TARGETS, load_yaml, render_yaml
 # Layers of the library, lowest first: a module may import its own package or a lower layer.
 LAYER = {"model_utils": 0, "utils": 0, "data": 1, "model": 2, "training": 3, "inference": 4, "tools": 5}
 LIBRARY = ("model_utils", "utils", "data", "model", "training", "inference")
-ENTRY_POINTS = {"train", "eval", "export", "preprocess", "postprocess"}
+ENTRY_POINTS = {"train", "eval", "export", "preprocess", "postprocess", "predict", "serve"}
 MAX_FUNCTION_LINES = 60
 
 
