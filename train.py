@@ -52,12 +52,13 @@ def scheduler() -> None:
 def main() -> None:
     """Check the dataset, start the device and communication, train, evaluate, report to the launcher."""
     from src.data.packed_format import DatasetError
+    from src.model_utils.config import Config
     from src.training.checkpoint import CheckpointError, checked_resume
     from src.training.preflight import check_dataset
     from src.utils.rank_report import env_rank
     distributed = config.parallel_mode != "stand_alone"
     try:                                                              # before MindSpore: errors come in a second
-        _, spec = check_dataset(config)
+        _, spec = check_dataset(Config(config))                    # a copy: batch_size auto is set per rank later
         if config.resume:                                             # the checkpoint must fit data and config
             checked_resume(config.ckpt_path, config.ckpt_file_name_prefix, config.dataset_path, spec, lambda _: None)
     except (DatasetError, CheckpointError, ValueError) as exc:
@@ -104,7 +105,14 @@ def train() -> None:
         print(f"trained {pos['global_step']} steps in {time.time() - start:.1f}s; "
               f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
         if trainer.eval_results:
-            print(f"final eval: {format_eval(trainer.eval_results[-1])}", flush=True)
+            final = trainer.eval_results[-1]
+            if final["auc"] < 0.5:          # never reported as a result: a model that ranks worse than chance
+                print(f"not a usable model: its auc {final['auc']:.6f} is below 0.5 (chance) on the test split; with "
+                      f"few training rows "
+                      f"use batch_size auto (the default) or a smaller batch, or more epochs (keep_best keeps the best "
+                      f"on validation)", flush=True)
+            else:
+                print(f"final eval: {format_eval(final)}", flush=True)
     trainer.close()
     report("ok", par.rank, global_step=pos["global_step"], checkpoint=trainer.last_checkpoint,
            own_agreements=trainer.feed.own_agreements if par.hybrid else 0)

@@ -9,7 +9,7 @@ sys.path.insert(0, TESTS)
 os.environ.setdefault("GLOG_v", "3")
 
 from fixtures.datasets import (avazu, fixture_file, movielens, ms_context, real_dataset, real_ds,  # noqa: E402,F401
-                               synth_dataset, terabyte, trained)
+                               real_val, synth_dataset, terabyte, trained)
 from fixtures.bundles import bundles  # noqa: E402,F401
 
 

@@ -58,8 +58,10 @@ class PieceJob:
     mode: str               # "vocab" | "hash" | "ids"
     strict: bool
     seed: int
-    n_train: int            # split tail: data lines 1..n_train of the file are training; 0 for last_file
-    offsets: Optional[tuple] = None   # split tail, plain file: data lines before every piece
+    n_train: int            # data lines 1..n_train of the boundary file are training, the rest held out (0: none)
+    offsets: Optional[tuple] = None   # the boundary file, plain: data lines before every piece
+    boundary_file: int = 0  # the file whose lines n_train splits (split tail: the file; last_file: the last training
+                            # file, whose end is validation)
     max_ind_range: int = 0  # hashing mode: the ids' range (the records hold ids)
     threads: int = 1        # tokeniser threads (the cores this worker owns)
     hand_off: int = 0       # a gzip file's task leaves up to this many inflated pieces at a time to other workers
@@ -185,7 +187,7 @@ def process_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes
     dtype = record_dtype(job.columns, job.mode)
     if file.held_out:
         is_train = np.zeros(len(chunk.label), bool)
-    elif job.n_train:
+    elif job.n_train and file.index == job.boundary_file:
         is_train = offset + chunk.line <= job.n_train
     else:
         is_train = np.ones(len(chunk.label), bool)
@@ -221,7 +223,7 @@ def run_file(job: PieceJob, file: InputFile, k: Optional[int] = None) -> List[in
     if k is not None:
         if job.done(file, k):
             return []
-        offset = job.offsets[k] if job.offsets else None
+        offset = job.offsets[k] if job.offsets and file.index == job.boundary_file else None
         process_piece(job, file, k, [read_piece(file.path, k, job.piece_bytes)], offset)
         return [k]
     done, offset = [], 0

@@ -57,6 +57,7 @@ class Preprocessing:
     strict: bool
     max_bad_fraction: float
     val_split: bool
+    val_size: float
     seed: int
     workers: Workers          # the process pool every phase uses
     parent_writes: bool       # phase B runs in this process (a small input: see ONE_WRITER_BELOW)
@@ -93,36 +94,73 @@ def fingerprint(cfg, layout: Layout) -> dict:
     another fingerprint is not resumed."""
     files = [[f.name, os.path.getsize(f.path), os.stat(f.path).st_mtime_ns] for f in layout.files]
     keys = ("threshold", "max_ind_range", "skip_id_convert", "pack_size", "chunk_bytes",
-            "shuffle_bucket_lines", "strict", "val_split", "random_seed", "train_line_count")
+            "shuffle_bucket_lines", "strict", "val_split", "val_size", "random_seed", "train_line_count")
     return {"format_version": FORMAT_VERSION, "work_format": WORK_FORMAT, "layout": layout.kind, "files": files,
             "feature_spec": layout.columns.spec.to_json(),
             **{k: getattr(cfg, k) for k in keys}}
 
 
-def tail_split(prep: Preprocessing) -> Tuple[Optional[tuple], int, int, int]:
-    """Split tail: (data lines before every piece (plain file; None for gzip), data lines, n_train, n_val). A
-    header is not a data line."""
-    file = prep.layout.files[0]
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where the splits fall, known before the pieces are parsed: data lines 1..n_train of file `boundary` are
+    training and the rest of it held out (n_train 0: no such file), and per file index the range of data lines that
+    are validation (first, last; last None: up to half the file, MLPerf's split of the last day, known once it is
+    read). `total`: split tail's line count (None for last_file)."""
+    boundary: int = 0
+    n_train: int = 0
+    offsets: Optional[tuple] = None
+    val: Tuple[Tuple[int, int, Optional[int]], ...] = ()
+    total: Optional[int] = None
+
+
+def val_count(val_size: float, lines: int) -> int:
+    """Validation lines out of `lines` training lines: a fraction (0 < val_size < 1, at least one line) or a count
+    (val_size >= 1), always leaving one training line; 0 when val_size is 0."""
+    if val_size <= 0 or lines < 2:
+        return 0
+    want = max(1, round(val_size * lines)) if val_size < 1 else int(val_size)
+    return min(want, lines - 1)
+
+
+def count_file(prep: Preprocessing, file: InputFile, expected: int = 0) -> Tuple[Optional[tuple], int]:
+    """(data lines before every piece (plain file; None for gzip), data lines) of a file; a header is not a data line.
+    `expected` (train_line_count): the count to take for a gzip file, and to check a plain one against."""
     header = 1 if prep.layout.columns.header else 0
-    offsets = None
     if file.gzip:
-        total = prep.train_line_count or count_lines(file.path) - header
-    else:
-        n = piece_count(file.path, prep.piece_bytes)
-        prog = Progress("preprocess: counting lines", n, "pieces", enabled=prep.progress)
-        counts = prep.workers.run(_count_task, (file.path, prep.piece_bytes), list(range(n)), prog)
-        prog.finish()
-        counts[0] -= header
-        offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]]))
-        total = int(sum(counts))
-        if prep.train_line_count and prep.train_line_count != total:
-            raise InputFormatError(f"{file.path}: has {total} lines{' after its header' if header else ''} but "
-                                   f"train_line_count={prep.train_line_count}; set it to the file's line count, or "
-                                   f"0 to count it")
-    n_test = total // 7
-    if n_test == 0:
-        raise InputFormatError(f"{file.path}: {total} lines is too few: the test split is the last N // 7 lines")
-    return offsets, total, total - n_test, n_test // 2 if prep.val_split else 0
+        return None, expected or count_lines(file.path) - header
+    n = piece_count(file.path, prep.piece_bytes)
+    prog = Progress("preprocess: counting lines", n, "pieces", enabled=prep.progress)
+    counts = prep.workers.run(_count_task, (file.path, prep.piece_bytes), list(range(n)), prog)
+    prog.finish()
+    counts[0] -= header
+    total = int(sum(counts))
+    if expected and expected != total:
+        raise InputFormatError(f"{file.path}: has {total} lines{' after its header' if header else ''} but "
+                               f"train_line_count={expected}; set it to the file's line count, or 0 to count it")
+    return tuple(int(x) for x in np.concatenate([[0], np.cumsum(counts)[:-1]])), total
+
+
+def plan_split(prep: Preprocessing) -> SplitPlan:
+    """The split of the input: split tail holds out the file's last N // 7 lines as test; last_file the last file.
+    Validation is, by default, the end of the training lines (val_size of them: the period just before the test
+    lines); with val_split, MLPerf's instead: the first half of the held-out lines."""
+    files = prep.layout.files
+    if prep.layout.kind == "tail":
+        offsets, total = count_file(prep, files[0], prep.train_line_count)
+        n_test = total // 7
+        if n_test == 0:
+            raise InputFormatError(f"{files[0].path}: {total} lines is too few: the test split is the last N // 7 "
+                                   f"lines")
+        n_val = n_test // 2 if prep.val_split else val_count(prep.val_size, total - n_test)
+        n_train = total - n_test - (0 if prep.val_split else n_val)
+        return SplitPlan(0, n_train, offsets, ((0, n_train + 1, n_train + n_val),) if n_val else (), total)
+    if prep.val_split:
+        return SplitPlan(val=((files[-1].index, 1, None),))
+    if not prep.val_size:
+        return SplitPlan()
+    offsets, lines = count_file(prep, files[-2])
+    n_val = val_count(prep.val_size, lines)
+    return SplitPlan(files[-2].index, lines - n_val, offsets, ((files[-2].index, lines - n_val + 1, lines),))
 
 
 def _count_task(shared: Tuple[str, int], k: int) -> int:
@@ -317,15 +355,17 @@ def train_parts(prep: Preprocessing, pieces: List[Piece]) -> List[PartTask]:
     return [PartTask("train", i, int(n)) for i, n in enumerate(samples)]
 
 
-def held_out_parts(prep: Preprocessing, pieces: List[Piece], val_end: int) -> Dict[str, List[PartTask]]:
-    """val/test parts: held-out lines in file order; a line is validation when its line number in its
-    file is at most val_end. Parts are whole piece ranges of about part_lines lines."""
+def held_out_parts(prep: Preprocessing, pieces: List[Piece], val: Dict[int, Tuple[int, int]]) -> Dict[str, List[PartTask]]:
+    """val/test parts: held-out lines in file order; a line is validation when its line number lies in its file's
+    validation range (`val`: file index -> first, last; the validation lines of a file come before its test lines).
+    Parts are whole piece ranges of about part_lines lines."""
     segs = {"val": [], "test": []}
     for p in pieces:
         if not p.n_held_out:
             continue
         rec = np.memmap(p.stem + ".rec", mode="r", dtype=_dtype(prep))[p.n_train:]
-        n_val = int(np.searchsorted(rec["line"].astype(np.int64) + p.offset, val_end, side="right"))
+        last = val[p.file.index][1] if p.file.index in val else 0
+        n_val = int(np.searchsorted(rec["line"].astype(np.int64) + p.offset, last, side="right"))
         segs["val"].append(RecordRange(p.stem + ".rec", p.n_train, p.n_train + n_val))
         segs["test"].append(RecordRange(p.stem + ".rec", p.n_train + n_val, p.n_train + p.n_held_out))
     out = {}
@@ -340,7 +380,7 @@ def held_out_parts(prep: Preprocessing, pieces: List[Piece], val_end: int) -> Di
                 cur, n_cur = [], 0
         if cur:
             parts.append(cur)
-        if parts or split == "test" or prep.val_split:
+        if parts or split == "test" or val:
             out[split] = [PartTask(split, i, sum(x.end - x.start for x in c), tuple(c)) for i, c in enumerate(parts)]
     return out
 
@@ -429,52 +469,56 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
     }
 
 
-def split_lines(prep: Preprocessing, pieces: List[Piece], tail: Optional[Tuple[int, int, int]]) -> Tuple[dict, int, str]:
-    """(metadata "lines", the last line number of validation in the held-out file, the split in words)."""
-    if tail is not None:
-        total, n_train, n_val = tail
-        found = sum(p.lines for p in pieces)
-        if found != total:
-            raise InputFormatError(f"{prep.layout.files[0].path}: has {found} lines but train_line_count={total}; "
-                                   f"set it to the file's line count (without its header), or 0 to count it")
-        n_held = total - n_train
-        text = f"last {n_held} lines (N // 7) are held out" + (
-            f"; the first {n_val} of them are validation" if n_val else "")
-        return {"total": total, "train": n_train, "test": n_held - n_val, "val": n_val}, n_train + n_val, text
-    last = prep.layout.files[-1]
-    held = sum(p.lines for p in pieces if p.file == last)
-    total = sum(p.lines for p in pieces)
-    n_val = -(-held // 2) if prep.val_split else 0
-    text = f"{last.name} (the last {'day' if DAY_RE.match(last.name) else 'file'}) is held out" + (
-        f"; its first {n_val} lines (ceil(n/2), the half MLPerf's reference evaluates on) are validation, the "
-        f"other {held - n_val} test" if n_val else ", all of it test")
-    return {"total": total, "train": total - held, "test": held - n_val, "val": n_val}, n_val, text
+def split_lines(prep: Preprocessing, pieces: List[Piece], plan: SplitPlan) -> Tuple[dict, dict, str]:
+    """(metadata "lines", the validation range of data lines per file index, the split in words)."""
+    files = prep.layout.files
+    lines_of = {f.index: sum(p.lines for p in pieces if p.file == f) for f in files}
+    total = sum(lines_of.values())
+    if plan.total is not None and total != plan.total:
+        raise InputFormatError(f"{files[0].path}: has {total} lines but train_line_count={plan.total}; set it to the "
+                               f"file's line count (without its header), or 0 to count it")
+    val = {i: (lo, hi if hi is not None else -(-lines_of[i] // 2)) for i, lo, hi in plan.val}
+    n_val = sum(hi - lo + 1 for lo, hi in val.values())
+    last = files[-1]
+    if prep.layout.kind == "tail":
+        n_test = total // 7
+        text = f"last {n_test} lines (N // 7) are held out" + (
+            f"; the first {n_val} of them are validation" if prep.val_split and n_val else
+            f" as the test split; the {n_val} lines before them (val_size) are validation" if n_val else "")
+        if prep.val_split:
+            n_test -= n_val
+    else:
+        held = lines_of[last.index]
+        n_test = held - (n_val if prep.val_split else 0)
+        kind = "day" if DAY_RE.match(last.name) else "file"
+        text = f"{last.name} (the last {kind}) is held out" + (
+            f"; its first {n_val} lines (ceil(n/2), the half MLPerf's reference evaluates on) are validation, the "
+            f"other {n_test} test" if prep.val_split else
+            f" as the test split; the last {n_val} lines of {files[-2].name} (val_size) are validation" if n_val else
+            ", all of it test")
+    return {"total": total, "train": total - n_test - n_val, "test": n_test, "val": n_val}, val, text
 
 
 def run_phases(prep: Preprocessing) -> dict:
     """All phases into the work folder; returns the metadata written to the staged dataset."""
-    tail, offsets = None, None
-    if prep.layout.kind == "tail":
-        with prep.times.phase("count"):
-            offsets, total, n_train, n_val = tail_split(prep)
-        tail = (total, n_train, n_val)
-    elif prep.train_line_count:
+    if prep.layout.kind != "tail" and prep.train_line_count:
         raise InputFormatError(f"train_line_count={prep.train_line_count} applies to split tail (one file, such as "
                                f"train.txt); the files of split last_file are counted as they are read: set it to 0")
+    with prep.times.phase("count"):
+        plan = plan_split(prep)
     os.makedirs(prep.path("pieces"), exist_ok=True)
     os.makedirs(prep.path("parts"), exist_ok=True)
     job = PieceJob(folder=prep.path("pieces"), columns=prep.layout.columns, piece_bytes=prep.piece_bytes,
-                   mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=tail[1] if tail else 0,
-                   offsets=offsets, max_ind_range=prep.max_ind_range,
-                   threads=max(1, cpus_available() // prep.workers.n),
-                   hand_off=hand_off(prep))
+                   mode=prep.mode, strict=prep.strict, seed=prep.seed, n_train=plan.n_train, offsets=plan.offsets,
+                   boundary_file=plan.boundary, max_ind_range=prep.max_ind_range,
+                   threads=max(1, cpus_available() // prep.workers.n), hand_off=hand_off(prep))
     with prep.times.phase("parse"):
         parse_phase(prep, job)
     with prep.times.phase("merge"):
         pieces = list_pieces(prep, job)
-        lines, val_end, split_text = split_lines(prep, pieces, tail)
+        lines, val, split_text = split_lines(prep, pieces, plan)
         bad = merge_bad_lines(prep, pieces)
-        parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val_end)}
+        parts = {"train": train_parts(prep, pieces), **held_out_parts(prep, pieces, val)}
         check_enough_good_lines(prep.layout.describe(), lines["total"], prep.max_bad_fraction, bad,
                                 {s: sum(t.samples for t in p) for s, p in parts.items()})
         arrays, sizes, max_ids = build_vocab(prep, pieces)
@@ -536,6 +580,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
                                  pack_size=cfg.pack_size, piece_bytes=cfg.chunk_bytes,
                                  part_lines=cfg.shuffle_bucket_lines, strict=bool(cfg.strict),
                                  max_bad_fraction=cfg.max_bad_fraction, val_split=bool(cfg.val_split),
+                                 val_size=cfg.val_size,
                                  seed=cfg.random_seed, workers=workers, progress=progress,
                                  train_line_count=cfg.train_line_count, times=times)
             meta = run_phases(prep)

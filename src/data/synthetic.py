@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -92,7 +92,7 @@ class PlantedModel:
         return z
 
 
-def _hex8(keys):
+def hex8(keys: np.ndarray) -> np.ndarray:
     """uint32 [n] -> numpy 'S8' lowercase hex strings."""
     shifts = np.arange(28, -1, -4, dtype=np.uint32)
     nib = (keys[:, None] >> shifts[None, :]) & np.uint32(15)
@@ -151,7 +151,7 @@ def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int,
         cols.append(pa.array(counts[:, j], mask=dense_missing[:, j]))
         names.append(f"I{j + 1}")
     for j in range(N_SLOTS):
-        cols.append(pa.array(_hex8(keys[:, j]), type=pa.binary(), mask=cat_missing[:, j]))
+        cols.append(pa.array(hex8(keys[:, j]), type=pa.binary(), mask=cat_missing[:, j]))
         names.append(f"C{j + 1}")
     return pa.table(cols, names=names), prob.astype(np.float32)
 
@@ -161,9 +161,12 @@ def _default_scale(lines: int) -> float:
     return min(1.0, max(1e-3, lines / 45_840_617 * 0.25)) ** 0.5
 
 
-def _write_text(out_path: str, model: PlantedModel, seed: int, lines: int, chunk: int, day: Optional[int],
-                progress: bool) -> List[np.ndarray]:
-    """Write one file atomically (gzip when out_path ends with .gz); returns the true probabilities."""
+def write_text(out_path: str, model: PlantedModel, seed: int, lines: int, chunk: int, day: Optional[int],
+                progress: bool, make_chunk: Optional[Callable] = None) -> List[np.ndarray]:
+    """Write one file atomically (gzip when out_path ends with .gz); returns the true probabilities. `make_chunk`:
+    (model, seed, chunk index, n, day) -> (table, probabilities), generate_chunk by default (another generator's own:
+    src/data/synthetic_other.py)."""
+    make_chunk = make_chunk or generate_chunk
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.tmp-{os.getpid()}"
     probs = []
@@ -175,7 +178,7 @@ def _write_text(out_path: str, model: PlantedModel, seed: int, lines: int, chunk
             done = 0
             for ci, lo in enumerate(range(0, lines, chunk)):
                 n = min(chunk, lines - lo)
-                table, prob = generate_chunk(model, seed, ci, n, day)
+                table, prob = make_chunk(model, seed, ci, n, day)
                 pacsv.write_csv(table, sink, opts)
                 probs.append(prob)
                 done += n
@@ -204,7 +207,7 @@ def generate_days(out_dir: str, days: int, lines_per_day: int, seed: int = 2024,
     paths = []
     for d in range(days):
         paths.append(os.path.join(out_dir, f"day_{d}" + (".gz" if gzip else "")))
-        _write_text(paths[-1], model, seed, lines_per_day, chunk, d, progress)
+        write_text(paths[-1], model, seed, lines_per_day, chunk, d, progress)
     return paths
 
 
@@ -214,7 +217,7 @@ def generate(out_path: str, lines: int, seed: int = 2024, vocab_scale: Optional[
     if lines <= 0:
         raise ValueError(f"--lines must be > 0, got {lines}")
     model = PlantedModel(seed, _default_scale(lines) if vocab_scale is None else vocab_scale)
-    probs = _write_text(out_path, model, seed, lines, chunk, None, progress)
+    probs = write_text(out_path, model, seed, lines, chunk, None, progress)
     if prob_file:
         p = np.concatenate(probs)
         ptmp = f"{prob_file}.tmp-{os.getpid()}.npy"

@@ -32,6 +32,7 @@ from src.data.inputs import first_fields, line_start_at_or_after, lines_before, 
 from src.data.preprocess import GZIP_RATIO
 from src.data.text_parser import REASONS, BlockParser, InputFormatError
 from src.data.transform import FittedTransform
+from src.training.logs import format_metrics
 from src.training.metrics import ctr_metrics
 from src.utils.workers import Workers, cpus_available
 
@@ -256,9 +257,7 @@ class Summary:
                f"{self.workers} worker(s), model {self.model_seconds:.1f} s"]
         out += [f"  bad lines: {reason} {n:,}" for reason, n in self.bad.items() if n]
         if self.metrics:
-            m = self.metrics
-            out.append(f"accuracy: {m['accuracy']:.6f}, auc: {m['auc']:.6f}, logloss: {m['logloss']:.6f}, "
-                       f"ne: {m['ne']:.6f}, calibration: {m['calibration']:.6f}, samples: {m['samples']}")
+            out.append(format_metrics(self.metrics))
         return out
 
 

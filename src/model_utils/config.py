@@ -61,7 +61,12 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "max_ind_range": Key(int,
                "0 = build a vocabulary; M > 0 = hash: id = 1 + key % (M-1) (key: the hex value, or a string's 64-bit "
                "hash), id 0 = missing, no counting", minimum=0),
-    "val_split": Key(bool, "Split the held-out lines in half: first half validation (val parts), second half test"),
+    "val_size": Key(float, "The validation split, which every decision of training reads (keep_best, early stop, "
+                    "target_auc, the tuner): the end of the training lines, just before the test lines (for day files: "
+                    "the end of the last training day). A fraction of those lines (0 < f < 1) or a line count (>= 1); "
+                    "0 = none. The test split stays the last N // 7 lines (or the last day)", minimum=0),
+    "val_split": Key(bool, "MLPerf's split instead of val_size: the held-out lines (the last N // 7, or the last day) "
+                     "in half, the first half validation, the second half test"),
     "strict": Key(int,
                "1: stop at the first bad line, naming it; 0: skip bad lines and count them by reason (predict.py: "
                "their rows get an empty probability)", choices=(0, 1)),
@@ -107,12 +112,16 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "memory_budget_gb": Key(float, "train.py stops before allocating when a rank would need more than this many GB "
                "(0 = this machine's available memory shared by its ranks)", minimum=0),
 }, "training": {
-    "batch_size": Key(int, "Training batch size (per rank)", minimum=1),
+    "batch_size": Key("int_or_auto", "Training batch size (per rank), or auto: 4096, or for a small training split the "
+                      "largest power of two that leaves 64 steps an epoch (at least 16), learning_rate scaled with it "
+                      "(the rule is printed)", minimum=1),
     "optimizer": Key(str,
                "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
                "Adagrad for the table; adam: Adam for MLPs and interaction, row-wise sparse Adagrad for the table",
                choices=("sgd", "adagrad", "adam")),
-    "learning_rate": Key(float, "Learning rate (the peak of the schedule)"),
+    "learning_rate": Key(float, "Learning rate (the peak of the schedule); with batch_size auto, the rate at batch 4096, "
+                         "scaled to the batch chosen (square root of the ratio for adagrad and adam, the ratio for "
+                         "sgd)"),
     "adagrad_eps": Key(float, "Adagrad (MLPs and the row-wise table update of adagrad and adam): the step is "
                        "lr * g / (sqrt(accumulated g^2) + eps). 1e-10 is PyTorch's", minimum=0),
     "adam_eps": Key(float, "Adam: eps of lr * m / (sqrt(v) + eps). 1e-8 is PyTorch's", minimum=0),
@@ -121,13 +130,23 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                             minimum=0),
     "decay_steps": Key(int, "Learning-rate schedule: the decay reaches its end after this many steps (0 = no decay; "
                        "-1 = at the last step of training, train_epochs epochs)", minimum=-1),
+    "table_schedule": Key(bool, "The schedule (warmup, decay) also sets the table rows' rate; False: the tables train "
+                          "at learning_rate throughout (their row-wise Adagrad anneals each row by itself) and the "
+                          "schedule applies to the MLPs and the interaction"),
     "loss_scale": Key(float, "Static loss scale applied when convert_dtype is True"),
     "train_epochs": Key(int, "Epochs over the training split", minimum=1),
     "random_seed": Key(int, "Seed for parameter init and data order", minimum=0),
-    "do_eval": Key(bool, "Evaluate on the test split at each epoch end"),
+    "do_eval": Key(bool, "Evaluate at each epoch end: on the validation split when the dataset has one (and on the "
+                   "test split once, at the end of training), else on the test split"),
     "eval_interval_steps": Key(int, "Also evaluate every N training steps (0 = only at epoch end)", minimum=0),
-    "target_auc": Key(float, "Stop at the first evaluation whose AUC is at least this, MLPerf style, and report the "
-                             "time to it (0 = off; evaluations as do_eval and eval_interval_steps say)", minimum=0),
+    "target_auc": Key(float, "Stop at the first validation evaluation whose AUC is at least this, MLPerf style, and "
+                             "report the time to it (0 = off; evaluations as do_eval and eval_interval_steps say; "
+                             "needs a validation split)", minimum=0),
+    "keep_best": Key(bool, "Keep the checkpoint of the lowest validation logloss as PREFIX-best.safetensors; eval.py, "
+                     "export.py and bundles given the checkpoint folder take it (a dataset without a validation "
+                     "split has no best)"),
+    "early_stop_patience": Key(int, "Stop after this many validation evaluations without a lower logloss (0 = off; "
+                               "needs a validation split)", minimum=0),
     "log_interval_steps": Key(int, "Write a loss.log line every N steps", minimum=1),
     "save_checkpoint": Key(bool, "Save checkpoints during and at the end of training"),
     "save_checkpoint_steps": Key(int, "Save a checkpoint every N steps", minimum=1),

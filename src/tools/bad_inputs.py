@@ -203,8 +203,8 @@ def cases(ws: str, p: dict) -> List[Case]:
     out.append(Case("a device this MindSpore cannot run", ["train.py", f"--dataset_path={ds}", "--device_target=GPU",
                                                             "--batch_size=64", f"--ckpt_path={ws}/ck3"], 1,
                     "device_target=GPU is not available: this MindSpore"))
-    out.append(Case("a training split smaller than one batch (the default batch is 4096)",
-                    ["train.py", f"--dataset_path={ds}", f"--ckpt_path={ws}/ck4"], 1,
+    out.append(Case("a training split smaller than the batch asked for (batch_size auto would fit it)",
+                    ["train.py", f"--dataset_path={ds}", "--batch_size=4096", f"--ckpt_path={ws}/ck4"], 1,
                     "is larger than the training split"))
     d = _dataset_copy(ws, "meta_list", _edit_meta("", [1, 2]))
     out.append(Case("metadata.json of the wrong shape", ["train.py", f"--dataset_path={d}"], 1,

@@ -32,7 +32,7 @@ import numpy as np
 from src.data.synthetic import KAGGLE_SIZES as KAGGLE
 from src.model_utils.spec import DLRMSpec, criteo_features
 from src.utils.runtime import setup_context
-from src.tools.benchmarks import gemm, quality, scoring
+from src.tools.benchmarks import gemm, quality, recipes, scoring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The Kaggle architecture with the dot interaction and plain SGD: the recipe the speed suites' figures (train, tables,
@@ -521,7 +521,7 @@ CHILDREN = {"compute": child_compute, "multihot": child_multihot, "preprocess": 
             "export_pair": child_export_pair, "compact_auc": child_compact_auc, "to_target": quality.child_to_target,
             "gemm": gemm.child_gemm, "kernels": gemm.child_kernels,
             "epochs": quality.child_epochs, "runtime_speed": scoring.runtime_speed,
-            "against_eval": scoring.against_eval}
+            "against_eval": scoring.against_eval, "recipe": recipes.child_recipe}
 
 
 def _typed(v):
@@ -806,12 +806,13 @@ def bench_quality(work, device, lines, seeds, recipes=""):
     quality.bench_quality(run_child, config_file(device), dataset, device, seeds, recipes)
 
 
-def bench_time_to_quality(work, device, lines, seeds, target, recipes=""):
-    """Time to a fixed test AUC per recipe over `seeds` seeds (src/tools/benchmarks/quality.py)."""
-    _, dataset = _dataset(work, lines)
-    print(f"== time to quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, test split)")
+def bench_time_to_quality(work, device, lines, seeds, target, recipes_=""):
+    """Time to a fixed validation AUC per recipe over `seeds` seeds (src/tools/benchmarks/quality.py), on the
+    recipes suite's gen_a dataset (the same 1M synthetic lines, with the default validation split)."""
+    dataset = recipes.prepared(work, "gen_a", lines)
+    print(f"== time to quality over {seeds} seeds ({device}; {lines:,}-line synthetic dataset, validation split)")
     quality.bench_time_to_quality(run_child, config_file(device), dataset, device, seeds, target,
-                                  recipes)
+                                  recipes_)
 
 
 def bench_compact(work, device, lines):
@@ -1059,7 +1060,7 @@ def main(argv=None):
     ap.add_argument("suite", choices=["preprocess", "csv", "train", "quality", "compact", "infer", "infer_cpp", "parallel",
                                       "collectives", "terabyte", "memory_flat", "plan", "multihot", "csv_multihot",
                                       "time_to_quality", "real_rows", "gemm", "kernels", "preprocess_workers", "kaggle_size",
-                                      "predict", "serve", "all"])
+                                      "predict", "serve", "recipes", "seed_spread", "all"])
     ap.add_argument("--seeds", type=int, default=0, help="quality (default 5) and time_to_quality (default 3): seeds "
                     "per recipe: 123, then 1, 2, ...")
     ap.add_argument("--recipes", default="", help="quality, time_to_quality, real_rows: comma-separated recipes "
@@ -1067,6 +1068,7 @@ def main(argv=None):
     ap.add_argument("--target_auc", type=float, default=0.777, help="time_to_quality: the AUC to reach (default: "
                     "the old default's one-epoch AUC, 0.7798 ± 0.0022 over 5 seeds, taken at its lowest seed (0.7774) "
                     "so that every seed of it reaches the target within its epoch)")
+    ap.add_argument("--datasets", default="", help="recipes: comma-separated datasets (default: all five)")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench_out"))
     ap.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -1116,6 +1118,10 @@ def main(argv=None):
         scoring.bench_runtimes(run_child, args.work, lambda: _dataset(args.work, 1_000_000))
     if args.suite in ("serve", "all"):
         scoring.bench_serve(args.work, lambda: _dataset(args.work, 1_000_000))
+    if args.suite == "recipes":
+        recipes.bench_recipes(run_child, args.work, args.seeds or 3, args.recipes, args.datasets, args.lines)
+    if args.suite == "seed_spread":
+        recipes.bench_seed_spread(run_child, args.work, args.recipes, args.datasets)
     if args.suite == "kaggle_size":
         bench_kaggle_size(args.work)
     if args.suite == "memory_flat":

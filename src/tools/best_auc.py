@@ -34,7 +34,7 @@ def main(argv=None):
     best = best_test_metrics(args.dataset_path, args.prob_file)
     text = f"best achievable (true probabilities): auc {best['auc']:.4f}, logloss {best['logloss']:.4f}"
     if args.eval_file:
-        rows = read_eval_log(args.eval_file)
+        rows = [r for r in read_eval_log(args.eval_file) if r["split"] == "test"]
         if rows:
             r = rows[-1]
             text = (f"model: accuracy {r['accuracy']:.4f}, auc {r['auc']:.4f}, logloss {r['logloss']:.4f} | "

@@ -23,11 +23,15 @@ def plot(loss_file, eval_file, out):
     ax.set_ylabel("loss (sigmoid cross-entropy)", color="tab:blue")
     if evals:
         ax2 = ax.twinx()
-        ax2.plot([e["step"] for e in evals], [e["auc"] for e in evals], "o-", color="tab:red", label="test AUC")
-        ax2.set_ylabel("test AUC", color="tab:red")
-        for e in evals[-1:]:
-            ax2.annotate(f"AUC {e['auc']:.4f}", (e["step"], e["auc"]), textcoords="offset points",
-                         xytext=(-60, -15))
+        for split, style, color in (("val", "o-", "tab:red"), ("test", "s", "tab:green")):
+            rows = [e for e in evals if e["split"] == split]
+            if rows:
+                ax2.plot([e["step"] for e in rows], [e["auc"] for e in rows], style, color=color,
+                         label=f"{'validation' if split == 'val' else 'test'} AUC")
+                ax2.annotate(f"{split} AUC {rows[-1]['auc']:.4f}", (rows[-1]["step"], rows[-1]["auc"]),
+                             textcoords="offset points", xytext=(-80, -15 if split == "val" else 10))
+        ax2.set_ylabel("AUC (validation: the decisions; test: reported once)", color="tab:red")
+        ax2.legend(loc="lower right")
     ax.set_title("DLRM training")
     fig.tight_layout()
     tmp = out + ".tmp.png"

@@ -1,7 +1,9 @@
 """Evaluation of a probability network over a whole split: the one code path (and one timing) that
 train.py's epoch-end eval, eval.py and the benchmarks share."""
+import json
+import os
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -10,9 +12,21 @@ from src.training.metrics import ctr_metrics
 from src.utils.progress import Progress, background
 
 
-def timed_metrics(prob: np.ndarray, label: np.ndarray, start: float) -> Dict[str, float]:
-    """ctr_metrics of prob/label [n] plus eval_time (seconds since `start`) and samples_per_s."""
-    result = ctr_metrics(prob, label)
+def train_click_rate(dataset_path: str) -> Optional[float]:
+    """The click rate of a dataset's training split (its stats.json), normalized entropy's baseline; None without
+    one."""
+    try:
+        with open(os.path.join(dataset_path, "stats.json"), encoding="utf-8") as f:
+            return float(json.load(f)["positive_rate"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def timed_metrics(prob: np.ndarray, label: np.ndarray, start: float,
+                  base_rate: Optional[float] = None) -> Dict[str, float]:
+    """ctr_metrics of prob/label [n] (base_rate: the training click rate, NE's baseline) plus eval_time (seconds since
+    `start`) and samples_per_s."""
+    result = ctr_metrics(prob, label, base_rate)
     result["eval_time"] = time.time() - start
     result["samples_per_s"] = result["samples"] / max(result["eval_time"], 1e-9)
     return result
@@ -36,8 +50,9 @@ def predict_split(prob_net: Callable, dataset_path: str, split: str, batch_size:
 
 
 def evaluate(prob_net: Callable, dataset_path: str, split: str, batch_size: int,
-             progress: bool = False) -> Dict[str, float]:
-    """accuracy, auc, logloss, samples, eval_time, samples_per_s over every sample of a split."""
+             progress: bool = False, base_rate: Optional[float] = None) -> Dict[str, float]:
+    """accuracy, auc, logloss, ne, calibration, samples, eval_time, samples_per_s over every sample of a split; NE
+    against `base_rate` (default: the dataset's training click rate)."""
     start = time.time()
     prob, label = predict_split(prob_net, dataset_path, split, batch_size, progress)
-    return timed_metrics(prob, label, start)
+    return timed_metrics(prob, label, start, train_click_rate(dataset_path) if base_rate is None else base_rate)

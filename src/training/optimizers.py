@@ -59,7 +59,7 @@ class SGDRule:
         mask float32 [K, 1] or None zeroes occurrences that are not this rank's."""
         if mask is not None:
             g = g * mask
-        self.index_add(self.table, local, -self.lr * g)
+        self.index_add(self.table, local, -self.table_lr * g)
 
     def optimizer_state(self) -> List[Parameter]:
         """Parameters of the optimizer, as checkpoints hold them."""
@@ -103,7 +103,7 @@ class AdagradRule(SGDRule):
             sq = sq * mask.reshape(-1)
         self.index_add(self.row_acc, local, sq)
         acc = ops.gather(self.row_acc, local, 0)
-        self.index_add(self.table, local, -self.lr * g / (ops.sqrt(acc) + self.adagrad_eps).expand_dims(1))
+        self.index_add(self.table, local, -self.table_lr * g / (ops.sqrt(acc) + self.adagrad_eps).expand_dims(1))
 
     def optimizer_state(self) -> List[Parameter]:
         return list(self.mlp_acc) + [self.row_acc]

@@ -6,6 +6,7 @@ from typing import Tuple
 
 from src.data.packed_format import METADATA, load_metadata, shard_sizes, table_sizes_for
 from src.model_utils.spec import DLRMSpec, criteo_features, features_of
+from src.training.auto_batch import AUTO_MAX, resolve_batch
 
 
 def evaluates(cfg) -> bool:
@@ -14,13 +15,19 @@ def evaluates(cfg) -> bool:
 
 
 def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, DLRMSpec]:
-    """(metadata.json, the model's spec) of cfg.dataset_path after checking that its files have their recorded
+    """(metadata.json, the model's spec) of cfg.dataset_path after setting batch_size auto to a number for `ranks`
+    ranks (auto_batch.py; this changes cfg: give a copy to only check) and checking that its files have their recorded
     sizes, that its tables agree with the config and the model keys with its features, that the test split has
     samples when training evaluates, and that each of `ranks` ranks gets at least one batch of training samples.
     Raises DatasetError or ValueError naming the dataset and the key to change."""
     meta = load_metadata(cfg.dataset_path)
+    resolve_batch(cfg, meta, ranks)                        # batch_size auto: a number from here on
     table_sizes_for(cfg, meta)
     spec = DLRMSpec.from_config(cfg, features_of(meta))
+    if (cfg.target_auc or cfg.early_stop_patience) and not meta["samples"].get("val", 0):
+        raise ValueError(f"target_auc and early_stop_patience decide on the validation split, and {cfg.dataset_path} "
+                         f"has none: preprocess again with val_size (the default takes the end of the training lines) "
+                         f"or val_split=True")
     if evaluates(cfg) and meta["samples"].get("test", 0) == 0:
         raise ValueError(f"the test split of {cfg.dataset_path} has 0 samples, so the evaluation after training "
                          f"would fail: preprocess again with more lines, or set do_eval=False and "
@@ -41,9 +48,12 @@ def config_spec(cfg) -> DLRMSpec:
     13 dense features); neither is an error naming both keys."""
     if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
         meta = load_metadata(cfg.dataset_path, check_files=False)
+        resolve_batch(cfg, meta, cfg.rank_size if cfg.plan_only else 1)
         table_sizes_for(cfg, meta)
         return DLRMSpec.from_config(cfg, features_of(meta))
     if cfg.categorical_feature_sizes:
+        if cfg.batch_size == "auto":                      # no data to size it by: the default recipe's batch
+            cfg.batch_size = AUTO_MAX
         return DLRMSpec.from_config(cfg, criteo_features(cfg.categorical_feature_sizes))
     raise ValueError(f"no table sizes for the model: dataset_path '{cfg.dataset_path}' holds no {METADATA} and "
                      f"categorical_feature_sizes is empty; set one of them")

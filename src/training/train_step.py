@@ -59,6 +59,7 @@ class TrainStep(nn.Cell):
             self.split_sizes = [int(np.prod(p.shape)) for p in net.mlp_params()] + [1]
         self.dim = self.table.shape[1]
         self.lr = Parameter(Tensor(learning_rate, ms.float32), name="learning_rate", requires_grad=False)
+        self.table_lr = Parameter(Tensor(learning_rate, ms.float32), name="table_learning_rate", requires_grad=False)
         self.scale = Tensor(loss_scale, ms.float32)
         self.use_scale = loss_scale != 1.0
         self.weights = ms.ParameterTuple(net.mlp_params())
@@ -71,9 +72,11 @@ class TrainStep(nn.Cell):
         self.index_add = ops.IndexAdd(axis=0)
         self._init_state(adagrad_eps, adam_eps)
 
-    def set_learning_rate(self, lr: float) -> None:
-        """The rate of the next steps (the graph reads the Parameter; no recompilation)."""
+    def set_learning_rate(self, lr: float, table_lr: Optional[float] = None) -> None:
+        """The rates of the next steps: `lr` for the MLPs and the interaction, `table_lr` for the table rows (default:
+        lr). The graph reads the Parameters: no recompilation."""
         self.lr.set_data(Tensor(lr, ms.float32))
+        self.table_lr.set_data(Tensor(lr if table_lr is None else table_lr, ms.float32))
 
     def _scaled_loss(self, dense, emb, label):
         loss = self.loss_fn(self.net.from_embeddings(dense, emb), label)

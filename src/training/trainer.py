@@ -13,7 +13,7 @@ from src.data.reader import PackedBatches
 from src.model.dlrm import build_model
 from src.model.serving import DLRMProbability
 from src.training import checkpoint
-from src.training.evaluation import evaluate, timed_metrics
+from src.training.evaluation import evaluate, timed_metrics, train_click_rate
 from src.training.logs import eval_line, loss_line
 from src.training.memory_estimate import estimate
 from src.training.preflight import check_dataset
@@ -26,6 +26,7 @@ from src.training.parallel import ParallelInfo
 from src.training.sharded_lookup import ShardedLookup, ShardedProbability
 from src.training.sharding import Router, make_plan
 from src.training.train_step import make_train_step
+from src.training.watch import ValidationWatch
 from src.utils.progress import Progress, background, with_next
 from src.utils.runtime import append_line, human_bytes
 
@@ -71,7 +72,16 @@ class Trainer:
         self.eval_results = []
         self.eval_seconds = 0.0                     # evaluations' wall time, not training time (MLPerf's rule)
         self.train_start = time.time()
+        # decisions read the validation split; without one, evaluations are on the test split and only report
+        self.eval_split = "val" if self.meta["samples"].get("val", 0) else "test"
+        self.train_ctr = train_click_rate(cfg.dataset_path)
+        self.watch = ValidationWatch(keep_best=bool(cfg.keep_best and cfg.save_checkpoint),
+                                     patience=cfg.early_stop_patience, target_auc=cfg.target_auc)
+        self.stop_reason = ""                       # why training ended before its last epoch ("" if it did not)
+        self.best_checkpoint: Optional[str] = None
         self.reached: Optional[dict] = None         # target_auc: {auc, step, epoch, train_seconds, wall_seconds}
+        self.on_eval: Optional[Callable[[Dict[str, float], int], None]] = None   # called after each validation
+                                                    # evaluation with (metrics, step): the tuner's pruning
 
     def _build_hybrid(self) -> None:
         """This rank's part of the tables under the sharding plan, its train step and inference cell."""
@@ -114,6 +124,8 @@ class Trainer:
             par += (f"note: {self.cfg.optimizer} without warmup_steps: its first updates move every weight by the "
                     f"full learning rate, which can leave ReLU units dead for good (docs/benchmarks.md, 'The "
                     f"seed-123 collapse'); the configs warm up over 20 steps\n")
+        if getattr(self.cfg, "batch_rule", None):
+            par += self.cfg.batch_rule + "\n"
         return par + (f"model: {self.spec.slots} tables, {s['rows']:,} embedding rows x {self.spec.emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
@@ -168,21 +180,58 @@ class Trainer:
         self.last_checkpoint = path
         return path
 
-    def _evaluate(self) -> Dict[str, float]:
-        if not self.par.distributed:
-            return evaluate(self.prob_net, self.cfg.dataset_path, "test", self.cfg.test_batch_size)
-        return self._evaluate_distributed()
+    def save_best(self, epoch: int, step: int, result: Dict[str, float]) -> None:
+        """keep_best: this run's best checkpoint (the model's parameters, no optimizer state), replaced at each better
+        validation logloss; hybrid ranks write their shards, joined at the end of training (_finish)."""
+        cfg = self.cfg
+        folder = checkpoint.rank_dir(cfg.ckpt_path, self.par.rank) if self.par.hybrid else cfg.ckpt_path
+        shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
+                 "segments": self.net.segments} if self.par.hybrid else None
+        if shard or self.par.is_main:
+            os.makedirs(folder, exist_ok=True)
+            path = checkpoint.best_path(folder, cfg.ckpt_file_name_prefix, self.run_info["id"])
+            model = {**self.model_description(), "best": {"epoch": epoch, "step": step,
+                                                          "val_logloss": result["logloss"], "val_auc": result["auc"]}}
+            checkpoint.save(path, self.net.trainable_params(), {"global_step": step, "epoch": epoch, "step_in_epoch": 0},
+                            shard=shard, row_sharded=[p.name for p in self.net.row_sharded_params()], model=model)
+            self.best_checkpoint = path
+        if self.par.distributed:
+            self.barrier().asnumpy()                 # the file is whole before any rank may read it
 
-    def _evaluate_distributed(self):
-        """Each rank predicts its block of the test split; probabilities and labels are all-gathered
-        and the metrics computed over every test sample (not averaged over ranks). Hybrid ranks run the
-        same number of equal-shaped batches (padded) because each lookup is a collective."""
+    def _final_test(self) -> None:
+        """The test split, evaluated once at the end of a run whose evaluations read the validation split: on the
+        best checkpoint's weights (keep_best) or the newest, and labelled as such in eval.log."""
+        if self.eval_split != "val" or not (self.cfg.do_eval or self.cfg.eval_interval_steps):
+            return
+        model, at = "newest", (self.position["epoch"], self.position["global_step"])
+        if self.best_checkpoint and self.watch.best:
+            folder = checkpoint.rank_dir(self.cfg.ckpt_path, self.par.rank) if self.par.hybrid else self.cfg.ckpt_path
+            path = checkpoint.best_path(folder, self.cfg.ckpt_file_name_prefix, self.run_info["id"])
+            arrays, _ = checkpoint.load(path)
+            checkpoint.restore(self.net.trainable_params(), arrays, path)
+            model, at = "best", (self.watch.best["epoch"], self.watch.best["step"])
+        start = time.time()
+        result = self._evaluate("test")
+        self.eval_seconds += time.time() - start
+        self._report(eval_line(f"split: test, model: {model}, epoch: {at[0]}, step: {at[1]}", result))
+        self.eval_results.append(result)
+
+    def _evaluate(self, split: str) -> Dict[str, float]:
+        if not self.par.distributed:
+            return evaluate(self.prob_net, self.cfg.dataset_path, split, self.cfg.test_batch_size,
+                            base_rate=self.train_ctr)
+        return self._evaluate_distributed(split)
+
+    def _evaluate_distributed(self, split: str):
+        """Each rank predicts its block of the split; probabilities and labels are all-gathered and the metrics
+        computed over every sample (not averaged over ranks). Hybrid ranks run the same number of equal-shaped
+        batches (padded) because each lookup is a collective."""
         cfg, par = self.cfg, self.par
         bs = cfg.test_batch_size
-        counts = shard_sizes(self.meta, "test", par.size)
+        counts = shard_sizes(self.meta, split, par.size)
         steps = max(-(-c // bs) for c in counts)
         start = time.time()
-        batches = iter(PackedBatches(cfg.dataset_path, "test", bs, num_shards=par.size, shard_id=par.rank))
+        batches = iter(PackedBatches(cfg.dataset_path, split, bs, num_shards=par.size, shard_id=par.rank))
         probs, labels = [], []
         for _ in range(steps):
             batch = next(batches, None)
@@ -206,22 +255,30 @@ class Trainer:
         mine[:counts[par.rank], 1] = np.concatenate(labels) if labels else []
         every = self.gather(Tensor(mine)).asnumpy().reshape(par.size, max(counts), 2)
         both = np.concatenate([every[k, :counts[k]] for k in range(par.size)])
-        return timed_metrics(both[:, 0], both[:, 1], start)
+        return timed_metrics(both[:, 0], both[:, 1], start, self.train_ctr)
 
     def run_eval(self, epoch: int, step: int) -> Dict[str, float]:
-        """Evaluate on the test split, append the eval.log line (rank 0) and keep the result; with target_auc, the
-        first result at or above it also writes the time-to-target line and ends training after this step."""
+        """Evaluate on the validation split (the test split when the dataset has none), append the eval.log line (rank
+        0) and keep the result. A validation result decides (training/watch.py): the best one so far is saved as the
+        best checkpoint (keep_best), and early stop or a reached target_auc end training after this step."""
         start = time.time()
-        result = self._evaluate()
+        result = self._evaluate(self.eval_split)
         self.eval_seconds += time.time() - start
-        self._report(eval_line(f"epoch: {epoch}, step: {step}", result))
+        self._report(eval_line(f"split: {self.eval_split}, epoch: {epoch}, step: {step}", result))
         self.eval_results.append(result)
-        if self.cfg.target_auc and self.reached is None and result["auc"] >= self.cfg.target_auc:
-            train_s, wall_s = self._seconds()
-            self.reached = {"auc": result["auc"], "step": step, "epoch": epoch, "train_seconds": train_s,
-                            "wall_seconds": wall_s}
-            self._report(f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, "
-                         f"{self._times((train_s, wall_s))}; target_auc {self.cfg.target_auc:g}")
+        if self.eval_split != "val":
+            return result
+        times = self._seconds()
+        verdict = self.watch.observe(result, epoch, step, self._times(times))
+        if verdict.best:
+            self.save_best(epoch, step, result)
+        for line in verdict.lines:
+            self._report(line)
+        if self.watch.reached and self.reached is None:
+            self.reached = {**self.watch.reached, "train_seconds": times[0], "wall_seconds": times[1]}
+        self.stop_reason = self.stop_reason or verdict.stop
+        if self.on_eval is not None:
+            self.on_eval(result, step)
         return result
 
     def _report(self, line: str) -> None:
@@ -245,7 +302,7 @@ class Trainer:
         """With target_auc, at the end of a run that never reached it: say so (not an error)."""
         if self.cfg.target_auc and self.reached is None and self.eval_results:
             best = max(range(len(self.eval_results)), key=lambda i: self.eval_results[i]["auc"])
-            self._report(f"target auc {self.cfg.target_auc:g} not reached: best auc "
+            self._report(f"target auc {self.cfg.target_auc:g} not reached: best validation auc "
                          f"{self.eval_results[best]['auc']:.6f} in {len(self.eval_results)} evaluation(s), "
                          f"{self._times()}")
 
@@ -265,7 +322,10 @@ class Trainer:
         decay = cfg.decay_steps if cfg.decay_steps >= 0 else max(1, self.last_step - cfg.decay_start_step)
         lr = lr_at(self.position["global_step"], cfg.learning_rate, cfg.warmup_steps, cfg.decay_start_step, decay)
         if lr != self.current_lr:
-            self.step.set_learning_rate(lr)
+            # the table rows' row-wise Adagrad anneals each row by its own accumulator: the schedule on top of it
+            # (table_schedule) starves the rows first seen late in the epoch, and warming it up fills accumulators
+            # with steps that did little (docs/benchmarks.md, "Warmup and decay")
+            self.step.set_learning_rate(lr, lr if cfg.table_schedule else cfg.learning_rate)
             self.current_lr = lr
 
     def _after_step(self, loss: float, steps_per_epoch: int, window: list) -> None:
@@ -322,8 +382,8 @@ class Trainer:
                 window[1] += len(label)
                 prog.update(1)
                 self._after_step(loss, steps_per_epoch, window)
-                if self.reached or (max_steps is not None and pos["global_step"] >= max_steps):
-                    return self._finish(profiler)
+                if self.stop_reason or (max_steps is not None and pos["global_step"] >= max_steps):
+                    return self._finish(profiler, max_steps is None)
             if cfg.do_eval:
                 if pos["epoch"] + 1 == cfg.train_epochs:
                     self._save_if_new()          # the trained state is on disk before the last evaluation
@@ -331,7 +391,7 @@ class Trainer:
             pos["epoch"] += 1
             pos["step_in_epoch"] = 0
             self.leftover = None
-            if self.reached:
+            if self.stop_reason:
                 break
         prog.finish()
         self._target_missed()
@@ -369,7 +429,9 @@ class Trainer:
             self.save()
             self.saved_at = self.position["global_step"]
 
-    def _finish(self, profiler) -> Dict[str, int]:
+    def _finish(self, profiler, final: bool = True) -> Dict[str, int]:
+        """Save the last state (joining hybrid shards), and at the end of a run (`final`: not a max_steps stop) report
+        the test split once."""
         if profiler is not None:
             profiler.analyse()
         self._save_if_new()
@@ -379,5 +441,13 @@ class Trainer:
                 self.last_checkpoint = checkpoint.merge(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
                                                         self.position["global_step"], self.run_info["id"])
                 self.log(f"merged {self.par.size} shards into {self.last_checkpoint}")
+                if self.best_checkpoint:
+                    self.best_checkpoint = checkpoint.merge_best(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
+                                                                 self.run_info["id"])
+        if self.stop_reason and self.par.is_main:
+            self.log(f"training stopped at epoch {self.position['epoch'] + 1}, step "
+                     f"{self.position['global_step']}: {self.stop_reason}")
+        if final:
+            self._final_test()
         return self.position
 

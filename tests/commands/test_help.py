@@ -37,7 +37,8 @@ def test_every_command_answers_help():
         assert "Traceback" not in r.stderr
     for cmd, r in zip(commands[:len(ENTRY_POINTS)], results):
         text = " ".join(r.stdout.split())
-        assert "--batch_size INT" in text and "[int, default 4096]" in text, cmd        # one key, with type and default
+        assert "--test_batch_size INT" in text and "[int, default 16384]" in text, cmd  # one key, with type and default
+        assert "--batch_size auto|INT" in text and '[auto|int, default "auto"]' in text, cmd   # a key with a word
         assert "1 + key % (M-1)" in text                                             # a help text holding '%'
 
 

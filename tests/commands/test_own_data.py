@@ -18,7 +18,7 @@ METRIC = re.compile(r"accuracy: ([0-9.]+), auc: ([0-9.]+), logloss: ([0-9.]+), s
 def test_own_csv_preprocess_train_eval_export_infer(avazu, tmp_path):
     d, ds, ck, train_out = avazu
     meta = json.load(open(os.path.join(ds, "metadata.json")))
-    assert (meta["dense_dim"], meta["slot_dim"], meta["samples"]) == (0, 22, {"train": 86, "test": 14})
+    assert (meta["dense_dim"], meta["slot_dim"], meta["samples"]) == (0, 22, {"train": 82, "val": 4, "test": 14})   # the default val_size: 5% of 86
     assert [f["name"] for f in meta["features"]][:3] == ["hour", "C1", "banner_pos"]
     assert "model: 22 tables" in train_out and "final eval: accuracy" in train_out
     _, _, _, model = checkpoint.read(checkpoint.resolve(ck, "dlrm"))
@@ -49,7 +49,7 @@ def test_own_csv_with_a_multi_hot_column_through_every_command(movielens, tmp_pa
     exported MINDIR's Python batch inference and train.py's final evaluation agree."""
     d, ds, ck, train_out = movielens
     meta = json.load(open(os.path.join(ds, "metadata.json")))
-    assert (meta["slot_dim"], meta["ids_per_sample"], meta["samples"]) == (7, 12, {"train": 172, "test": 28})
+    assert (meta["slot_dim"], meta["ids_per_sample"], meta["samples"]) == (7, 12, {"train": 163, "val": 9, "test": 28})
     genres = meta["features"][-1]
     assert genres == {"name": "genres", "kind": "multi_hot", "rows": meta["table_sizes"][-1], "max_len": 6,
                       "pooling": "mean"} and 10 <= genres["rows"] <= 20           # 18 genres + missing + unknown
@@ -58,7 +58,7 @@ def test_own_csv_with_a_multi_hot_column_through_every_command(movielens, tmp_pa
     assert 0.08 < stats["categorical_missing_rate"][5] < 0.14                           # zip
     from src.data.reader import PackedBatches
     ids = np.concatenate([b[0] for b in PackedBatches(ds, "train", 64)])
-    assert ids.shape == (172, 12) and (ids[:, :6] >= 0).all() and (ids[:, 6] == -1).any()    # empty lists
+    assert ids.shape == (163, 12) and (ids[:, :6] >= 0).all() and (ids[:, 6] == -1).any()    # empty lists
     assert ((ids[:, 6] >= 2) | (ids[:, 6] == -1)).all() and (ids[:, 5] == 0).any()          # zip missing: id 0
     lengths = (ids[:, 6:] >= 0).sum(1)
     assert lengths.max() > 1 and all((ids[i, 6 + n:] == -1).all() for i, n in enumerate(lengths))  # left-aligned

@@ -43,9 +43,13 @@ def test_raw_test_lines_give_evals_probabilities(bundles, kind, tmp_path):
     want, label = want.astype(np.float64), label.astype(np.float64)
     assert m["samples"] == len(want) and abs(m["calibration"] - want.mean() / label.mean()) < 1e-5
     from src.training.metrics import ctr_metrics
+    exact = ctr_metrics(prob[~np.isnan(prob)], label, Bundle(folder).train_ctr)   # the metrics of what was written
+    assert all(abs(m[k] - exact[k]) < 1e-6 for k in ("auc", "logloss", "ne", "calibration"))
+    # against eval's probabilities: the runtimes agree within 1e-6 a row, which a confident wrong row (p ~ 1e-5 on a
+    # click; the MovieLens model is overfitted) turns into ~1e-5 of logloss, so relative 1e-4 there
     ref = ctr_metrics(want, label, Bundle(folder).train_ctr)
-    assert abs(m["auc"] - ref["auc"]) < 1e-4 and abs(m["logloss"] - ref["logloss"]) < 1e-6
-    assert abs(m["ne"] - ref["ne"]) < 1e-6
+    assert abs(m["auc"] - ref["auc"]) < 1e-4 and abs(m["logloss"] - ref["logloss"]) < 1e-4 * ref["logloss"]
+    assert abs(m["ne"] - ref["ne"]) < 1e-4 * ref["ne"]
 
 
 def test_mindspore_runtime_gives_evals_probabilities_too(bundles, tmp_path):

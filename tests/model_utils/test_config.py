@@ -14,14 +14,15 @@ def test_three_config_files_have_every_key_and_load():
 def test_defaults_and_overrides_including_lists():
     from src.model_utils.config import parse_cli
     cfg = parse_cli([])                                         # the file's defaults (make_cfg adds the test recipe)
-    assert cfg.device_target == "CPU" and cfg.batch_size == 4096 and cfg.bottom_mlp_args == [512, 256, 64, 16]
-    assert (cfg.interaction_op, cfg.optimizer, cfg.decay_steps, cfg.workers) == ("dcn", "adam", -1, "auto")
+    assert cfg.device_target == "CPU" and cfg.batch_size == "auto" and cfg.bottom_mlp_args == [512, 256, 64, 16]
+    assert (cfg.interaction_op, cfg.optimizer, cfg.decay_steps, cfg.workers) == ("dcn", "adam", 0, "auto")
+    assert (cfg.val_size, cfg.keep_best, cfg.table_schedule) == (0.05, True, False)
     cfg = make_cfg("--bottom_mlp_args=[256,64,16]", "--top_mlp_args", "[128, 1]", "--do_eval=False",
                    "--learning_rate=0.5", "--optimizer=adagrad")
     assert cfg.bottom_mlp_args == [256, 64, 16] and cfg.top_mlp_args == [128, 1]
     assert cfg.do_eval is False and cfg.learning_rate == 0.5 and cfg.optimizer == "adagrad"
     gpu = parse_cli([f"--config_path={ROOT}/gpu_config.yaml"])
-    assert gpu.batch_size == 4096 and gpu.device_target == "GPU" and gpu.convert_dtype is True
+    assert gpu.batch_size == "auto" and gpu.device_target == "GPU" and gpu.convert_dtype is True
     assert make_cfg("--workers=3").workers == 3
     with pytest.raises(ConfigError, match="expected auto or an integer, got 'many'"):
         make_cfg("--workers=many")

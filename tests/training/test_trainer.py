@@ -133,27 +133,33 @@ def test_synthetic_model_learns_towards_the_best_auc(synth_dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_target_auc_stops_at_the_first_evaluation_that_reaches_it(real_ds, tmp_path):
-    """target_auc, MLPerf style: evaluations every 5 steps; a reachable target stops training right after the first
-    one at or above it, with the time-to-target line in eval.log (training time without the evaluations, wall time
-    since the process started); an unreachable one trains to the end and says it was not reached."""
+def test_target_auc_stops_at_the_first_evaluation_that_reaches_it(real_val, real_ds, tmp_path):
+    """target_auc, MLPerf style, on the validation split: evaluations every 5 steps; a reachable target stops training
+    right after the first one at or above it, with the time-to-target line in eval.log (training time without the
+    evaluations, wall time since the process started), then the test split is reported once; an unreachable one
+    trains to the end and says it was not reached. A dataset without a validation split cannot decide."""
     import re
-    base = (f"--dataset_path={real_ds}", "--batch_size=64", "--eval_interval_steps=5", "--test_batch_size=300",
+    base = (f"--dataset_path={real_val}", "--batch_size=64", "--eval_interval_steps=5", "--test_batch_size=300",
             "--save_checkpoint=False", "--loss_file_name=", "--train_epochs=1")
     tr = Trainer(make_cfg(*base, f"--eval_file_name={tmp_path / 'a.log'}", "--target_auc=0.0001"), log=lambda *_: None)
-    assert tr.run()["global_step"] == 5 and len(tr.eval_results) == 1
+    assert tr.run()["global_step"] == 5 and len(tr.eval_results) == 2                 # validation, then test
     lines = (tmp_path / "a.log").read_text().splitlines()
     m = re.fullmatch(r"reached auc ([0-9.]+) at step 5, epoch 1, after ([0-9.]+) s of training \(([0-9.]+) s wall\); "
-                     r"target_auc 0.0001", lines[-1])
+                     r"target_auc 0.0001", lines[1])
     assert m and float(m.group(1)) == pytest.approx(tr.eval_results[0]["auc"], abs=1e-6), lines
     assert float(m.group(2)) < float(m.group(3))
     assert tr.reached["step"] == 5 and tr.reached["train_seconds"] == pytest.approx(float(m.group(2)), abs=0.05)
+    assert "split: val, epoch: 1, step: 5," in lines[0] and "split: test, model: newest, epoch: 0, step: 5," in lines[2]
     tr = Trainer(make_cfg(*base, f"--eval_file_name={tmp_path / 'b.log'}", "--target_auc=0.99"), log=lambda *_: None)
-    assert tr.run()["global_step"] == 26 and len(tr.eval_results) == 6        # 5 interval evaluations + epoch end
-    assert re.fullmatch(r"target auc 0.99 not reached: best auc [0-9.]+ in 6 evaluation\(s\), after [0-9.]+ s of "
-                        r"training \([0-9.]+ s wall\)", (tmp_path / "b.log").read_text().splitlines()[-1])
+    assert tr.run()["global_step"] == 1456 // 64 and len(tr.eval_results) == 5 + 1   # 4 + epoch end; then test
+    lines = (tmp_path / "b.log").read_text().splitlines()
+    assert re.fullmatch(r"target auc 0.99 not reached: best validation auc [0-9.]+ in 5 evaluation\(s\), after "
+                        r"[0-9.]+ s of training \([0-9.]+ s wall\)", lines[-2]) and "split: test" in lines[-1]
     with pytest.raises(Exception, match=r"target_auc=0.5 needs evaluations: set do_eval=True or eval_interval_steps"):
         make_cfg(f"--dataset_path={real_ds}", "--target_auc=0.5", "--do_eval=False")
+    with pytest.raises(ValueError, match=r"target_auc and early_stop_patience decide on the validation split, and "
+                                         r".* has none: preprocess again with val_size"):
+        Trainer(make_cfg(f"--dataset_path={real_ds}", "--target_auc=0.5"), log=lambda *_: None)
 
 
 def test_decay_steps_minus_one_decays_to_the_last_step_of_training(real_ds, tmp_path):
@@ -164,7 +170,7 @@ def test_decay_steps_minus_one_decays_to_the_last_step_of_training(real_ds, tmp_
                           "--save_checkpoint=False", "--loss_file_name=", "--learning_rate=0.01", "--warmup_steps=3",
                           "--decay_start_step=3", "--decay_steps=-1", *SMALL), log=lambda *_: None)
     seen, set_lr = [], tr.step.set_learning_rate
-    tr.step.set_learning_rate = lambda lr: (seen.append(lr), set_lr(lr))
+    tr.step.set_learning_rate = lambda lr, table_lr=None: (seen.append(lr), set_lr(lr, table_lr))
     assert tr.run()["global_step"] == 52 and tr.last_step == 52
     want = [lr_at(s, 0.01, 3, 3, 49) for s in range(52)]
     assert seen == [lr for i, lr in enumerate(want) if lr != (want[i - 1] if i else 0.01)]

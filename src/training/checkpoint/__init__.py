@@ -11,8 +11,9 @@ _WHERE = {
     "header": ("EXT", "MODEL", "POSITION", "SEGMENTS", "SHARD", "CheckpointError", "CheckpointInfo", "describe"),
     "fit": ("ModelDataMismatch", "check_fits", "check_same_model", "checked_checkpoint", "checked_resume", "mismatch",
             "model_spec"),
-    "shards": ("load_rows", "merge"),
-    "retention": ("MERGE_COMMAND", "checkpoints_by_step", "ckpt_name", "free_path", "keep_newest",
+    "shards": ("load_rows", "merge", "merge_best"),
+    "retention": ("MERGE_COMMAND", "best_files", "best_path", "checkpoints_by_step", "ckpt_name", "free_path",
+                  "keep_newest",
                   "list_checkpoints", "load_shard_info", "newest", "rank_dir", "resolve",
                   "shard_sets"),
 }

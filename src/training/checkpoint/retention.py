@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from src.training.checkpoint.header import EXT, CheckpointError, CheckpointInfo, describe
 
 MERGE_COMMAND = "python -m src.training.checkpoint merge"
+BEST = "best"
 TAG_CHARS = 6                      # the end of a run id that tells two runs' files of the same step apart
 
 
@@ -27,6 +28,19 @@ def ckpt_name(prefix: str, epoch: int, step: int, tag: str = "") -> str:
 
 def _name_pattern(prefix: str) -> "re.Pattern":
     return re.compile(rf"^{re.escape(prefix)}-(\d+)_(\d+)(?:-r[0-9a-z]+)?{re.escape(EXT)}$")
+
+
+def best_name(prefix: str, tag: str = "") -> str:
+    """'dlrm' -> 'dlrm-best.safetensors' ('dlrm-best-r3fa2c1.safetensors' with tag '3fa2c1'): a run's best checkpoint
+    by validation logloss (keep_best), parameters only."""
+    return f"{prefix}-{BEST}{f'-r{tag}' if tag else ''}{EXT}"
+
+
+def best_files(ckpt_dir: str, prefix: str) -> List[str]:
+    """The best checkpoints of `prefix` in ckpt_dir (every run's)."""
+    pat = re.compile(rf"^{re.escape(prefix)}-{BEST}(?:-r[0-9a-z]+)?{re.escape(EXT)}$")
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(ckpt_dir), f"{glob.escape(prefix)}-{BEST}*{EXT}"))
+                  if pat.match(os.path.basename(p)))
 
 
 def checkpoints_by_step(ckpt_dir: str, prefix: str) -> List[Tuple[int, str]]:
@@ -70,13 +84,25 @@ def run_note(folder: str, runs: int, chosen: CheckpointInfo) -> Optional[str]:
 
 
 def newest_file(ckpt_dir: str, prefix: str) -> Optional[Tuple[CheckpointInfo, Optional[str]]]:
-    """(the newest checkpoint of the most recent run, the run_note or None), or None for a folder without one."""
-    runs = by_run(described(ckpt_dir, prefix))
+    """(the checkpoint a folder means, a note or None), or None for a folder without one: the most recent run's best
+    checkpoint (keep_best; the note says which step it is), else its newest (the note names the run when the folder
+    holds several)."""
+    newest_of = described(ckpt_dir, prefix)
+    runs = by_run(newest_of + [describe(p) for p in best_files(ckpt_dir, prefix)])
     if not runs:
         return None
     files = list(runs.values())[-1]
-    chosen = max(files, key=lambda i: (i.step, i.written))
-    return chosen, run_note(ckpt_dir, len(runs), chosen)
+    best = [i for i in files if i.model.get("best")]
+    newest = max((i for i in files if not i.model.get("best")), key=lambda i: (i.step, i.written), default=None)
+    if not best:
+        return newest, run_note(ckpt_dir, len(runs), newest)
+    chosen = max(best, key=lambda i: i.written)
+    b = chosen.model["best"]
+    return chosen, (f"checkpoint folder '{ckpt_dir}': taking the best checkpoint of run {chosen.run_id} by validation "
+                    f"logloss: {os.path.basename(chosen.path)}, step {chosen.step} (validation logloss "
+                    f"{b['val_logloss']:.6f}, auc {b['val_auc']:.6f})"
+                    + (f"; the run's newest checkpoint is step {newest.step}" if newest else "")
+                    + (f"; the folder holds {len(runs)} runs" if len(runs) > 1 else ""))
 
 
 def resolve(path: str, prefix: Optional[str] = None, log: Optional[Callable[[str], None]] = None) -> str:
@@ -103,10 +129,22 @@ def resolve(path: str, prefix: Optional[str] = None, log: Optional[Callable[[str
 def free_path(folder: str, prefix: str, epoch: int, step: int, run_id: str) -> str:
     """Where the run `run_id` writes its checkpoint of (epoch, step) in `folder`: the plain name, unless another run's
     file holds it (then the name tagged with the end of this run's id)."""
-    path = os.path.join(folder, ckpt_name(prefix, epoch, step))
-    if os.path.isfile(path) and describe(path).run_id != run_id:
-        path = os.path.join(folder, ckpt_name(prefix, epoch, step, run_id.replace("-", "")[-TAG_CHARS:]))
-    return path
+    return _own(folder, ckpt_name(prefix, epoch, step), ckpt_name(prefix, epoch, step, run_tag(run_id)), run_id)
+
+
+def best_path(folder: str, prefix: str, run_id: str) -> str:
+    """Where the run `run_id` writes its best checkpoint in `folder` (free_path's rule)."""
+    return _own(folder, best_name(prefix), best_name(prefix, run_tag(run_id)), run_id)
+
+
+def run_tag(run_id: str) -> str:
+    """The end of a run id that tells its files from another run's of the same name."""
+    return run_id.replace("-", "")[-TAG_CHARS:]
+
+
+def _own(folder: str, plain: str, tagged: str, run_id: str) -> str:
+    path = os.path.join(folder, plain)
+    return os.path.join(folder, tagged) if os.path.isfile(path) and describe(path).run_id != run_id else path
 
 
 def keep_newest(ckpt_dir: str, prefix: str, keep: int, run_id: str) -> List[str]:

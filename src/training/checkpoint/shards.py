@@ -95,3 +95,22 @@ def load_rows(source: Tuple[str, object], segments: Optional[Sequence[Tuple[int,
         for k in sharded:
             arrays[k] = np.concatenate([arrays[k][lo:hi] for lo, hi in segments])
     return arrays, position, desc, model
+
+
+def merge_best(ckpt_dir: str, prefix: str, run: str) -> Optional[str]:
+    """Join the hybrid-parallel ranks' best-checkpoint shards of the run `run` (CKPT_DIR/rank_K/PREFIX-best*) into
+    CKPT_DIR's best checkpoint; None when the run saved none."""
+    from src.training.checkpoint.header import describe
+    from src.training.checkpoint.retention import best_files, best_path
+    ranks = {}
+    for d in sorted(os.listdir(ckpt_dir)):
+        m = re.fullmatch(r"rank_(\d+)", d)
+        for path in best_files(os.path.join(ckpt_dir, d), prefix) if m else ():
+            if describe(path).run_id == run:
+                ranks[int(m.group(1))] = path
+    if not ranks:
+        return None
+    arrays, position, sharded, model = _join(ranks)
+    path = best_path(ckpt_dir, prefix, run)
+    save(path, sorted(arrays.items()), position, row_sharded=sharded, model=model)
+    return path
