@@ -9,7 +9,9 @@
 #     NEED_PREPROCESS  y: write the test split as batch files; n: reuse the ones already there
 #     --key=value      config overrides for preprocess.py/postprocess.py (e.g. --test_batch_size=1024)
 # Environment:
-#   DEVICE_TYPE=Ascend310|Ascend|GPU|CPU (default Ascend310): the device of the C++ program.
+#   DEVICE_TYPE=Ascend310|Ascend|GPU|CPU (default Ascend310): the device of the C++ program. Without an Ascend/GPU
+#     C++ API (MINDSPORE_PATH, or one in the mindspore package), and on CPU with a .mindir (MindSpore Lite 2.0.0
+#     reads no MindSpore 2.x MINDIR), one line names what runs here (RUNNER=python, or an ONNX export), exit 2.
 #   RUNNER=cpp (default: build ascend310_infer/ and run it) or python (src/inference/runner.py, a MINDIR only).
 #   MINDSPORE_PATH: the MindSpore C++ API (include/api/ + lib/). With DEVICE_TYPE=CPU and nothing set,
 #     MindSpore Lite 2.0.0 is fetched once into .whl/ (ascend310_infer/fetch_mindspore_lite.sh).
@@ -48,6 +50,29 @@ source "$ROOT/scripts/find_python.sh"
 # the model must fit the dataset (its record beside it, written by export.py): one line and exit 2 before anything
 (cd "$ROOT" && "$PY" -m src.inference.model_record check --model_path="$MODEL_PATH" --dataset_path="$DATASET_PATH") \
   || exit $?
+# what the C++ program can run here, said in one line before anything runs (the C++ API search is build.sh's)
+cpp_api_found() {
+  local mod dir
+  for mod in mindspore_lite mindspore; do
+    dir="$("$PY" -c "import os, $mod; print(os.path.dirname($mod.__file__))" 2>/dev/null || true)"
+    [ -n "$dir" ] && [ -f "$dir/include/api/model.h" ] && return 0
+  done
+  return 1
+}
+if [ "$RUNNER" = cpp ] && [ -z "${MINDSPORE_PATH:-}" ]; then
+  if [ "$DEVICE_TYPE" = CPU ] && [[ "$MODEL_PATH" == *.mindir ]]; then
+    echo "DEVICE_TYPE=CPU runs the C++ program on MindSpore Lite 2.0.0, which cannot read this MindSpore 2.x .mindir" \
+         "(it stops at 'maximum mind ir version: 1'): RUNNER=python DEVICE_TYPE=CPU bash $0 ... runs it with the" \
+         "Python runner, or export.py --file_format=ONNX gives a model the C++ program runs here" >&2
+    exit 2
+  fi
+  if [ "$DEVICE_TYPE" != CPU ] && ! cpp_api_found; then
+    echo "DEVICE_TYPE=$DEVICE_TYPE needs the MindSpore C++ API of an Ascend/GPU install (set MINDSPORE_PATH), and" \
+         "this machine has none: on CPU, RUNNER=python DEVICE_TYPE=CPU bash $0 ... runs a .mindir with the Python" \
+         "runner, or DEVICE_TYPE=CPU with an ONNX export (export.py --file_format=ONNX) runs the C++ program" >&2
+    exit 2
+  fi
+fi
 RUN_DIR="${INFER_DIR:-$ROOT/output/infer_$(echo "$DEVICE_TYPE" | tr A-Z a-z)_$DEVICE_ID}"
 mkdir -p "$RUN_DIR"; RUN_DIR="$(cd "$RUN_DIR" && pwd)"; cd "$RUN_DIR"
 DATA="$RUN_DIR/preprocess_Result"

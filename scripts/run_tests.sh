@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
 # Three test processes (pytest-xdist) on this 2-core machine, each taking whole files (module fixtures are shared
 # within a file): the multi-rank and fault tests spend much of their time waiting (launches, timeouts, killed
-# processes), and a third process fills it (CI measured 320.9 s of pytest against 331.7-376.2 s with two). The
+# processes), and a third process fills it (docs/benchmarks.md, "The test suite's time"). The
 # settings (durations printed every run, failed tests' folders only kept) are pyproject.toml's.
 #   bash scripts/run_tests.sh -m "not slow"     # the quick loop
 #   bash scripts/run_tests.sh --cluster         # also the 3- and 4-rank matrix, the multi-hot launches, the main job x4

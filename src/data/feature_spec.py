@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from src.model_utils.spec import POOLINGS      # the poolings the model has: a spec may name only those
+
 SPECS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 BUILTIN = ("criteo_kaggle", "criteo_terabyte")
 FORMATS = {"csv": ",", "tsv": "\t"}
@@ -44,7 +46,6 @@ SPLITS = ("tail", "last_file")
 DENSE_FORMATS = ("float", "int")
 CATEGORICAL_FORMATS = ("string", "hex")
 MULTI_HOT_KEYS = ("name", "separator", "max_len", "pooling")
-POOLINGS = ("sum", "mean")
 KEYS = ("files", "format", "header", "names", "label", "dense", "categorical", "multi_hot", "ignore", "split",
         "dense_format", "categorical_format")
 Ref = Union[str, int]            # a column: its name, or (header: false, no names) its 0-based index

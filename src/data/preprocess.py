@@ -560,6 +560,8 @@ def preprocess(cfg, progress: bool = True) -> dict:
     Raises InputFormatError on bad input, OutputError when the output cannot be written."""
     times = PhaseTimes()
     layout = find_layout(cfg.data_path, cfg.feature_spec)
+    from src.model_utils.config import check_feature_counts
+    check_feature_counts(cfg, layout.columns.dense_dim, layout.columns.slot_dim, f"the data in {layout.describe()}")
     out_dir = os.path.join(layout.folder, "mindrecord")
     size, tasks = input_size(layout, cfg.chunk_bytes)
     n_workers, rule = choose_workers(cfg.workers, size, tasks)
@@ -596,13 +598,11 @@ def preprocess(cfg, progress: bool = True) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """`python src/preprocess_data.py --data_path=DIR [--key=value ...]`"""
-    from src.model_utils.config import get_config
+    from src.model_utils.config import ConfigError, get_config
+    from src.utils.cli import run_or_exit
     cfg = get_config(argv, description=__doc__)
-    try:
-        meta = preprocess(cfg)
-    except (InputFormatError, FeatureSpecError, OutputError) as exc:
-        sys.stderr.write(f"preprocess error: {exc}\n")
-        sys.exit(2)
+    meta = run_or_exit("preprocess", lambda: preprocess(cfg),
+                       (InputFormatError, FeatureSpecError, OutputError, ConfigError), code=2)
     bad = meta["bad_lines"]
     print(f"wrote {meta['dataset_path']}: {describe_splits(meta['samples'])} samples in "
           f"{sum(len(p) for p in meta['parts'].values())} parts, {meta['total_rows']:,} embedding rows, "

@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import yaml
 
+from src.model_utils.spec import INTERACTIONS, OPTIMIZERS       # the registries: the choices are their names
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "cpu_config.yaml")
 
@@ -56,6 +58,10 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                "A categorical value needs at least this many occurrences in the training lines to get its own id", minimum=1),
     "train_line_count": Key(int,
                "Lines in train.txt (the last N//7 are held out); checked against the file. 0 = count the file. Day files: 0", minimum=0),
+    "dense_dim": Key(int, "A check (the model zoo's key): the number of dense features the data must have; preprocessing "
+                     "and training stop with both values when it differs. 0 = not checked (the data's own)", minimum=0),
+    "slot_dim": Key(int, "A check (the model zoo's key): the number of categorical slots (tables) the data must have; "
+                    "preprocessing and training stop with both values when it differs. 0 = not checked", minimum=0),
     "skip_id_convert": Key(int,
                "1: categorical fields are already non-negative decimal ids, used as they are", choices=(0, 1)),
     "max_ind_range": Key(int,
@@ -90,7 +96,7 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "top_mlp_args": Key("list_int", "Top (over) MLP widths; the last must be 1 (the logit)"),
     "interaction_op": Key(str,
                "dot: pairwise dot products of the 27 vectors; cat: concatenation; dcn: the concatenation through "
-               "DCN-V2 cross layers", choices=("dot", "cat", "dcn")),
+               "DCN-V2 cross layers", choices=tuple(INTERACTIONS)),
     "dcn_num_layers": Key(int, "dcn only: number of cross layers", minimum=1),
     "dcn_low_rank_dim": Key(int, "dcn only: rank r of each cross layer's U V^T (0 = full-rank W)", minimum=0),
     "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
@@ -118,7 +124,7 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "optimizer": Key(str,
                "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
                "Adagrad for the table; adam: Adam for MLPs and interaction, row-wise sparse Adagrad for the table",
-               choices=("sgd", "adagrad", "adam")),
+               choices=tuple(OPTIMIZERS)),
     "learning_rate": Key(float, "Learning rate (the peak of the schedule); with batch_size auto, the rate at batch 4096, "
                          "scaled to the batch chosen (square root of the ratio for adagrad and adam, the ratio for "
                          "sgd)"),
@@ -413,6 +419,15 @@ def parse_cli(argv: Optional[List[str]] = None, defaults_path: Optional[str] = N
     cfg["config_path"] = known.config_path
     check_consistency(cfg)
     return cfg
+
+
+def check_feature_counts(cfg: "Config", dense: int, slots: int, source: str) -> None:
+    """The model zoo's dense_dim / slot_dim, when set (not 0), against the data's counts (`source` names the data).
+    Raises ConfigError naming both values."""
+    for key, want, have in (("dense_dim", cfg.dense_dim, dense), ("slot_dim", cfg.slot_dim, slots)):
+        if want and want != have:
+            raise ConfigError(f"{key}={want} but {source} has {have}: set --{key}={have} (or 0, not checked), or "
+                              f"point to the data it was meant for")
 
 
 def check_consistency(cfg: "Config") -> None:

@@ -9,7 +9,8 @@ kind: its state per table row and per weight). Every width, table offset, parame
 count of the project is computed here and nowhere else; the checkpoint's `meta.model` stores the spec.
 No MindSpore import: the checks and plans made before MindSpore loads read it.
 
-Example (Criteo Kaggle, the default config): 13 dense and 26 categorical features, tables of 33,762,577 rows in all,
+Example (Criteo Kaggle, the default config's network with interaction_op=dot; the default dcn is 16 + 26 x 16 = 432
+wide): 13 dense and 26 categorical features, tables of 33,762,577 rows in all,
 dim 16, bottom 13-512-256-64-16, dot interaction over 27 vectors -> 16 + 351 = 367 wide, top 367-512-256-1:
 spec.mlp_params = 475,985; spec.table_params = 540,201,232.
 """
@@ -17,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-KINDS = ("dense", "categorical", "multi_hot")
+FEATURE_KINDS = ("dense", "categorical", "multi_hot")
 POOLINGS = ("sum", "mean")
 BYTES = 4                     # float32 parameters and optimizer state
 
@@ -33,8 +34,8 @@ class Feature:
     pooling: str = "sum"
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"feature {self.name!r}: kind {self.kind!r} is not one of {list(KINDS)}")
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"feature {self.name!r}: kind {self.kind!r} is not one of {list(FEATURE_KINDS)}")
         if self.kind != "dense" and self.rows < 1:
             raise ValueError(f"feature {self.name!r}: a {self.kind} feature needs a table of at least one row")
         if self.max_len < 1 or (self.kind != "multi_hot" and self.max_len != 1):
@@ -71,6 +72,11 @@ class Interaction:
         """Multiply-adds x 2 of one sample's forward pass through the interaction."""
         return 0
 
+    @classmethod
+    def from_config(cls, cfg) -> "Interaction":
+        """The interaction with its keys' values from the config (none by default)."""
+        return cls()
+
 
 @dataclass(frozen=True)
 class DotInteraction(Interaction):
@@ -78,6 +84,11 @@ class DotInteraction(Interaction):
     after the dense vector. Needs the dense vector as wide as the embeddings."""
     itself: bool = False
     name = "dot"
+
+    @classmethod
+    def from_config(cls, cfg) -> "DotInteraction":
+        """interaction_itself."""
+        return cls(itself=bool(cfg.interaction_itself))
 
     def vectors(self, dense_out: int, slots: int) -> int:
         """Vectors that meet: the S embeddings and, with dense features, the dense vector."""
@@ -113,6 +124,11 @@ class DcnInteraction(Interaction):
     rank: int = 0
     name = "dcn"
 
+    @classmethod
+    def from_config(cls, cfg) -> "DcnInteraction":
+        """dcn_num_layers and dcn_low_rank_dim."""
+        return cls(layers=int(cfg.dcn_num_layers), rank=int(cfg.dcn_low_rank_dim))
+
     def width(self, dense_out: int, slots: int, dim: int) -> int:
         return dense_out + slots * dim
 
@@ -129,12 +145,8 @@ INTERACTIONS = {"dot": DotInteraction, "cat": CatInteraction, "dcn": DcnInteract
 
 
 def interaction_from_config(cfg) -> Interaction:
-    """The interaction the config's keys describe (interaction_op and its keys)."""
-    if cfg.interaction_op == "dot":
-        return DotInteraction(itself=bool(cfg.interaction_itself))
-    if cfg.interaction_op == "dcn":
-        return DcnInteraction(layers=int(cfg.dcn_num_layers), rank=int(cfg.dcn_low_rank_dim))
-    return CatInteraction()
+    """The interaction the config's keys describe (interaction_op, looked up in INTERACTIONS, and its keys)."""
+    return INTERACTIONS[cfg.interaction_op].from_config(cfg)
 
 
 # ---------------------------------------------------------------- optimizers: one class each

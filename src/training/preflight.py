@@ -5,6 +5,7 @@ import os
 from typing import Tuple
 
 from src.data.packed_format import METADATA, load_metadata, shard_sizes, table_sizes_for
+from src.model_utils.config import check_feature_counts
 from src.model_utils.spec import DLRMSpec, criteo_features, features_of
 from src.training.auto_batch import AUTO_MAX, resolve_batch
 
@@ -21,6 +22,7 @@ def check_dataset(cfg, ranks: int = 1) -> Tuple[dict, DLRMSpec]:
     samples when training evaluates, and that each of `ranks` ranks gets at least one batch of training samples.
     Raises DatasetError or ValueError naming the dataset and the key to change."""
     meta = load_metadata(cfg.dataset_path)
+    check_feature_counts(cfg, meta["dense_dim"], meta["slot_dim"], f"dataset {cfg.dataset_path}")
     resolve_batch(cfg, meta, ranks)                        # batch_size auto: a number from here on
     table_sizes_for(cfg, meta)
     spec = DLRMSpec.from_config(cfg, features_of(meta))
@@ -48,6 +50,7 @@ def config_spec(cfg) -> DLRMSpec:
     13 dense features); neither is an error naming both keys."""
     if cfg.dataset_path and os.path.isfile(os.path.join(cfg.dataset_path, METADATA)):
         meta = load_metadata(cfg.dataset_path, check_files=False)
+        check_feature_counts(cfg, meta["dense_dim"], meta["slot_dim"], f"dataset {cfg.dataset_path}")
         resolve_batch(cfg, meta, cfg.rank_size if cfg.plan_only else 1)
         table_sizes_for(cfg, meta)
         return DLRMSpec.from_config(cfg, features_of(meta))

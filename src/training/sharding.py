@@ -26,7 +26,7 @@ import numpy as np
 
 from src.model_utils.spec import DLRMSpec
 
-KINDS = ("row", "table", "replicated")
+PLACEMENTS = ("row", "table", "replicated")
 _ENTRY = re.compile(r"^(auto|row|replicated|table)(?::(\d+))?$")
 
 
@@ -36,7 +36,7 @@ class ShardingError(ValueError):
 
 @dataclass(frozen=True)
 class ShardingPlan:
-    """Placement of every table of `spec` over `ranks` ranks: kinds[t] in KINDS, owners[t] the rank of a
+    """Placement of every table of `spec` over `ranks` ranks: kinds[t] in PLACEMENTS (its placement), owners[t] the rank of a
     table-wise table (-1 for the other kinds)."""
     spec: DLRMSpec
     kinds: Tuple[str, ...]
@@ -104,7 +104,7 @@ class ShardingPlan:
 
     def lines(self) -> List[str]:
         """The plan in words: counts per kind and each rank's rows."""
-        count = {k: sum(1 for x in self.kinds if x == k) for k in KINDS}
+        count = {k: sum(1 for x in self.kinds if x == k) for k in PLACEMENTS}
         entries = ",".join(k if k != "table" else f"table:{o}" for k, o in zip(self.kinds, self.owners))
         rows = self.rows_per_rank()
         return [f"sharding: {count['row']} row-wise, {count['table']} table-wise, {count['replicated']} replicated "

@@ -1,11 +1,13 @@
 """Process-wide helpers every entry point shares: the MindSpore context, timestamps, appending log
 lines, byte counts for people."""
 import argparse
+import contextlib
 import os
 import re
 import sys
+import tempfile
 import time
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 
 class DeviceUnavailable(RuntimeError):
@@ -18,18 +20,41 @@ INSTALL = {"GPU": "the MindSpore package built for GPU that matches this machine
            "CPU": "the MindSpore package for CPU (pip install mindspore==2.10.0)"}
 
 
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[List[bytes]]:
+    """Holds what is written to file descriptor 2 (Python's loggers and native code alike) in a temporary file; the
+    yielded list gets its bytes at exit. The caller decides whether to show them."""
+    held: List[bytes] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.append(tmp.read())
+
+
 def set_device(device_target: str, device_id: Optional[int] = None) -> None:
     """ms.set_device, with MindSpore's multi-line 'Unsupported device target' error turned into a
-    DeviceUnavailable that names the target asked for, the targets this MindSpore supports and what to install."""
+    DeviceUnavailable that names the target asked for, the targets this MindSpore supports and what to install.
+    MindSpore's own log lines while it looks for the device (libcuda.so not found, ...) are shown only when the device
+    was found: the one line is the whole message otherwise."""
     import mindspore as ms
     try:
-        if device_id is None:
-            ms.set_device(device_target)
-        else:
-            ms.set_device(device_target, device_id)
+        with _stderr_held() as held:
+            if device_id is None:
+                ms.set_device(device_target)
+            else:
+                ms.set_device(device_target, device_id)
     except RuntimeError as exc:
         found = re.search(r"only supports one of the \[([^\]]*)\]", str(exc))
         if found is None:
+            os.write(2, b"".join(held))
             raise
         supported = [t.strip(" '\"") for t in found.group(1).split(",") if t.strip()]
         raise DeviceUnavailable(
@@ -37,6 +62,8 @@ def set_device(device_target: str, device_id: Optional[int] = None) -> None:
             f"{' and '.join(supported) or 'no device'} only. Install {INSTALL.get(device_target, 'a MindSpore build for it')} "
             f"(https://www.mindspore.cn/install), or run with --device_target={supported[0] if supported else 'CPU'}"
         ) from None
+    if held and held[0]:
+        os.write(2, held[0])
 
 
 def setup_context(device_target: str, device_id: Optional[int] = 0) -> None:

@@ -53,6 +53,7 @@ def test_a_device_this_mindspore_cannot_run_is_one_line_naming_what_to_install(r
     for script, r in zip(scripts, results):
         target = "Ascend" if script == "eval.py" else "GPU"
         assert r.returncode == 1 and "Traceback" not in r.stderr, (script, r.stderr[-800:])
+        assert "[ERROR]" not in r.stderr and "libcuda" not in r.stderr, r.stderr     # MindSpore's own lines kept out
         line = last_line(r.stderr)
         assert re.fullmatch(rf"{script[:-3]} error: device_target={target} is not available: this MindSpore \S+ "
                             rf"supports CPU only\. Install the MindSpore package built for {target} that matches this "
@@ -61,6 +62,7 @@ def test_a_device_this_mindspore_cannot_run_is_one_line_naming_what_to_install(r
     assert not os.path.exists(tmp_path / "ck") and not os.path.exists(tmp_path / "x.mindir")
     r = run(["bash", "scripts/run_distribute_train_gpu.sh", "2", real_ds])        # before any rank starts
     assert r.returncode == 2 and last_line(r.stderr).startswith("error: device_target=GPU is not available"), r.stderr
+    assert "[ERROR]" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("script", ["train.py", "export.py"])

@@ -69,9 +69,15 @@ def test_init_statistics():
 def test_dot_interaction_needs_matching_widths():
     with pytest.raises(ValueError, match=r"bottom \[64, 8\] ends with 8, data_emb_dim is 16"):
         _net(bottom=[64, 8])
-    out = _net(bottom=[64, 8], interaction=CatInteraction())(Tensor(np.zeros((2, 26), np.int32)),
-                                                             Tensor(np.zeros((2, 13), np.float32)))
-    assert out.shape == (2, 1)                  # cat: the over arch takes 8 + 26 * 16 inputs
+    net = _net(bottom=[64, 8], interaction=CatInteraction())
+    rng = np.random.default_rng(5)
+    ids = Tensor(rng.integers(0, 3, (2, 26)).astype(np.int32))
+    dense = Tensor(rng.random((2, 13)).astype(np.float32))
+    out = net(ids, dense).asnumpy()
+    assert net.over_arch.trainable_params()[0].shape == (512, 8 + 26 * 16)   # cat: 8 + 26 * 16 inputs
+    x, emb = net.dense_arch(dense).asnumpy(), net.sparse_arch(ids).asnumpy()      # [2, 8], [2, 26, 16]
+    z = np.concatenate([x, emb.reshape(2, -1)], axis=1)                          # the concatenation, by hand
+    np.testing.assert_allclose(out, net.over_arch(Tensor(z)).asnumpy(), rtol=1e-5, atol=1e-6)
 
 
 def _quantised(table):

@@ -18,9 +18,10 @@ MAX_FUNCTION_LINES = 60
 
 
 def _modules():
-    """{module name: path} of every package module under src/ (the thin src/*.py entry points excluded)."""
+    """{module name: path} of every package module under src/, nested packages included (the thin src/*.py entry
+    points excluded)."""
     out = {}
-    for path in glob.glob(os.path.join(ROOT, "src", "*", "*.py")):
+    for path in glob.glob(os.path.join(ROOT, "src", "*", "**", "*.py"), recursive=True):
         rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
         out[rel.removesuffix(".__init__")] = path
     return out

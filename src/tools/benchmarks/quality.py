@@ -16,8 +16,8 @@ import numpy as np
 
 from src.data.packed_format import load_metadata
 
-OLD_DEFAULT = "sgd"             # the configs' recipe until 2026-12-02
-PREVIOUS = "large-dcn-adam"     # the configs' recipe from 2026-12-02 to 2026-12-05
+OLD_DEFAULT = "sgd"             # the configs' first recipe (CHANGELOG.md)
+PREVIOUS = "large-dcn-adam"     # the configs' recipe before the validation split (CHANGELOG.md)
 DEFAULT = "default"             # the configs' recipe since (src/tools/benchmarks/recipes.py chose it)
 
 
