@@ -23,7 +23,7 @@ def pytest_addoption(parser):
 # The longest files first: pytest-xdist (--dist loadfile) hands out whole files in collection order, so a long file
 # collected last keeps one worker busy after the others have finished (the times: docs/benchmarks.md, "The test
 # suite's time").
-LONGEST_FIRST = ("training/test_distributed.py", "commands/test_main_job.py", "commands/test_faults.py",
+LONGEST_FIRST = ("training/test_distributed.py", "commands/test_readme_commands.py", "commands/test_main_job.py", "commands/test_faults.py",
                  "commands/test_distributed_launcher.py", "commands/test_mismatch.py", "tools/test_bad_inputs.py",
                  "inference/test_cpp.py", "commands/test_own_data.py")
 

@@ -4,31 +4,15 @@ paths' (the Python runner and the C++ program) and, but for the multi-hot datase
 predict.py's on the raw test lines with the model bundle, which serve.py then answers for."""
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from fixtures.commands import env
+from fixtures.commands import copy_of_repository, env
 from fixtures.paths import ROOT
 
 FINAL = re.compile(r"^final eval: .*auc: ([0-9.]+)", re.M)
 PATHS = re.compile(r"^(infer_python|infer_cpp|predict\.py) .*?auc: ([0-9.]+)", re.M)
-
-
-def _copy_of_repository(dest: str) -> str:
-    """The repository's files (tracked, and new ones not ignored) copied to dest; its .venv and the fetched MindSpore
-    Lite (.whl) shared by link, as a second clone on this machine would have them after its first run."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if os.path.isfile(os.path.join(ROOT, f)):
-            os.makedirs(os.path.dirname(os.path.join(dest, f)), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, f), os.path.join(dest, f))
-    for shared in (".venv", ".whl"):
-        if os.path.isdir(os.path.join(ROOT, shared)):
-            os.symlink(os.path.join(ROOT, shared), os.path.join(dest, shared))
-    return dest
 
 
 @pytest.mark.slow
@@ -36,7 +20,7 @@ def _copy_of_repository(dest: str) -> str:
 def test_default_terabyte_multihot_and_default_again_in_one_clone(tmp_path):
     if not os.path.isdir(os.path.join(ROOT, ".git")):
         pytest.skip("not a git checkout")
-    repo = _copy_of_repository(str(tmp_path / "repo"))
+    repo = copy_of_repository(str(tmp_path / "repo"))
     small = {"kaggle": {"LINES": "12000"}, "terabyte": {"LINES": "3000", "DAYS": "3"}, "multihot": {"LINES": "12000"}}
     seen = {}
     for dataset in ("kaggle", "terabyte", "multihot", "kaggle"):
