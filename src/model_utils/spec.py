@@ -20,7 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 FEATURE_KINDS = ("dense", "categorical", "multi_hot")
 POOLINGS = ("sum", "mean")
-BYTES = 4                     # float32 parameters and optimizer state
+BYTES = 4                     # float32 parameters, optimizer state, embedding vectors and activations
+ID_BYTES = 4                  # int32 ids
+CRITEO_DENSE = 13             # the Criteo layout's dense features: a model description without dense_dim is Criteo's
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,33 @@ class DLRMSpec:
         """Weights of the fused table."""
         return self.total_rows * self.emb_dim
 
+    @property
+    def mlp_bytes(self) -> int:
+        """Bytes of every trainable weight but the tables (float32)."""
+        return BYTES * self.mlp_params
+
+    def table_bytes(self, rows: Optional[int] = None) -> int:
+        """Bytes of `rows` table rows (default: all) of emb_dim float32 values."""
+        return BYTES * (self.total_rows if rows is None else rows) * self.emb_dim
+
+    def rows_in(self, nbytes: int) -> int:
+        """How many table rows `nbytes` bytes hold."""
+        return nbytes // (BYTES * self.emb_dim)
+
+    def vector_bytes(self, n: int) -> float:
+        """Bytes of n embedding vectors (a lookup's result or gradient)."""
+        return BYTES * n * self.emb_dim
+
+    def layer_shapes(self) -> List[Tuple[int, int]]:
+        """(in, out) of every MLP layer: the bottom's (none without dense features), then the top's."""
+        bottom = [self.dense_dim, *self.bottom] if self.dense_dim else []
+        top = [self.interaction_width, *self.top]
+        return list(zip(bottom[:-1], bottom[1:])) + list(zip(top[:-1], top[1:]))
+
+    def matmul_flops(self, batch: int) -> int:
+        """FLOPs of the MLP layers' forward, input-gradient and weight-gradient products at `batch`."""
+        return sum(3 * 2 * batch * i * o for i, o in self.layer_shapes())
+
     def state_bytes(self, rows: Optional[int] = None) -> int:
         """Optimizer state in bytes for `rows` table rows (default: all) and every MLP weight."""
         rows = self.total_rows if rows is None else rows
@@ -328,8 +357,9 @@ class DLRMSpec:
         """Rows, parameter counts and byte sizes (float32) of the whole model, for printing before training."""
         params = self.table_params + self.mlp_params
         return {"rows": self.total_rows, "table_params": self.table_params, "mlp_params": self.mlp_params,
-                "params": params, "param_bytes": BYTES * params, "optimizer_state_bytes": self.state_bytes(),
-                "checkpoint_bytes": BYTES * params + self.state_bytes()}
+                "params": params, "param_bytes": self.table_bytes() + self.mlp_bytes,
+                "optimizer_state_bytes": self.state_bytes(),
+                "checkpoint_bytes": self.table_bytes() + self.mlp_bytes + self.state_bytes()}
 
     def activation_width(self) -> int:
         """Float32 values one sample carries through a step (layer outputs, the interaction, the embeddings), the
@@ -385,7 +415,7 @@ class DLRMSpec:
                    optimizer=OPTIMIZERS[cfg.optimizer]())
 
 
-def criteo_features(table_sizes: Sequence[int], dense_dim: int = 13) -> List[Feature]:
+def criteo_features(table_sizes: Sequence[int], dense_dim: int = CRITEO_DENSE) -> List[Feature]:
     """The Criteo layout: dense I1..I{dense_dim}, categorical C1..C{S} with these table sizes."""
     return [Feature(f"I{i + 1}", "dense") for i in range(dense_dim)] + \
         [Feature(f"C{i + 1}", "categorical", rows=int(n)) for i, n in enumerate(table_sizes)]
@@ -403,7 +433,7 @@ def spec_from_legacy(model: dict) -> DLRMSpec:
     inter = {"dot": DotInteraction(itself=bool(model.get("interaction_itself", False))), "cat": CatInteraction(),
              "dcn": DcnInteraction(layers=int(model.get("dcn_num_layers", 3)),
                                    rank=int(model.get("dcn_low_rank_dim", 0)))}[model.get("interaction_op", "dot")]
-    return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model.get("dense_dim", 13))),
+    return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model.get("dense_dim", CRITEO_DENSE))),
                     emb_dim=int(model["data_emb_dim"]), bottom=tuple(model["bottom_mlp_args"]),
                     top=tuple(model["top_mlp_args"]), interaction=inter,
                     optimizer=OPTIMIZERS[model.get("optimizer", "sgd")]())

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from src.data.synthetic import KAGGLE_SIZES as KAGGLE
+from src.data.synthetic import KAGGLE_SIZES as KAGGLE, N_DENSE, N_SLOTS
 from src.model_utils.spec import DLRMSpec, criteo_features
 from src.utils.runtime import setup_context
 from src.tools.benchmarks import gemm, quality, recipes, scoring
@@ -194,7 +194,7 @@ def time_steps(step, sizes, batch, steps, rng, n_feeds):
     feed = []
     for _ in range(n_feeds):
         ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
-        feed.append((Tensor(ids), Tensor(rng.random((batch, 13)).astype(np.float32)),
+        feed.append((Tensor(ids), Tensor(rng.random((batch, N_DENSE)).astype(np.float32)),
                      Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))))
     for f in feed[:2]:
         step(*f).asnumpy()
@@ -291,7 +291,7 @@ def child_infer(mindir, device):
     rng = np.random.default_rng(0)
     for batch, reps in ((1, 2000), (128, 500), (16384, 20)):
         feeds = [(np.stack([rng.integers(0, s, batch) for s in KAGGLE], 1).astype(np.int32),
-                  rng.random((batch, 13)).astype(np.float32)) for _ in range(4)]
+                  rng.random((batch, N_DENSE)).astype(np.float32)) for _ in range(4)]
         for ids, dense in feeds:                                   # warm-up (compiles this shape)
             graph(Tensor(ids), Tensor(dense)).asnumpy()
         lat = []
@@ -337,7 +337,7 @@ def time_hybrid_steps(step, feed, sizes, batch, steps, rng, n_feeds, own_agreeme
     own_agreement=True: each step agrees by a collective of its own instead (for comparison)."""
     from src.utils.progress import background, with_next
     feed_data = [(np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32),
-                  rng.random((batch, 13)).astype(np.float32), (rng.random((batch, 1)) < 0.25).astype(np.float32))
+                  rng.random((batch, N_DENSE)).astype(np.float32), (rng.random((batch, 1)) < 0.25).astype(np.float32))
                  for _ in range(n_feeds)]
 
     def run(n):
@@ -427,7 +427,7 @@ def onnx_fit_sizes():
     is as large as fits ONNX's 2 GB limit (less 32 MB for the graph): what the C++ path can serve."""
     from src.inference.export import ONNX_LIMIT
     spec = spec_of(KAGGLE)
-    rows = (ONNX_LIMIT - (32 << 20) - 4 * spec.mlp_params) // (spec.emb_dim * 4)
+    rows = spec.rows_in(ONNX_LIMIT - (32 << 20) - spec.mlp_bytes)
     small = sum(s for s in KAGGLE if s <= 1_000_000)
     big = sum(s for s in KAGGLE if s > 1_000_000)
     f = (rows - small) / big
@@ -470,7 +470,7 @@ def child_compute(arch, batch, steps, device):
     setup_context(device, None)
     from src.model.dlrm import build_model
     from src.training.train_step import make_train_step
-    sizes = [1000] * 26
+    sizes = [1000] * N_SLOTS
     step = make_train_step(build_model(spec_of(sizes, *ARCHS[arch][0])), 0.1)
     dt = time_steps(step, sizes, batch, steps, np.random.default_rng(0), 2)
     return {"seconds_per_sample": dt / (steps * batch)}
@@ -493,7 +493,7 @@ def child_multihot(kind, batch, steps, device):
     from src.data.multi_hot_criteo import MLPERF_SIZES
     from src.model.dlrm import build_model
     from src.training.train_step import make_train_step
-    spec = multi_hot_spec(KAGGLE, MLPERF_SIZES if kind == "multihot" else [1] * 26)
+    spec = multi_hot_spec(KAGGLE, MLPERF_SIZES if kind == "multihot" else [1] * N_SLOTS)
     columns = [spec.table_sizes[s] for s in spec.lookup_slots]          # rows of each ids column's table
     step = make_train_step(build_model(spec, seed=1), 0.1)
     dt = time_steps(step, columns, batch, steps, np.random.default_rng(0), 3)
@@ -872,8 +872,8 @@ def _random_batch_files(folder, sizes, batch, n_batches):
     def batches():
         for _ in range(n_batches):
             ids = np.stack([rng.integers(0, s, batch) for s in sizes], 1).astype(np.int32)
-            yield ids, rng.random((batch, 13)).astype(np.float32), np.zeros((batch, 1), np.float32)
-    write_batches(batches(), folder, 26, 13, batch)
+            yield ids, rng.random((batch, N_DENSE)).astype(np.float32), np.zeros((batch, 1), np.float32)
+    write_batches(batches(), folder, N_SLOTS, N_DENSE, batch)
     return folder
 
 

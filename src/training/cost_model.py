@@ -12,6 +12,8 @@ No MindSpore import: the memory planner and train.py's checks use this before Mi
 """
 from typing import Dict, Optional, Tuple
 
+from src.model_utils.spec import BYTES, ID_BYTES
+
 # Every collective the code can pick, per backend (data parallel's gathers, the MLPs' AllReduce, the hybrid
 # exchange, the capacity agreement, the distributed evaluation and the closing barrier).
 COLLECTIVES: Dict[str, Tuple[str, ...]] = {"CPU": ("AllReduce", "AllGather"), "GPU": ("AllReduce", "AllGather"),
@@ -39,15 +41,15 @@ def bytes_per_step(mode: str, n: int, batch: int, slots: int, dim: int, mlp_para
     ring = (n - 1) / n
     if mode != "hybrid_parallel":
         m = batch * slots
-        out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * 4, "ids_allgather": ring * n * m * 4,
-               "grads_allgather": ring * n * m * dim * 4}
+        out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * BYTES, "ids_allgather": ring * n * m * ID_BYTES,
+               "grads_allgather": ring * n * m * dim * BYTES}
         out["total"] = sum(out.values())
         return out
     m = batch * (slots if exchanged_slots is None else exchanged_slots)
     sent = ring * m * (1 if native_alltoall else n - 1)              # lookups that leave the rank, per tensor
     how = "alltoall" if native_alltoall else "alltoall_as_allgathers"
-    out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + replicated_rows * dim + 1) * 4,
-           f"ids_{how}": sent * 4, f"vectors_{how}": sent * dim * 4, f"grads_{how}": sent * dim * 4}
+    out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + replicated_rows * dim + 1) * BYTES,
+           f"ids_{how}": sent * ID_BYTES, f"vectors_{how}": sent * dim * BYTES, f"grads_{how}": sent * dim * BYTES}
     out["total"] = sum(out.values())
     return out
 

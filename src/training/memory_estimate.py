@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from src.model_utils.spec import DLRMSpec
+from src.model_utils.spec import BYTES, DLRMSpec
 from src.training.cost_model import bytes_per_step, exchange_is_alltoall
 from src.training.sharding import ShardingPlan, make_plan
 
@@ -82,12 +82,12 @@ def estimate(cfg, spec: DLRMSpec, ranks: int, native_alltoall: Optional[bool] = 
     local = int(sp.rows_per_rank().max()) if sp else spec.total_rows
     exchanged = sp.exchanged_lookups() if sp else spec.lookups
     spread = 1 if (sp and native) else ranks
-    exchange_buffers = EXCHANGE_BUFFERS.get(mode, 0) * spread * batch * exchanged * dim * 4
+    exchange_buffers = EXCHANGE_BUFFERS.get(mode, 0) * spec.vector_bytes(spread * batch * exchanged)
     sent = bytes_per_step(mode, ranks, batch, spec.lookups, dim, spec.mlp_params, exchanged,
                           sp.replicated_rows if sp else 0, native)
-    activations = batch * 4 * ACTIVATION_FACTOR * spec.activation_width()
-    return RankMemory(mode, ranks, batch, spec.total_rows, local, 4 * local * dim, spec.state_bytes(local),
-                    2 * 4 * spec.mlp_params, RUNTIME_BYTES + activations + exchange_buffers, sent, sp)
+    activations = batch * BYTES * ACTIVATION_FACTOR * spec.activation_width()
+    return RankMemory(mode, ranks, batch, spec.total_rows, local, spec.table_bytes(local), spec.state_bytes(local),
+                    2 * spec.mlp_bytes, RUNTIME_BYTES + activations + exchange_buffers, sent, sp)
 
 
 def available_memory() -> int:

@@ -1,9 +1,10 @@
-"""The benchmark suites' own arithmetic: the GEMM suite's layer shapes and FLOPs agree with DLRMSpec, kernels are
+"""The benchmark suites' own arithmetic: the spec's layer shapes and MatMul FLOPs (the GEMM suite's) agree with its
+FLOPs per sample, kernels are
 counted from an IR file without MindSpore's bookkeeping nodes, and a recipe moved to another batch size scales its
 learning rate (linearly for SGD, by the square root for Adagrad and Adam)."""
 from fixtures.paths import make_cfg
 from src.model_utils.spec import DLRMSpec, criteo_features
-from src.tools.benchmarks.gemm import count_kernels, layer_shapes, matmul_flops
+from src.tools.benchmarks.gemm import count_kernels
 from src.tools.benchmarks.quality import RECIPES, Recipe, pick
 
 
@@ -11,12 +12,12 @@ def test_layer_shapes_and_flops_agree_with_the_spec():
     for interaction in ("dot", "dcn"):
         cfg = make_cfg(f"--interaction_op={interaction}", "--dcn_low_rank_dim=64")
         spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
-        shapes = layer_shapes(spec)
+        shapes = spec.layer_shapes()
         assert shapes[0] == (13, 512) and shapes[3] == (64, 16) and shapes[4] == (spec.interaction_width, 512)
         biases = sum(o for _, o in shapes)
         fwd_interaction = spec.interaction.flops(spec.dense_out, spec.slots, spec.emb_dim)
         # the spec counts 3 x (2 x weights and biases + the interaction); the products are 3 x 2 x weights
-        assert matmul_flops(shapes, 1) + 3 * (2 * biases + fwd_interaction) == spec.flops_per_sample()
+        assert spec.matmul_flops(1) + 3 * (2 * biases + fwd_interaction) == spec.flops_per_sample()
 
 
 def test_kernels_are_counted_without_bookkeeping_nodes(tmp_path):

@@ -17,25 +17,14 @@ counts the kernels of the batch-128 train step per optimizer (from the compiled 
 import os
 import shutil
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
+from src.data.synthetic import N_DENSE, N_SLOTS
 from src.model_utils.spec import DLRMSpec
 
 BATCH = 16384
-
-
-def layer_shapes(spec: DLRMSpec) -> List[Tuple[int, int]]:
-    """(in, out) of every MLP layer of the spec: bottom, then top."""
-    bottom = [spec.dense_dim, *spec.bottom] if spec.dense_dim else []
-    top = [spec.interaction_width, *spec.top]
-    return list(zip(bottom[:-1], bottom[1:])) + list(zip(top[:-1], top[1:]))
-
-
-def matmul_flops(shapes: Sequence[Tuple[int, int]], batch: int) -> int:
-    """FLOPs of the forward, input-gradient and weight-gradient products of the layers at `batch`."""
-    return sum(3 * 2 * batch * i * o for i, o in shapes)
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -106,10 +95,10 @@ def child_gemm(device: str, config: str, interaction: str) -> dict:
     setup_context(device, None)
     dcn = ["--dcn_num_layers=3", "--dcn_low_rank_dim=64"] if interaction == "dcn" else []
     cfg = parse_cli([f"--config_path={config}", f"--interaction_op={interaction}", *dcn])
-    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
-    shapes = layer_shapes(spec)
+    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * N_SLOTS))
+    shapes = spec.layer_shapes()
     return {"optimizer": cfg.optimizer, "flops_per_sample": spec.flops_per_sample(),
-            "matmul_flops": matmul_flops(shapes, BATCH), "numpy_seconds": numpy_matmul_seconds(shapes, BATCH),
+            "matmul_flops": spec.matmul_flops(BATCH), "numpy_seconds": numpy_matmul_seconds(shapes, BATCH),
             "mindspore_seconds": mindspore_matmul_seconds(shapes, BATCH), **step_parts(spec, BATCH)}
 
 
@@ -173,11 +162,11 @@ def child_kernels(device: str, config: str, optimizer: str, interaction: str = "
     ms.set_context(save_graphs=True, save_graphs_path=ir_dir)
     cfg = parse_cli([f"--config_path={config}", f"--optimizer={optimizer}", f"--interaction_op={interaction}",
                      "--dcn_num_layers=3", "--dcn_low_rank_dim=64"])
-    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * 26))
+    spec = DLRMSpec.from_config(cfg, criteo_features([1000] * N_SLOTS))
     step = make_train_step(build_model(spec), 0.01)
     rng = np.random.default_rng(0)
-    feed = [(Tensor(rng.integers(0, 1000, (batch, 26)).astype(np.int32)),
-             Tensor(rng.random((batch, 13)).astype(np.float32)),
+    feed = [(Tensor(rng.integers(0, 1000, (batch, N_SLOTS)).astype(np.int32)),
+             Tensor(rng.random((batch, N_DENSE)).astype(np.float32)),
              Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))) for _ in range(4)]
     step(*feed[0]).asnumpy()
     ms.set_context(save_graphs=False)

@@ -13,7 +13,7 @@ and the commands exit 2 (src/utils/cli.py) before MindSpore starts.
 from typing import Callable, List, Optional
 
 from src.data.packed_format import load_metadata
-from src.model_utils.spec import DLRMSpec, Feature, criteo_features, features_of
+from src.model_utils.spec import CRITEO_DENSE, DLRMSpec, Feature, criteo_features, features_of
 from src.training.checkpoint.header import CheckpointError, CheckpointInfo, describe
 from src.training.checkpoint.retention import newest, resolve
 
@@ -33,7 +33,7 @@ def _model_features(model: dict) -> Optional[List[Feature]]:
     if spec is not None:
         return list(spec.features)
     if "table_sizes" in model:                                  # a checkpoint written before specs
-        return criteo_features(model["table_sizes"], model.get("dense_dim", 13))
+        return criteo_features(model["table_sizes"], model.get("dense_dim", CRITEO_DENSE))
     return None
 
 
