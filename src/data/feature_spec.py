@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from src.model_utils.spec import POOLINGS      # the poolings the model has: a spec may name only those
+from src.model_utils.spec import POOLINGS, Feature, lookup_slots_of   # the model's poolings and ids layout
 
 SPECS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 BUILTIN = ("criteo_kaggle", "criteo_terabyte")
@@ -268,25 +268,31 @@ class Columns:
         """Every slot's (table's) name: the categorical features, then the multi_hot ones."""
         return self.categorical_names + self.multi_hot_names
 
+    def features(self, table_sizes: Optional[Sequence[int]] = None) -> Tuple[Feature, ...]:
+        """The model's features of these columns (src/model_utils/spec.py), in model order: dense, categorical,
+        multi_hot; `table_sizes` their slots' rows (default 1 each, before the vocabulary is known)."""
+        cats = len(self.categorical)
+        rows = list(table_sizes) if table_sizes is not None else [1] * (cats + len(self.multi_hot))
+        return tuple([Feature(n, "dense") for n in self.dense_names] +
+                     [Feature(n, "categorical", rows=r) for n, r in zip(self.categorical_names, rows)] +
+                     [Feature(n, "multi_hot", rows=r, max_len=e.max_len, pooling=e.pooling)
+                      for n, r, (_, e) in zip(self.multi_hot_names, rows[cats:], self.multi_hot)])
+
     @property
-    def slot_dim(self) -> int:
+    def slots(self) -> int:
         """Slots (tables): categorical and multi_hot features."""
         return len(self.categorical) + len(self.multi_hot)
 
     @property
-    def slot_keys(self) -> Tuple[slice, ...]:
-        """Each slot's key columns: slice(s, s + 1) for categorical slot s, then max_len consecutive columns per
-        multi_hot slot (the one place that lays them out)."""
-        out, at = [slice(s, s + 1) for s in range(len(self.categorical))], len(self.categorical)
-        for _, entry in self.multi_hot:
-            out.append(slice(at, at + entry.max_len))
-            at += entry.max_len
-        return tuple(out)
+    def lookups(self) -> int:
+        """Ids per sample (the spec's lookups): one per categorical slot, max_len per multi_hot slot."""
+        return len(lookup_slots_of(self.features()))
 
     @property
-    def key_dim(self) -> int:
-        """Ids per sample: one per categorical slot, max_len per multi_hot slot."""
-        return len(self.categorical) + sum(entry.max_len for _, entry in self.multi_hot)
+    def slot_keys(self) -> Tuple[slice, ...]:
+        """Each slot's columns of the ids (keys before mapping): consecutive, as the spec lays the ids input out."""
+        of = lookup_slots_of(self.features())
+        return tuple(slice(of.index(s), len(of) - of[::-1].index(s)) for s in range(self.slots))
 
     @property
     def used(self) -> List[int]:

@@ -89,7 +89,7 @@ def mappers_for(job: PartJob) -> List[SlotMapper]:
         if job.mode == "vocab":
             with np.load(job.vocab_file) as z:
                 _MAPPERS[key] = [SlotMapper("vocab", vocab_keys=z[f"C{s + 1}_keys"])
-                                 for s in range(job.columns.slot_dim)]
+                                 for s in range(job.columns.slots)]
         else:
             _MAPPERS[key] = [SlotMapper("ids", max_id=m) for m in job.max_ids]
     return _MAPPERS[key]
@@ -131,7 +131,7 @@ def write_part(job: PartJob, task: PartTask) -> dict:
             ids = piece["ids"]
         else:
             ids = map_ids(job.columns, mappers_for(job), np.ascontiguousarray(piece["keys"].T),
-                          unpack_missing(piece["missing"], job.columns.key_dim)).T
+                          unpack_missing(piece["missing"], job.columns.lookups)).T
         writer.write(ids, piece["dense"], piece["label"])
     result = {"samples": writer.close(), "files": {name: file_record(os.path.join(job.out, name))
                                                    for name in (task.name, task.name + ".db")}}

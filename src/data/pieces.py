@@ -38,14 +38,14 @@ def key_dtype(columns: Columns, mode: str) -> str:
 
 
 def record_dtype(columns: Columns, mode: str) -> np.dtype:
-    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], then (K = columns.key_dim)
+    """On-disk layout of a parsed line between the phases: label u1, dense f4[Dn], then (K = columns.lookups)
     hashing mode: ids i4[K], the dataset's ids (no vocabulary is needed, so phase A maps them: one pass);
     vocabulary and id modes: keys u4 or u8 [K] (key_dtype) and missing u1[ceil(K / 8)] (one bit per key, little
     bit order: pack_missing), mapped in phase B;
     and line u4 (1-based line number among its file's data lines, within its piece). Criteo: 161 B in hashing mode,
     165 B otherwise."""
-    keys = [("ids", "<i4", (columns.key_dim,))] if mode == "hash" else \
-        [("keys", key_dtype(columns, mode), (columns.key_dim,)), ("missing", "u1", (-(-columns.key_dim // 8),))]
+    keys = [("ids", "<i4", (columns.lookups,))] if mode == "hash" else \
+        [("keys", key_dtype(columns, mode), (columns.lookups,)), ("missing", "u1", (-(-columns.lookups // 8),))]
     return np.dtype([("label", "u1"), ("dense", "<f4", (columns.dense_dim,)), *keys, ("line", "<u4")])
 
 
@@ -105,9 +105,9 @@ def pack_missing(missing: np.ndarray) -> np.ndarray:
     return np.packbits(missing.T, axis=1, bitorder="little")
 
 
-def unpack_missing(bits: np.ndarray, key_dim: int) -> np.ndarray:
+def unpack_missing(bits: np.ndarray, lookups: int) -> np.ndarray:
     """The records' bits uint8 [n, ceil(K / 8)] -> missing bool [K, n] (pack_missing's inverse)."""
-    return np.unpackbits(bits, axis=1, count=key_dim, bitorder="little").T.astype(bool, order="C")
+    return np.unpackbits(bits, axis=1, count=lookups, bitorder="little").T.astype(bool, order="C")
 
 
 def _value_counts(chunk: Chunk, sel: np.ndarray, columns: Columns) -> Dict[str, np.ndarray]:
@@ -170,9 +170,9 @@ def parse_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes],
     if len(chunks) == 1:
         return chunks[0], n_lines
     if not chunks:
-        dense_dim, key_dim = job.columns.dense_dim, job.columns.key_dim
+        dense_dim, lookups = job.columns.dense_dim, job.columns.lookups
         return Chunk(np.zeros(0, np.uint8), np.zeros((dense_dim, 0), np.float32),
-                     np.zeros((key_dim, 0), key_dtype(job.columns, job.mode)), np.zeros((key_dim, 0), bool),
+                     np.zeros((lookups, 0), key_dtype(job.columns, job.mode)), np.zeros((lookups, 0), bool),
                      np.zeros(0, np.int64)), n_lines
     return Chunk(*(np.concatenate([getattr(c, f) for c in chunks], axis=-1)
                    for f in ("label", "dense", "keys", "missing", "line"))), n_lines
@@ -205,7 +205,7 @@ def process_piece(job: PieceJob, file: InputFile, k: int, blocks: Iterable[bytes
                                        for rows in job.columns.slot_keys], np.int64)
     ids = None
     if job.mode == "hash":
-        mappers = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.columns.slot_dim
+        mappers = [SlotMapper("hash", max_ind_range=job.max_ind_range)] * job.columns.slots
         ids = map_ids(job.columns, mappers, chunk.keys, chunk.missing)
     rec = _records(chunk, ids, dtype)
     stem = job.stem(file, k)

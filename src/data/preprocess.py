@@ -37,7 +37,6 @@ from src.data.packed_format import FORMAT_VERSION, METADATA, describe_splits, fi
 from src.data.parts import PartJob, PartTask, RecordRange, write_part
 from src.data.pieces import FINE_BUCKETS, HANDED, WORK_FORMAT, PieceJob, record_dtype, run_file, run_handed
 from src.data.vocab import merge_counts
-from src.model_utils.spec import Feature
 from src.utils.progress import PhaseTimes, Progress
 from src.utils.staged_dir import OutputError, WorkDir, has_file, work_dir, write_json_atomic
 from src.utils.workers import Workers, choose_workers, cpus_available, imported_meanwhile
@@ -262,7 +261,7 @@ def merge_stats(pieces: List[Piece], columns: Columns) -> dict:
     """stats.json over the training lines: sample count, click rate, dense log1p mean/std/max, per categorical slot
     the missing rate and, per multi_hot slot, the rate of empty lists and the mean list length."""
     n, pos, dense_dim = 0, 0, columns.dense_dim
-    s, sq, mx, miss = np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(columns.key_dim, np.int64)
+    s, sq, mx, miss = np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(dense_dim), np.zeros(columns.lookups, np.int64)
     for p in pieces:
         with np.load(p.stem + ".npz") as z:
             n += int(z["stat_n"])
@@ -312,9 +311,9 @@ def _merge_slot(shared: Tuple[List[str], int], s: int) -> Tuple[np.ndarray, np.n
 def build_vocab(prep: Preprocessing, pieces: List[Piece]) -> Tuple[Dict[str, np.ndarray], List[int], Optional[tuple]]:
     """(vocab.npz arrays, table sizes, largest ids (id mode)) from the piece summaries."""
     if prep.mode == "hash":
-        return {}, [prep.max_ind_range] * prep.layout.columns.slot_dim, None
+        return {}, [prep.max_ind_range] * prep.layout.columns.slots, None
     if prep.mode == "ids":
-        max_ids = np.zeros(prep.layout.columns.slot_dim, np.int64)
+        max_ids = np.zeros(prep.layout.columns.slots, np.int64)
         for p in pieces:
             with np.load(p.stem + ".npz") as z:
                 max_ids = np.maximum(max_ids, z["max_ids"])
@@ -324,7 +323,7 @@ def build_vocab(prep: Preprocessing, pieces: List[Piece]) -> Tuple[Dict[str, np.
                                    f"the int32 range")
         return {}, [int(m) + 1 for m in max_ids], tuple(int(m) for m in max_ids)
     stems = [p.stem for p in pieces if p.n_train]
-    slots = prep.layout.columns.slot_dim
+    slots = prep.layout.columns.slots
     prog = Progress("preprocess: merging value counts", slots, "slots", enabled=prep.progress)
     merged = prep.workers.run(_merge_slot, (stems, prep.threshold), list(range(slots)), prog)
     prog.finish()
@@ -428,12 +427,7 @@ def vocab_fingerprint(mode: str, threshold: int, max_ind_range: int, table_sizes
 def features(columns: Columns, table_sizes: List[int]) -> List[dict]:
     """metadata.json "features": each dense, categorical and multi_hot feature with its kind, table rows (and for
     multi_hot its max_len and pooling), in model order (the DLRMSpec features of the dataset)."""
-    cats = len(columns.categorical)
-    features = [Feature(n, "dense") for n in columns.dense_names] + \
-        [Feature(n, "categorical", rows=r) for n, r in zip(columns.categorical_names, table_sizes)] + \
-        [Feature(n, "multi_hot", rows=r, max_len=e.max_len, pooling=e.pooling)
-         for n, r, (_, e) in zip(columns.multi_hot_names, table_sizes[cats:], columns.multi_hot)]
-    return [f.record() for f in features]
+    return [f.record() for f in columns.features(table_sizes)]
 
 
 def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str, List[Tuple[str, int]]], lines: dict,
@@ -451,8 +445,8 @@ def build_metadata(prep: Preprocessing, table_sizes: List[int], parts: Dict[str,
         **({"columns": list(layout.columns.header)} if layout.columns.header else {}),
         "features": features(layout.columns, table_sizes),
         "dense_dim": layout.columns.dense_dim,
-        "slot_dim": layout.columns.slot_dim,
-        **({"ids_per_sample": layout.columns.key_dim} if layout.columns.multi_hot else {}),
+        "slot_dim": layout.columns.slots,
+        **({"ids_per_sample": layout.columns.lookups} if layout.columns.multi_hot else {}),
         "id_mode": prep.mode,
         "threshold": prep.threshold if prep.mode == "vocab" else None,
         "max_ind_range": prep.max_ind_range or None,
@@ -561,7 +555,7 @@ def preprocess(cfg, progress: bool = True) -> dict:
     times = PhaseTimes()
     layout = find_layout(cfg.data_path, cfg.feature_spec)
     from src.model_utils.config import check_feature_counts
-    check_feature_counts(cfg, layout.columns.dense_dim, layout.columns.slot_dim, f"the data in {layout.describe()}")
+    check_feature_counts(cfg, layout.columns.dense_dim, layout.columns.slots, f"the data in {layout.describe()}")
     out_dir = os.path.join(layout.folder, "mindrecord")
     size, tasks = input_size(layout, cfg.chunk_bytes)
     n_workers, rule = choose_workers(cfg.workers, size, tasks)

@@ -110,9 +110,9 @@ class Chunk:
     Column-major (one contiguous row per feature), which is what counting and mapping want.
     label   uint8   [n]             0/1
     dense   float32 [dense_dim, n]  log(1 + max(x, 0)), missing -> 0
-    keys    uint32 or uint64 [key_dim, n]   categorical keys (hex, decimal, or string hashes), 0 where missing; a
+    keys    uint32 or uint64 [lookups, n]   categorical keys (hex, decimal, or string hashes), 0 where missing; a
                                     multi_hot column fills max_len rows: its values left-aligned, then pads
-    missing bool    [key_dim, n]    True where the categorical field was empty, and at a multi_hot column's pads
+    missing bool    [lookups, n]    True where the categorical field was empty, and at a multi_hot column's pads
     line    int64   [n]             1-based line numbers in the input file
     passthrough     one pyarrow binary array [n] per column the parser was asked to pass through as text (a key
                     column of scoring); () otherwise
@@ -262,7 +262,7 @@ class BlockParser:
         # >1: pyarrow's tokeniser on its CPU pool (pieces.py sizes it); not for quoted csv, whose bad rows are
         # reported by number, which pyarrow knows only when it reads on one thread
         self.threads = 1 if spec.quoted else threads
-        self.dense_dim, self.slot_dim = columns.dense_dim, columns.slot_dim
+        self.dense_dim, self.slots = columns.dense_dim, columns.slots
         self.n_fields = len(columns.names)
         self.strict = strict
         self.names = list(columns.names)
@@ -270,7 +270,7 @@ class BlockParser:
         self.passthrough = tuple(passthrough)
         self.dense_names, self.cat_names = columns.dense_names, columns.categorical_names
         self.multi_hot = [(columns.names[i], entry) for i, entry in columns.multi_hot]
-        self.key_dim = columns.key_dim
+        self.lookups = columns.lookups
         self.int_dense = spec.dense_format == "int"
         self.keys = _int_keys if mode == "ids" else _hex_keys if spec.categorical_format == "hex" else _string_keys
         self.key_type = np.uint64 if self.keys is _string_keys else np.uint32
@@ -444,8 +444,8 @@ class BlockParser:
                 finite = np.isfinite(v)
                 dense_bad[i] |= ~finite
                 np.log1p(np.maximum(np.where(finite, v, 0.0), 0).astype(np.float32), out=dense[i])
-        keys, missing = np.zeros((self.key_dim, n), self.key_type), np.ones((self.key_dim, n), bool)
-        cat_bad = np.zeros((self.slot_dim, n), bool)
+        keys, missing = np.zeros((self.lookups, n), self.key_type), np.ones((self.lookups, n), bool)
+        cat_bad = np.zeros((self.slots, n), bool)
         for i, name in enumerate(self.cat_names):
             keys[i], missing[i], cat_bad[i] = _by_chunk(self.keys, table.column(name))
         cats = len(self.cat_names)

@@ -48,9 +48,9 @@ class SlotMapper:
 def map_ids(columns: Columns, mappers: List[SlotMapper], keys: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """A block's keys -> the dataset's ids, one row per id column (columns.slot_keys lays them out).
 
-    keys uint32 or uint64 [key_dim, n], missing bool [key_dim, n] -> ids int32 [key_dim, n]: a categorical slot
+    keys uint32 or uint64 [lookups, n], missing bool [lookups, n] -> ids int32 [lookups, n]: a categorical slot
     through its mapper (missing -> 0); a multi_hot slot's columns through the slot's mapper, pads -> -1.
-    mappers: one per slot (columns.slot_dim)."""
+    mappers: one per slot (columns.slots)."""
     ids = np.empty(keys.shape, np.int32)
     cats = len(columns.categorical)
     for s in range(cats):

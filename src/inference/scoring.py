@@ -170,7 +170,7 @@ def score_piece(job: ScoringJob, task: Task, piece_bytes: int = PIECE_BYTES) -> 
     result = {"lines": n, "bytes": len(text), "bad": dict(parser.bad.counts), "label": None, "keys": None}
     if chunk is None:
         good = np.zeros(0, np.int64)
-        ids = np.zeros((0, cols.key_dim), np.int32)
+        ids = np.zeros((0, cols.lookups), np.int32)
         dense = np.zeros((0, cols.dense_dim), np.float32)
     else:
         ids, dense, ok = transform.apply(cols, chunk)

@@ -9,14 +9,14 @@ from typing import Sequence
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.model_utils.spec import CatInteraction, DcnInteraction, DLRMSpec, DotInteraction
+from src.model_utils.spec import DLRMSpec
 
 
 class DotInteractionCell(nn.Cell):
     """dot: the pairwise dot products of the n = S (+1 with dense features) vectors, the strict lower triangle
     (n(n-1)/2 values, 351 for Criteo) or with the diagonal, after x. -> [B, Dx + pairs]; Dx must equal D."""
 
-    def __init__(self, spec: DLRMSpec):
+    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = ()):
         super().__init__()
         inter = spec.interaction
         self.n = inter.vectors(spec.dense_out, spec.slots)
@@ -34,7 +34,7 @@ class DotInteractionCell(nn.Cell):
 class CatInteractionCell(nn.Cell):
     """cat: the concatenation [x, emb_1, ..., emb_S] -> [B, Dx + S*D]."""
 
-    def __init__(self, spec: DLRMSpec):
+    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = ()):
         super().__init__()
         self.with_dense = spec.dense_out > 0
 
@@ -98,7 +98,5 @@ class DCNInteractionCell(CatInteractionCell):
 
 
 def interaction_cell(spec: DLRMSpec, seed: Sequence[int]) -> nn.Cell:
-    """The cell of the spec's interaction (the one place a kind of interaction picks its cell)."""
-    cells = {DotInteraction: lambda: DotInteractionCell(spec), CatInteraction: lambda: CatInteractionCell(spec),
-             DcnInteraction: lambda: DCNInteractionCell(spec, seed)}
-    return cells[type(spec.interaction)]()
+    """The cell of the spec's interaction: the class its registry entry names (Interaction.cell, in this module)."""
+    return globals()[spec.interaction.cell](spec, seed)

@@ -4,7 +4,7 @@
 A config file holds up to three YAML documents (model-zoo layout):
   1. the values,
   2. optional help text per key,
-  3. optional choices per key (they must agree with the schema).
+  3. optional choices per key (each must be one the schema allows; a registry's may have grown since).
 The repository's cpu_config.yaml, gpu_config.yaml and npu_config.yaml are generated from the schema
 and their values (`python -m src.model_utils.config --write`); a test keeps them equal to it.
 `get_config()` loads `--config_path` (default: cpu_config.yaml at the repo root), applies
@@ -17,11 +17,11 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Collection, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from src.model_utils.spec import INTERACTIONS, OPTIMIZERS       # the registries: the choices are their names
+from src.model_utils.spec import INTERACTIONS, OPTIMIZERS, check_widths   # the registries: the choices are their names
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "cpu_config.yaml")
@@ -37,7 +37,7 @@ class Key:
     lower bound. The YAML files' help and choices documents, and every command's --help, are generated from these."""
     type: object
     help: str
-    choices: Optional[Tuple] = None
+    choices: Optional[Collection] = None      # a tuple, or a registry (a dict: its names, read when checked)
     minimum: Optional[int] = None
 
 
@@ -96,7 +96,7 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "top_mlp_args": Key("list_int", "Top (over) MLP widths; the last must be 1 (the logit)"),
     "interaction_op": Key(str,
                "dot: pairwise dot products of the 27 vectors; cat: concatenation; dcn: the concatenation through "
-               "DCN-V2 cross layers", choices=tuple(INTERACTIONS)),
+               "DCN-V2 cross layers", choices=INTERACTIONS),
     "dcn_num_layers": Key(int, "dcn only: number of cross layers", minimum=1),
     "dcn_low_rank_dim": Key(int, "dcn only: rank r of each cross layer's U V^T (0 = full-rank W)", minimum=0),
     "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
@@ -124,7 +124,7 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "optimizer": Key(str,
                "sgd: plain SGD (sparse row updates for the table); adagrad: Adagrad for MLPs, row-wise sparse "
                "Adagrad for the table; adam: Adam for MLPs and interaction, row-wise sparse Adagrad for the table",
-               choices=tuple(OPTIMIZERS)),
+               choices=OPTIMIZERS),
     "learning_rate": Key(float, "Learning rate (the peak of the schedule); with batch_size auto, the rate at batch 4096, "
                          "scaled to the batch chosen (square root of the ratio for adagrad and adam, the ratio for "
                          "sgd)"),
@@ -351,9 +351,10 @@ def load_yaml(path: str) -> Tuple[dict, dict]:
                 raise ConfigError(f"{path}: help/choices for unknown key '{k}'{_suggest(k)}")
     if len(docs) > 2:
         for k, listed in docs[2].items():
-            allowed = SCHEMA[k].choices
-            if allowed is None or sorted(map(str, listed)) != sorted(map(str, allowed)):
-                raise ConfigError(f"{path}: choices for '{k}' {listed} disagree with the schema {allowed}")
+            allowed = SCHEMA[k].choices                    # a registry may have grown since the file was written
+            if allowed is None or not set(map(str, listed)) <= set(map(str, allowed)):
+                raise ConfigError(f"{path}: choices for '{k}' {listed} disagree with the schema "
+                                  f"{None if allowed is None else list(allowed)}")
     return values, helps
 
 
@@ -432,16 +433,11 @@ def check_feature_counts(cfg: "Config", dense: int, slots: int, source: str) -> 
 
 def check_consistency(cfg: "Config") -> None:
     """Cross-key checks that a single key's type check cannot catch."""
-    if cfg.interaction_op == "dot" and cfg.bottom_mlp_args and cfg.bottom_mlp_args[-1] != cfg.data_emb_dim:
-        raise ConfigError(
-            f"bottom_mlp_args ends with {cfg.bottom_mlp_args[-1]} but interaction_op 'dot' needs it to equal "
-            f"data_emb_dim={cfg.data_emb_dim}")
-    if not cfg.bottom_mlp_args or not cfg.top_mlp_args:
-        raise ConfigError("bottom_mlp_args and top_mlp_args must not be empty")
-    if cfg.top_mlp_args[-1] != 1:
-        raise ConfigError(f"top_mlp_args must end with 1 (the click logit), got {cfg.top_mlp_args}")
-    if any(v <= 0 for v in cfg.bottom_mlp_args + cfg.top_mlp_args):
-        raise ConfigError("bottom_mlp_args/top_mlp_args must be positive layer widths")
+    try:                                        # the spec's width checks, for the Criteo layout (dense features)
+        check_widths(cfg.data_emb_dim, cfg.bottom_mlp_args, cfg.top_mlp_args, INTERACTIONS[cfg.interaction_op](),
+                     dense=True)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.convert_dtype and cfg.device_target == "CPU":
         raise ConfigError("convert_dtype=True (fp16 MLPs) is for GPU/Ascend; on CPU fp16 is 1.4-3x slower "
                           "and bf16 MatMul has no kernel: set convert_dtype=False")

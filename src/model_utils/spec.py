@@ -25,6 +25,13 @@ ID_BYTES = 4                  # int32 ids
 CRITEO_DENSE = 13             # the Criteo layout's dense features: a model description without dense_dim is Criteo's
 
 
+def lookup_slots_of(features: Sequence["Feature"]) -> Tuple[int, ...]:
+    """The slot of every column of the ids input [L] of these features (in model order): one per categorical slot,
+    max_len consecutive ones per multi_hot slot. The one place the ids input is laid out (DLRMSpec and the data
+    layer's Columns both read it)."""
+    return tuple(s for s, f in enumerate(f for f in features if f.kind != "dense") for _ in range(f.max_len))
+
+
 @dataclass(frozen=True)
 class Feature:
     """One input of the model. dense: a number per sample. categorical: one id per sample into a table of `rows`.
@@ -45,6 +52,11 @@ class Feature:
         if self.pooling not in POOLINGS:
             raise ValueError(f"feature {self.name!r}: pooling {self.pooling!r} is not one of {list(POOLINGS)}")
 
+    @property
+    def sparse(self) -> bool:
+        """True for a feature with a table (a slot): categorical or multi_hot."""
+        return self.kind != "dense"
+
     def record(self) -> dict:
         """The feature as a dataset's metadata.json "features" lists it: name and kind, the table rows of a sparse
         feature, max_len and pooling of a multi_hot one (features_of reads it back)."""
@@ -59,8 +71,10 @@ class Feature:
 # ---------------------------------------------------------------- interactions: one class each
 @dataclass(frozen=True)
 class Interaction:
-    """How the dense vector (width dense_out, 0 without dense features) and the S pooled embeddings (dim D) meet."""
+    """How the dense vector (width dense_out, 0 without dense features) and the S pooled embeddings (dim D) meet.
+    `cell`: its MindSpore cell's class in src/model/interactions.py, built with (spec, seed)."""
     name = ""
+    cell = ""
 
     def width(self, dense_out: int, slots: int, dim: int) -> int:
         """Width F of the interaction's output (the top MLP's input)."""
@@ -79,6 +93,14 @@ class Interaction:
         """The interaction with its keys' values from the config (none by default)."""
         return cls()
 
+    def config_values(self) -> Dict[str, object]:
+        """Its own config keys with its values (from_config's inverse)."""
+        return {}
+
+    def bottom_must_end_with(self, emb_dim: int) -> Optional[int]:
+        """The width the bottom MLP's output must have for this interaction, or None (any)."""
+        return None
+
 
 @dataclass(frozen=True)
 class DotInteraction(Interaction):
@@ -86,11 +108,18 @@ class DotInteraction(Interaction):
     after the dense vector. Needs the dense vector as wide as the embeddings."""
     itself: bool = False
     name = "dot"
+    cell = "DotInteractionCell"
 
     @classmethod
     def from_config(cls, cfg) -> "DotInteraction":
         """interaction_itself."""
         return cls(itself=bool(cfg.interaction_itself))
+
+    def config_values(self) -> Dict[str, object]:
+        return {"interaction_itself": self.itself}
+
+    def bottom_must_end_with(self, emb_dim: int) -> Optional[int]:
+        return emb_dim                                           # dot products need vectors of one width
 
     def vectors(self, dense_out: int, slots: int) -> int:
         """Vectors that meet: the S embeddings and, with dense features, the dense vector."""
@@ -113,6 +142,7 @@ class DotInteraction(Interaction):
 class CatInteraction(Interaction):
     """The concatenation [dense vector, emb_1, ..., emb_S]."""
     name = "cat"
+    cell = "CatInteractionCell"
 
     def width(self, dense_out: int, slots: int, dim: int) -> int:
         return dense_out + slots * dim
@@ -125,11 +155,15 @@ class DcnInteraction(Interaction):
     layers: int = 3
     rank: int = 0
     name = "dcn"
+    cell = "DCNInteractionCell"
 
     @classmethod
     def from_config(cls, cfg) -> "DcnInteraction":
         """dcn_num_layers and dcn_low_rank_dim."""
         return cls(layers=int(cfg.dcn_num_layers), rank=int(cfg.dcn_low_rank_dim))
+
+    def config_values(self) -> Dict[str, object]:
+        return {"dcn_num_layers": self.layers, "dcn_low_rank_dim": self.rank}
 
     def width(self, dense_out: int, slots: int, dim: int) -> int:
         return dense_out + slots * dim
@@ -151,45 +185,60 @@ def interaction_from_config(cfg) -> Interaction:
     return INTERACTIONS[cfg.interaction_op].from_config(cfg)
 
 
-# ---------------------------------------------------------------- optimizers: one class each
+# ---------------------------------------------------------------- optimizers: one registry
 @dataclass(frozen=True)
 class Optimizer:
-    """State an optimizer keeps: per table row (row-wise accumulators), per MLP weight, and scalars."""
-    name = ""
-    per_row = 0
-    per_weight = 0
-    scalars = 0
+    """An optimizer as the model description holds it: its name, the float32 state it keeps (per table row, per MLP
+    weight, scalars) and where its train-step cells are, "module:OneProcessStep,HybridStep" (imported when a step is
+    made: MindSpore compiles a cell class only from its source file, so an optimizer's step classes are written out in
+    its module, src/training/train_step.py for these three)."""
+    name: str
+    per_row: int = 0
+    per_weight: int = 0
+    scalars: int = 0
+    steps: str = ""
+    adaptive: bool = True          # per-weight step sizes: its rate scales with the square root of the batch, and
+                                   # its first full-rate steps want a warmup; False (SGD): linearly, and none
 
 
-@dataclass(frozen=True)
-class SGD(Optimizer):
-    """Plain SGD: no state."""
-    name = "sgd"
-
-
-@dataclass(frozen=True)
-class Adagrad(Optimizer):
-    """Adagrad for the MLPs (one accumulator per weight), row-wise Adagrad for the tables (one per row)."""
-    name = "adagrad"
-    per_row = 1
-    per_weight = 1
-
-
-@dataclass(frozen=True)
-class Adam(Optimizer):
-    """Adam for the MLPs and the interaction (m and v per weight, the step count), row-wise Adagrad for the tables."""
-    name = "adam"
-    per_row = 1
-    per_weight = 2
-    scalars = 1
-
-
-OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
+_STEPS = "src.training.train_step"
+# The registry (config choices, --help, the model description and the train step all read it): adding an optimizer
+# is its module (its update rule and two step classes) and one line here.
+#   sgd      plain SGD: no state
+#   adagrad  Adagrad for the MLPs (one accumulator per weight), row-wise Adagrad for the tables (one per row)
+#   adam     Adam for the MLPs and the interaction (m and v per weight, the step count), row-wise Adagrad for the tables
+OPTIMIZERS: Dict[str, Optimizer] = {o.name: o for o in (
+    Optimizer("sgd", steps=f"{_STEPS}:SGDTrainStep,SGDHybridTrainStep", adaptive=False),
+    Optimizer("adagrad", per_row=1, per_weight=1, steps=f"{_STEPS}:AdagradTrainStep,AdagradHybridTrainStep"),
+    Optimizer("adam", per_row=1, per_weight=2, scalars=1, steps=f"{_STEPS}:AdamTrainStep,AdamHybridTrainStep"),
+)}
 
 
 # ---------------------------------------------------------------- the model
 def _mlp_params(widths: Sequence[int]) -> int:
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def check_widths(emb_dim: int, bottom: Sequence[int], top: Sequence[int], interaction: "Interaction",
+                 dense: bool) -> None:
+    """The network's widths, checked once for the spec and the config alike (messages in the config's keys): a
+    positive data_emb_dim; positive MLP widths; a bottom MLP when there are dense features; a top MLP ending with 1;
+    the interaction's own need (dot: the bottom ends with data_emb_dim). Raises ValueError."""
+    if emb_dim < 1:
+        raise ValueError(f"data_emb_dim must be positive, got {emb_dim}")
+    if dense and not bottom:
+        raise ValueError("bottom_mlp_args must not be empty when there are dense features")
+    if not top:
+        raise ValueError("top_mlp_args must not be empty")
+    if any(w <= 0 for w in [*bottom, *top]):
+        raise ValueError(f"bottom_mlp_args/top_mlp_args must be positive layer widths, got {list(bottom)} and "
+                         f"{list(top)}")
+    if top[-1] != 1:
+        raise ValueError(f"top_mlp_args must end with 1 (the click logit), got {list(top)}")
+    need = interaction.bottom_must_end_with(emb_dim) if dense else None
+    if need is not None and bottom[-1] != need:
+        raise ValueError(f"the {interaction.name} interaction needs the bottom MLP to end with the embedding dimension: "
+                         f"bottom_mlp_args {list(bottom)} ends with {bottom[-1]}, data_emb_dim is {emb_dim}")
 
 
 @dataclass(frozen=True)
@@ -201,7 +250,7 @@ class DLRMSpec:
     bottom: Tuple[int, ...]
     top: Tuple[int, ...]
     interaction: Interaction = field(default_factory=DotInteraction)
-    optimizer: Optimizer = field(default_factory=SGD)
+    optimizer: Optimizer = field(default_factory=lambda: OPTIMIZERS["sgd"])
 
     def __post_init__(self):
         object.__setattr__(self, "features", tuple(self.features))
@@ -209,13 +258,7 @@ class DLRMSpec:
         object.__setattr__(self, "top", tuple(int(w) for w in self.top))
         if not self.sparse:
             raise ValueError("the model needs at least one categorical or multi_hot feature")
-        if self.emb_dim < 1 or (self.dense_dim and not self.bottom) or not self.top or self.top[-1] != 1:
-            raise ValueError(f"emb_dim {self.emb_dim}, bottom {list(self.bottom)}, top {list(self.top)}: the dim is "
-                             f"positive, the bottom MLP has layers when there are dense features, and the top MLP "
-                             f"ends with 1 (the click logit)")
-        if isinstance(self.interaction, DotInteraction) and self.dense_dim and self.bottom[-1] != self.emb_dim:
-            raise ValueError(f"the dot interaction needs the bottom MLP to end with the embedding dimension: bottom "
-                             f"{list(self.bottom)} ends with {self.bottom[-1]}, data_emb_dim is {self.emb_dim}")
+        check_widths(self.emb_dim, self.bottom, self.top, self.interaction, self.dense_dim > 0)
         if self.interaction_width < 1:
             raise ValueError(f"the {self.interaction.name} interaction of {self.slots} embedding(s) and "
                              f"{self.dense_dim} dense feature(s) has no output (one vector has no pairwise dot "
@@ -267,7 +310,7 @@ class DLRMSpec:
     @property
     def lookups(self) -> int:
         """Ids per sample: one per categorical slot, max_len per multi_hot slot (the width of the ids input)."""
-        return sum(f.max_len for f in self.sparse)
+        return len(self.lookup_slots)
 
     @property
     def pooled(self) -> bool:
@@ -277,7 +320,7 @@ class DLRMSpec:
     @property
     def lookup_slots(self) -> Tuple[int, ...]:
         """The slot of every column of the ids input [L]: a multi_hot slot's max_len columns are consecutive."""
-        return tuple(s for s, f in enumerate(self.sparse) for _ in range(f.max_len))
+        return lookup_slots_of(self.features)
 
     @property
     def lookup_offsets(self) -> Tuple[int, ...]:
@@ -378,13 +421,8 @@ class DLRMSpec:
         """The model-zoo config keys this spec answers, with its values (from_config's keys): a command line that
         sets one of them to another value asks for another model."""
         inter = self.interaction
-        values = {"data_emb_dim": self.emb_dim, "bottom_mlp_args": list(self.bottom), "top_mlp_args": list(self.top),
-                  "interaction_op": inter.name}
-        if isinstance(inter, DotInteraction):
-            values["interaction_itself"] = inter.itself
-        elif isinstance(inter, DcnInteraction):
-            values.update(dcn_num_layers=inter.layers, dcn_low_rank_dim=inter.rank)
-        return values
+        return {"data_emb_dim": self.emb_dim, "bottom_mlp_args": list(self.bottom), "top_mlp_args": list(self.top),
+                "interaction_op": inter.name, **inter.config_values()}
 
     # serialisation
     def to_json(self) -> dict:
@@ -400,7 +438,7 @@ class DLRMSpec:
         kind = INTERACTIONS[inter.pop("name")]
         return cls(features=tuple(Feature(**f) for f in data["features"]), emb_dim=int(data["emb_dim"]),
                    bottom=tuple(data["bottom"]), top=tuple(data["top"]), interaction=kind(**inter),
-                   optimizer=OPTIMIZERS[data["optimizer"]]())
+                   optimizer=OPTIMIZERS[data["optimizer"]])
 
     def dumps(self) -> str:
         """to_json() as compact, key-sorted text."""
@@ -412,7 +450,7 @@ class DLRMSpec:
         its keys, optimizer) over `features` (the dataset's: features_of(metadata))."""
         return cls(features=tuple(features), emb_dim=int(cfg.data_emb_dim), bottom=tuple(cfg.bottom_mlp_args),
                    top=tuple(cfg.top_mlp_args), interaction=interaction_from_config(cfg),
-                   optimizer=OPTIMIZERS[cfg.optimizer]())
+                   optimizer=OPTIMIZERS[cfg.optimizer])
 
 
 def criteo_features(table_sizes: Sequence[int], dense_dim: int = CRITEO_DENSE) -> List[Feature]:
@@ -436,4 +474,4 @@ def spec_from_legacy(model: dict) -> DLRMSpec:
     return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model.get("dense_dim", CRITEO_DENSE))),
                     emb_dim=int(model["data_emb_dim"]), bottom=tuple(model["bottom_mlp_args"]),
                     top=tuple(model["top_mlp_args"]), interaction=inter,
-                    optimizer=OPTIMIZERS[model.get("optimizer", "sgd")]())
+                    optimizer=OPTIMIZERS[model.get("optimizer", "sgd")])

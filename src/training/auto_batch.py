@@ -9,6 +9,7 @@ larger than the data) and 12k rows made 2 steps of 4096 in an epoch, a model bel
 from typing import Optional
 
 from src.data.packed_format import shard_sizes
+from src.model_utils.spec import OPTIMIZERS
 
 AUTO_MAX, AUTO_MIN = 4096, 16
 MIN_STEPS = 64
@@ -23,10 +24,11 @@ def auto_batch(train_rows: int) -> int:
     return b
 
 
-def scaled_rate(rate: float, optimizer: str, batch: int) -> float:
-    """The learning rate `rate` of batch AUTO_MAX, at `batch`: sqrt of the ratio (Adagrad, Adam), the ratio (SGD)."""
-    ratio = batch / AUTO_MAX
-    return rate * (ratio if optimizer == "sgd" else ratio ** 0.5)
+def scaled_rate(rate: float, optimizer: str, batch: int, from_batch: int = AUTO_MAX) -> float:
+    """The learning rate `rate` of batch `from_batch`, at `batch`: the square root of the ratio for an adaptive
+    optimizer (Adagrad, Adam), the ratio otherwise (SGD). The one place a rate moves with the batch."""
+    ratio = batch / from_batch
+    return rate * (ratio ** 0.5 if OPTIMIZERS[optimizer].adaptive else ratio)
 
 
 def resolve_batch(cfg, meta: dict, ranks: int = 1) -> Optional[str]:

@@ -1,4 +1,5 @@
-"""The optimizers of the train step, one class each (chosen by `rule_for(spec.optimizer)`): the state each keeps and
+"""The optimizers of the train step, one rule class each (its step classes, src/training/train_step.py, are named by
+its entry in the registry src/model_utils/spec.py OPTIMIZERS): the state each keeps and
 how it updates the MLP weights (dense gradients) and the table rows (sparse: only the batch's rows).
 
   SGDRule      w -= lr * g; table[r] -= lr * (the batch's summed gradient of row r).
@@ -16,7 +17,6 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, ops
 from mindspore.common.initializer import initializer
 
-from src.model_utils.spec import Adagrad, Adam, Optimizer, SGD
 
 ADAGRAD_EPS = 1e-10            # PyTorch's Adagrad; the config key adagrad_eps
 ADAM_BETAS = (0.9, 0.999)
@@ -134,11 +134,3 @@ class AdamRule(AdagradRule):
 
     def optimizer_state(self) -> List[Parameter]:
         return list(self.adam_m) + list(self.adam_v) + [self.adam_step, self.row_acc]
-
-
-RULES = {SGD: SGDRule, Adagrad: AdagradRule, Adam: AdamRule}
-
-
-def rule_for(optimizer: Optimizer) -> type:
-    """The rule class of a spec's optimizer (the one place a kind of optimizer picks its code)."""
-    return RULES[type(optimizer)]

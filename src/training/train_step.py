@@ -17,14 +17,16 @@ all-reduced and divided by N; the table gradients (divided by N) reach the ranks
 the row's owner by an all-to-all, HybridTrainStep), so each rank applies exactly the update a single
 process would make for the concatenated global batch of N*B.
 """
-from typing import Optional
+import importlib
+from typing import Optional, Tuple
 
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.model_utils.spec import Optimizer
 from src.training.sharded_lookup import ShardedLookup
-from src.training.optimizers import ADAGRAD_EPS, ADAM_EPS, AdagradRule, AdamRule, SGDRule, rule_for
+from src.training.optimizers import ADAGRAD_EPS, ADAM_EPS, AdagradRule, AdamRule, SGDRule
 
 
 _flat = ops.MultitypeFuncGraph("flat")
@@ -209,11 +211,13 @@ class AdamHybridTrainStep(AdamRule, HybridTrainStep):
     """HybridTrainStep with Adam for the MLPs, row-wise Adagrad for the table."""
 
 
-# (optimizer rule, hybrid) -> step class. Written out: MindSpore's graph compiler reads a cell's class from its
-# source file, so classes made with type() at run time do not compile.
-STEP_CLASSES = {(SGDRule, False): SGDTrainStep, (AdagradRule, False): AdagradTrainStep,
-                (AdamRule, False): AdamTrainStep, (SGDRule, True): SGDHybridTrainStep,
-                (AdagradRule, True): AdagradHybridTrainStep, (AdamRule, True): AdamHybridTrainStep}
+def step_classes(optimizer: Optimizer) -> Tuple[type, type]:
+    """(one-process or data-parallel step class, hybrid step class) of an optimizer, from its registry entry's
+    "module:Step,HybridStep"."""
+    module, names = optimizer.steps.split(":")
+    found = importlib.import_module(module)
+    single, hybrid = (getattr(found, name.strip()) for name in names.split(","))
+    return single, hybrid
 
 
 def make_train_step(net, learning_rate: float = 0.15, loss_scale: float = 1.0, parallel=None,
@@ -221,7 +225,8 @@ def make_train_step(net, learning_rate: float = 0.15, loss_scale: float = 1.0, p
                     replicated_rows: int = 0, adagrad_eps: float = ADAGRAD_EPS, adam_eps: float = ADAM_EPS) -> TrainStep:
     """The train step of `net` with its spec's optimizer rule: one process or data parallel (TrainStep), or a hybrid
     rank (HybridTrainStep, with `lookup` and its replicated rows)."""
-    cls = STEP_CLASSES[(rule_for(net.spec.optimizer), lookup is not None)]
+    single, hybrid = step_classes(net.spec.optimizer)
+    cls = hybrid if lookup is not None else single
     if lookup is not None:
         return cls(net, learning_rate, loss_scale, parallel, lookup, replicated_rows, adagrad_eps, adam_eps)
     return cls(net, learning_rate, loss_scale, parallel, adagrad_eps, adam_eps)

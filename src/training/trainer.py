@@ -120,7 +120,7 @@ class Trainer:
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
                    f"({self.cfg.batch_size * self.par.size} global)\n")
-        if self.cfg.optimizer != "sgd" and not self.cfg.warmup_steps:
+        if self.spec.optimizer.adaptive and not self.cfg.warmup_steps:
             par += (f"note: {self.cfg.optimizer} without warmup_steps: its first updates move every weight by the "
                     f"full learning rate, which can leave ReLU units dead for good (docs/benchmarks.md, 'The "
                     f"seed-123 collapse'); the configs warm up over 20 steps\n")

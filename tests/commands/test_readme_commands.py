@@ -86,6 +86,7 @@ def _run(repo: str, line: str, environ: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", line], cwd=repo, capture_output=True, text=True, timeout=600, env=environ)
 
 
+@pytest.mark.slow                  # about 70 s
 def test_the_readme_commands_as_printed(tmp_path):
     if not os.path.isdir(os.path.join(ROOT, ".git")):
         pytest.skip("not a git checkout")

@@ -56,11 +56,11 @@ def test_tokeniser_threads_give_the_same_arrays():
     assert two_parser.bad.counts["dense"] == 40
 
 
-@pytest.mark.parametrize("key_dim", [1, 8, 26, 35])
-def test_missing_flags_pack_to_bits_and_back(key_dim):
+@pytest.mark.parametrize("lookups", [1, 8, 26, 35])
+def test_missing_flags_pack_to_bits_and_back(lookups):
     """Vocabulary and id modes keep a record's missing flags as bits (4 bytes instead of 26 for Criteo)."""
     from src.data.pieces import pack_missing, unpack_missing
-    missing = np.random.default_rng(key_dim).random((key_dim, 50)) < 0.3
+    missing = np.random.default_rng(lookups).random((lookups, 50)) < 0.3
     bits = pack_missing(missing)
-    assert bits.shape == (50, -(-key_dim // 8)) and bits.dtype == np.uint8
-    assert np.array_equal(unpack_missing(bits, key_dim), missing)
+    assert bits.shape == (50, -(-lookups // 8)) and bits.dtype == np.uint8
+    assert np.array_equal(unpack_missing(bits, lookups), missing)

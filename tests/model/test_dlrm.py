@@ -67,7 +67,7 @@ def test_init_statistics():
 
 
 def test_dot_interaction_needs_matching_widths():
-    with pytest.raises(ValueError, match=r"bottom \[64, 8\] ends with 8, data_emb_dim is 16"):
+    with pytest.raises(ValueError, match=r"bottom_mlp_args \[64, 8\] ends with 8, data_emb_dim is 16"):
         _net(bottom=[64, 8])
     net = _net(bottom=[64, 8], interaction=CatInteraction())
     rng = np.random.default_rng(5)

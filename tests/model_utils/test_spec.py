@@ -68,7 +68,7 @@ def test_bad_specs_name_what_is_wrong():
     with pytest.raises(ValueError, match="unique"):
         DLRMSpec(features=(Feature("a", "categorical", rows=3), Feature("a", "categorical", rows=3)), emb_dim=4,
                  bottom=(), top=(1,))
-    with pytest.raises(ValueError, match="ends with 1"):
+    with pytest.raises(ValueError, match=r"top_mlp_args must end with 1 \(the click logit\), got \[8, 2\]"):
         spec_of(SIZES, top=(8, 2))
     with pytest.raises(ValueError, match="kind 'sparse'"):
         Feature("a", "sparse", rows=3)

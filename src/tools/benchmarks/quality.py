@@ -43,10 +43,10 @@ class Recipe:
     def at_batch(self, batch: int, warmup_steps: int) -> "Recipe":
         """The recipe at another batch size: the learning rate scaled linearly for SGD and by the square root of the
         batch ratio for the adaptive optimizers (Adagrad, Adam), with another warmup."""
-        sgd = "--optimizer=sgd" in self.options
-        ratio = batch / self.batch if sgd else (batch / self.batch) ** 0.5
-        opts = tuple(f"--learning_rate={float(o.split('=')[1]) * ratio:.6g}" if o.startswith("--learning_rate=") else o
-                     for o in self.options)
+        from src.training.auto_batch import scaled_rate
+        opt = next((o.split("=")[1] for o in self.options if o.startswith("--optimizer=")), "sgd")
+        opts = tuple(f"--learning_rate={scaled_rate(float(o.split('=')[1]), opt, batch, self.batch):.6g}"
+                     if o.startswith("--learning_rate=") else o for o in self.options)
         return Recipe(self.label, batch, opts, min(self.warmup_steps, warmup_steps), self.decay)
 
 

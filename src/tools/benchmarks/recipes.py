@@ -141,7 +141,7 @@ def bench_seed_spread(run_child: Callable, work: str, names: str = "", datasets:
             rate = scaled_rate(rate, opt, 192)
         else:
             base = int(next(o.split("=")[1] for o in options if o.startswith("--batch_size=")))
-            rate = rate * (192 / base if opt == "sgd" else (192 / base) ** 0.5)
+            rate = scaled_rate(rate, opt, 192, base)
         aucs = [run_child("recipe", path, str(s), *opts, "--batch_size=192", f"--learning_rate={rate:.6g}")[0]["auc"]
                 for s in SPREAD_SEEDS]
         print(f"| {name} | {', '.join(f'{a:.4f}' for a in aucs)} | {max(aucs) - min(aucs):.4f} |", flush=True)
