@@ -21,6 +21,7 @@ from typing import Collection, Dict, List, Optional, Tuple, Union
 
 import yaml
 
+from src.model_utils.parallel_mode import ParallelMode
 from src.model_utils.spec import INTERACTIONS, OPTIMIZERS, check_widths   # the registries: the choices are their names
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,7 +107,7 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
                          choices=("CPU", "GPU", "Ascend")),
     "parallel_mode": Key(str,
                "stand_alone; data_parallel (all tables on every rank, gradients averaged); hybrid_parallel "
-               "(tables placed by sharding_plan, lookups exchanged all-to-all, MLPs data-parallel). The distribute launchers set it", choices=("stand_alone", "data_parallel", "hybrid_parallel")),
+               "(tables placed by sharding_plan, lookups exchanged all-to-all, MLPs data-parallel). The distribute launchers set it", choices=tuple(ParallelMode)),
     "plan_only": Key(bool, "train.py: print each rank's table, optimizer-state and runtime memory and its bytes per "
                "step for parallel_mode over rank_size ranks, then exit without training (no ranks are launched)"),
     "sharding_plan": Key("list_str",

@@ -15,6 +15,7 @@ dim 16, bottom 13-512-256-64-16, dot interaction over 27 vectors -> 16 + 351 = 3
 spec.mlp_params = 475,985; spec.table_params = 540,201,232.
 """
 import json
+from types import SimpleNamespace
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -468,9 +469,9 @@ def features_of(meta: dict) -> List[Feature]:
 
 def spec_from_legacy(model: dict) -> DLRMSpec:
     """The spec of a checkpoint written before specs (its ARCH keys and table sizes)."""
-    inter = {"dot": DotInteraction(itself=bool(model.get("interaction_itself", False))), "cat": CatInteraction(),
-             "dcn": DcnInteraction(layers=int(model.get("dcn_num_layers", 3)),
-                                   rank=int(model.get("dcn_low_rank_dim", 0)))}[model.get("interaction_op", "dot")]
+    keys = SimpleNamespace(interaction_itself=model.get("interaction_itself", False),
+                           dcn_num_layers=model.get("dcn_num_layers", 3), dcn_low_rank_dim=model.get("dcn_low_rank_dim", 0))
+    inter = INTERACTIONS[model.get("interaction_op", "dot")].from_config(keys)
     return DLRMSpec(features=tuple(criteo_features(model["table_sizes"], model.get("dense_dim", CRITEO_DENSE))),
                     emb_dim=int(model["data_emb_dim"]), bottom=tuple(model["bottom_mlp_args"]),
                     top=tuple(model["top_mlp_args"]), interaction=inter,

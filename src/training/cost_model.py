@@ -12,6 +12,7 @@ No MindSpore import: the memory planner and train.py's checks use this before Mi
 """
 from typing import Dict, Optional, Tuple
 
+from src.model_utils.parallel_mode import ParallelMode
 from src.model_utils.spec import BYTES, ID_BYTES
 
 # Every collective the code can pick, per backend (data parallel's gathers, the MLPs' AllReduce, the hybrid
@@ -39,7 +40,7 @@ def bytes_per_step(mode: str, n: int, batch: int, slots: int, dim: int, mlp_para
     if n <= 1:
         return {"total": 0}
     ring = (n - 1) / n
-    if mode != "hybrid_parallel":
+    if not ParallelMode(mode).shards_tables:
         m = batch * slots
         out = {"mlp_and_loss_allreduce": 2 * ring * (mlp_params + 1) * BYTES, "ids_allgather": ring * n * m * ID_BYTES,
                "grads_allgather": ring * n * m * dim * BYTES}

@@ -21,13 +21,14 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from src.model_utils.parallel_mode import ParallelMode
 from src.model_utils.spec import BYTES, DLRMSpec
 from src.training.cost_model import bytes_per_step, exchange_is_alltoall
 from src.training.sharding import ShardingPlan, make_plan
 
 RUNTIME_BYTES = 500 << 20        # Python + MindSpore + the data pipeline, measured 0.47-0.52 GB here
 ACTIVATION_FACTOR = 2            # float32 activations and gradients per unit of width (~36 KB a sample, Kaggle)
-EXCHANGE_BUFFERS = {"hybrid_parallel": 10, "data_parallel": 3}   # [N*M, D] float32 tensors alive in a step
+EXCHANGE_BUFFERS = {ParallelMode.HYBRID: 10, ParallelMode.DATA: 3}   # [N*M, D] float32 tensors alive in a step
 
 
 class MemoryBudgetError(ValueError):
@@ -77,8 +78,8 @@ def estimate(cfg, spec: DLRMSpec, ranks: int, native_alltoall: Optional[bool] = 
     AlltoAll; CPU and GPU: AllGather rounds)."""
     dim, batch = spec.emb_dim, cfg.batch_size
     native = exchange_is_alltoall(cfg.device_target) if native_alltoall is None else native_alltoall
-    mode = cfg.parallel_mode if ranks > 1 else "stand_alone"
-    sp = make_plan(spec, ranks, cfg.sharding_plan, batch) if mode == "hybrid_parallel" else None
+    mode = ParallelMode(cfg.parallel_mode) if ranks > 1 else ParallelMode.STAND_ALONE
+    sp = make_plan(spec, ranks, cfg.sharding_plan, batch) if mode.shards_tables else None
     local = int(sp.rows_per_rank().max()) if sp else spec.total_rows
     exchanged = sp.exchanged_lookups() if sp else spec.lookups
     spread = 1 if (sp and native) else ranks
@@ -107,7 +108,7 @@ def check_budget(cfg, spec: DLRMSpec, ranks: int, budget: int) -> RankMemory:
         return p
     gib = 2 ** 30
     advice = f"give each rank at least {p.total / gib:.2f} GB (memory_budget_gb)"
-    if cfg.parallel_mode == "hybrid_parallel":
+    if ParallelMode(cfg.parallel_mode).shards_tables:
         fits = next((n for n in (2 ** k for k in range(1, 21)) if estimate(cfg, spec, n).total <= budget), None)
         advice += f", or use {fits} ranks of hybrid_parallel" if fits else ", or shrink the tables (max_ind_range)"
     else:

@@ -17,18 +17,20 @@ communication, so planning and checks run without it.
 """
 from dataclasses import dataclass
 
+from src.model_utils.parallel_mode import ParallelMode
+
 
 @dataclass(frozen=True)
 class ParallelInfo:
     """This process's place in the job: parallel_mode, rank and number of ranks."""
-    mode: str = "stand_alone"
+    mode: ParallelMode = ParallelMode.STAND_ALONE
     rank: int = 0
     size: int = 1
 
     @property
     def hybrid(self) -> bool:
         """Table rows split across ranks (hybrid_parallel with more than one rank)."""
-        return self.mode == "hybrid_parallel" and self.size > 1
+        return ParallelMode(self.mode).shards_tables and self.size > 1
 
     @property
     def distributed(self) -> bool:
@@ -43,7 +45,8 @@ class ParallelInfo:
 
 def init_parallel(parallel_mode: str) -> ParallelInfo:
     """Start communication for data/hybrid parallel (after the device is set). Returns ParallelInfo."""
-    if parallel_mode == "stand_alone":
+    mode = ParallelMode(parallel_mode)
+    if mode is ParallelMode.STAND_ALONE:
         return ParallelInfo()
     from mindspore.communication import get_group_size, get_rank, init
     try:
@@ -53,4 +56,4 @@ def init_parallel(parallel_mode: str) -> ParallelInfo:
         raise RuntimeError(f"parallel_mode={parallel_mode}: communication init failed ({first}). Start "
                            f"distributed training with scripts/run_distribute_train_{{cpu,gpu,ascend}}.sh "
                            f"(msrun or a rank table), not plain python") from None
-    return ParallelInfo(parallel_mode, get_rank(), get_group_size())
+    return ParallelInfo(mode, get_rank(), get_group_size())
