@@ -8,6 +8,7 @@ scripts/run_distribute_train_{cpu,gpu,ascend}.sh. The dataset is checked before 
 import os
 import sys
 import time
+from typing import Optional
 
 from src.model_utils.config import get_config
 
@@ -57,8 +58,13 @@ def main() -> None:
     from src.training.preflight import check_dataset
     from src.utils.rank_report import env_rank
     distributed = config.parallel_mode != "stand_alone"
+    checked = None
     try:                                                              # before MindSpore: errors come in a second
-        _, spec = check_dataset(Config(config))                    # a copy: batch_size auto is set per rank later
+        if distributed:                                               # ranks not known yet: a copy, checked for 1
+            _, spec = check_dataset(Config(config))                   # (batch_size auto is set per rank later)
+        else:                                                         # the one check of this start
+            checked = check_dataset(config)
+            spec = checked[1]
         if config.resume:                                             # the checkpoint must fit data and config
             checked_resume(config.ckpt_path, config.ckpt_file_name_prefix, config.dataset_path, spec, lambda _: None)
     except (DatasetError, CheckpointError, ValueError) as exc:
@@ -68,13 +74,14 @@ def main() -> None:
     from src.utils.runtime import DeviceUnavailable, setup_context
     try:
         setup_context(config.device_target, get_device_id(None if distributed else 0))
-        moxing_wrapper(config)(train)()
+        moxing_wrapper(config)(train)(checked)
     except DeviceUnavailable as exc:
         fail(str(exc), env_rank() if distributed else None)
 
 
-def train() -> None:
-    """Start communication, check the memory estimate for this many ranks, train, report."""
+def train(checked: Optional[tuple] = None) -> None:
+    """Start communication, check the dataset (unless `checked` holds its result for one process) and the memory
+    estimate for this many ranks, train, report."""
     from src.data.packed_format import DatasetError
     from src.training.checkpoint import CheckpointError
     from src.training.logs import format_eval
@@ -91,11 +98,11 @@ def train() -> None:
     if par.distributed:
         print(f"rank {par.rank} of {par.size} ({par.mode}), pid {os.getpid()}", flush=True)
     try:
-        _, spec = check_dataset(config, par.size)
-        rank_memory = check_budget(config, spec, par.size, budget_bytes(config))      # before allocating
-        trainer = Trainer(config, parallel=par)
+        checked = checked or check_dataset(config, par.size)          # once for this many ranks
+        rank_memory = check_budget(config, checked[1], par.size, budget_bytes(config))      # before allocating
+        trainer = Trainer(config, parallel=par, checked=checked)
         if par.is_main:
-            print(trainer.describe(), flush=True)
+            print(trainer.describe(rank_memory.total), flush=True)
             print("\n".join(rank_memory.lines()), flush=True)
         start = time.time()
         pos = trainer.run()

@@ -127,8 +127,8 @@ class FittedTransform:
         field fewer. TransformError when the dataset did not record its header (made before it did)."""
         spec = self.spec
         if spec.header and not self.header:
-            raise TransformError(f"the model's training data had a header that its dataset did not record (made by "
-                                 f"an older version): send rows by column name instead of raw lines")
+            raise TransformError("the model's training data had a header that its dataset did not record (made by "
+                                 "an older version): send rows by column name instead of raw lines")
         train = list(self.header) if spec.header else training_columns(spec)
         if len(fields) not in (len(train), len(train) - 1):
             raise TransformError(f"{where} has {len(fields)} fields; the model was trained on {len(train)} (give "

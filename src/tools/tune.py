@@ -23,7 +23,6 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-import numpy as np
 
 LR_RANGE = {"adam": (1e-4, 3e-2), "adagrad": (1e-3, 1e-1), "sgd": (1e-2, 1.0)}
 WARMUPS = (0, 20, 200)

@@ -12,6 +12,7 @@ from src.data.packed_format import shard_sizes
 from src.data.reader import PackedBatches
 from src.model.dlrm import build_model
 from src.model.serving import DLRMProbability
+from src.model_utils.spec import DLRMSpec
 from src.training import checkpoint
 from src.training.evaluation import evaluate, timed_metrics, train_click_rate
 from src.training.logs import eval_line, loss_line
@@ -42,11 +43,14 @@ class Trainer:
     it reads its shard of the data, holds its block of table rows (hybrid), writes loss.log/eval.log
     and merged checkpoints on rank 0 only, and evaluates its part of the test split."""
 
-    def __init__(self, cfg, log: Callable[[str], None] = print, parallel: Optional[ParallelInfo] = None):
+    def __init__(self, cfg, log: Callable[[str], None] = print, parallel: Optional[ParallelInfo] = None,
+                 checked: Optional[Tuple[dict, DLRMSpec]] = None):
+        """`checked`: check_dataset(cfg, ranks)'s (metadata, spec) when the caller has just run it (train.py), so
+        that a start checks the dataset once; else it is run here."""
         self.cfg = cfg
         self.par = parallel or ParallelInfo()
         self.log = log if self.par.is_main else (lambda *_: None)
-        self.meta, self.spec = check_dataset(cfg, self.par.size)
+        self.meta, self.spec = checked or check_dataset(cfg, self.par.size)
         self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
         self.plan = None
         if self.par.hybrid:
@@ -112,10 +116,11 @@ class Trainer:
         """Names of the state parameters split by rows across hybrid-parallel ranks."""
         return [p.name for p in self.net.row_sharded_params() + self.step.row_sharded_state()]
 
-    def describe(self) -> str:
-        """What is about to be trained: parallel layout, model size, memory estimate."""
+    def describe(self, peak: Optional[int] = None) -> str:
+        """What is about to be trained: parallel layout, model size, memory estimate (`peak`: the estimate's total
+        bytes when the caller has it, else estimated here)."""
         s = self.spec.sizes()
-        peak = estimate(self.cfg, self.spec, self.par.size).total
+        peak = estimate(self.cfg, self.spec, self.par.size).total if peak is None else peak
         par = ""
         if self.par.distributed:
             par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "

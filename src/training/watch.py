@@ -67,7 +67,7 @@ class ValidationWatch:
         """The one line that says the model has started to overfit."""
         b = self.best
         kept = (f"keep_best kept the checkpoint of step {b['step']}" if self.keep_best else
-                f"keep_best is off: the newest checkpoint is the overfitted one")
+                "keep_best is off: the newest checkpoint is the overfitted one")
         return (f"overfitting: the validation logloss {loss:.6f} at epoch {epoch}, step {step} is "
                 f"{100 * (loss / b['logloss'] - 1):.1f}% above its minimum {b['logloss']:.6f} (epoch {b['epoch']}, "
                 f"step {b['step']}): the one-epoch overfitting of deep CTR models, whose embeddings memorise the "

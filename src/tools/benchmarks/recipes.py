@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from src.tools.benchmarks.common import ROOT
 DCN = ("--interaction_op=dcn", "--dcn_num_layers=3", "--dcn_low_rank_dim=64")
 NO_SCHEDULE = ("--warmup_steps=0", "--decay_start_step=0", "--decay_steps=0")
 RECIPES: Dict[str, Tuple[str, ...]] = {

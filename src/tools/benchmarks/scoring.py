@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Callable, Tuple
 
+from src.tools.benchmarks.common import ROOT
 from src.tools.load_test import describe, run_load, serving
 
 SUMMARY = re.compile(r"scored ([\d,]+) lines .* in ([\d.]+) s: ([\d,]+) lines/s; parse \+ transform ([\d.]+) s on "
@@ -25,9 +26,8 @@ SECONDS = 60.0
 
 def _run(*args: str) -> Tuple[float, str]:
     """(wall seconds, stdout) of a project command (python ARGS) from the repository root; fails on an error."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     start = time.time()
-    r = subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, GLOG_v="3"))
     if r.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({r.returncode}): {r.stderr[-1500:]}")
@@ -73,7 +73,6 @@ def bench_predict(work: str, dataset: Callable[[], Tuple[str, str]]) -> None:
 def runtime_speed(bundle: str) -> dict:
     """Each runtime on the bundle's model alone (2 threads): ms for one row, rows/s at batches of 1024, 4096 and 16384
     (test-split-like random rows, 2 s per batch size)."""
-    import numpy as np
     from src.inference.bundle import Bundle
     from src.inference.onnx_dynamic import sample_inputs
     b = Bundle(bundle, verify=False)
