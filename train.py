@@ -84,6 +84,7 @@ def train(checked: Optional[tuple] = None) -> None:
     estimate for this many ranks, train, report."""
     from src.data.packed_format import DatasetError
     from src.training.checkpoint import CheckpointError
+    from src.training.advice import unusable_model
     from src.training.logs import format_eval
     from src.training.memory_estimate import budget_bytes, check_budget
     from src.training.parallel import init_parallel
@@ -113,13 +114,7 @@ def train(checked: Optional[tuple] = None) -> None:
               f"checkpoint: {trainer.last_checkpoint or 'not saved (save_checkpoint=False)'}")
         if trainer.eval_results:
             final = trainer.eval_results[-1]
-            if final["auc"] < 0.5:          # never reported as a result: a model that ranks worse than chance
-                print(f"not a usable model: its auc {final['auc']:.6f} is below 0.5 (chance) on the test split; with "
-                      f"few training rows "
-                      f"use batch_size auto (the default) or a smaller batch, or more epochs (keep_best keeps the best "
-                      f"on validation)", flush=True)
-            else:
-                print(f"final eval: {format_eval(final)}", flush=True)
+            print(unusable_model(final["auc"]) or f"final eval: {format_eval(final)}", flush=True)   # never below 0.5
     trainer.close()
     report("ok", par.rank, global_step=pos["global_step"], checkpoint=trainer.last_checkpoint,
            own_agreements=trainer.feed.own_agreements if par.hybrid else 0)

@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Dict, List, Optional
 
 
@@ -63,8 +64,8 @@ def run_trial(trial, args, shared: List[str], train_rows: int) -> float:
                      "--save_checkpoint_steps=100000000", "--log_interval_steps=100000000",
                      *shared, *[f"--{k}={v}" for k, v in params.items()]])
     tr = Trainer(cfg, log=lambda *_: None)
-    every = max(1, train_rows // cfg.batch_size // EVALS_PER_EPOCH)
-    cfg.eval_interval_steps = every
+    every = max(1, train_rows // tr.settings.batch_size // EVALS_PER_EPOCH)      # the batch auto chose
+    tr.settings = replace(tr.settings, evals=replace(tr.settings.evals, every_steps=every))
 
     def report(result: Dict[str, float], step: int) -> None:
         trial.report(result["logloss"], step)

@@ -13,6 +13,9 @@ not 0. Between the warmup and the decay, and after the decay, the reference keep
 rate (base * (warmup - 1) / warmup, and the decay's last value); this schedule uses base and MIN_LR,
 the values that sequence tends to.
 """
+from dataclasses import dataclass
+from typing import Tuple
+
 MIN_LR = 1e-7
 POWER = 2
 
@@ -28,3 +31,22 @@ def lr_at(step: int, base: float, warmup_steps: int = 0, decay_start_step: int =
         return max(MIN_LR, base * ((decay_steps - k) / decay_steps) ** POWER)
     return base
 
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The schedule of a run: lr_at's keys, decay_steps -1 meaning 'to the run's last step', and whether the table
+    rows follow it (`tables`) or train at `base` throughout (their row-wise Adagrad anneals each row by its own
+    accumulator: a schedule on top of it starves the rows first seen late in the epoch, and a warmup fills their
+    accumulators with steps that did little; docs/benchmarks.md, "The default, chosen on data it was not tuned on")."""
+    base: float
+    warmup_steps: int = 0
+    decay_start_step: int = 0
+    decay_steps: int = 0
+    tables: bool = False
+
+    def rates(self, step: int, last_step: int) -> Tuple[float, float]:
+        """(the MLPs' rate, the table rows' rate) of optimizer step `step` (0-based) of a run ending at `last_step`."""
+        decay = self.decay_steps if self.decay_steps >= 0 else max(1, last_step - self.decay_start_step)
+        lr = lr_at(step, self.base, self.warmup_steps, self.decay_start_step, decay)
+        return lr, (lr if self.tables else self.base)

@@ -19,7 +19,8 @@ from src.training.logs import eval_line, loss_line
 from src.training.memory_estimate import estimate
 from src.training.preflight import check_dataset
 from src.training.run_record import agreed_run, dataset_fingerprint, new_run, resumed, stamped
-from src.training.schedule import lr_at
+from src.training.advice import warmup_note
+from src.training.settings import TrainSettings
 from src.training.collectives import AllGatherCell, Barrier
 from src.training.cost_model import exchange_is_alltoall
 from src.training.exchange_feed import ExchangeFeed
@@ -37,7 +38,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    """Builds the model for `cfg` and the dataset at cfg.dataset_path; `run()` trains.
+    """Builds the model for the config `cfg` and the dataset at its dataset_path; `run()` trains. The trainer keeps the
+    typed settings made from it (src/training/settings.py), not the config.
 
     With `parallel` (src.training.parallel.ParallelInfo, communication already initialised) this is one rank:
     it reads its shard of the data, holds its block of table rows (hybrid), writes loss.log/eval.log
@@ -47,40 +49,40 @@ class Trainer:
                  checked: Optional[Tuple[dict, DLRMSpec]] = None):
         """`checked`: check_dataset(cfg, ranks)'s (metadata, spec) when the caller has just run it (train.py), so
         that a start checks the dataset once; else it is run here."""
-        self.cfg = cfg
         self.par = parallel or ParallelInfo()
         self.log = log if self.par.is_main else (lambda *_: None)
-        self.meta, self.spec = checked or check_dataset(cfg, self.par.size)
-        self.loss_scale = cfg.loss_scale if cfg.convert_dtype else 1.0
+        self.meta, self.spec = checked or check_dataset(cfg, self.par.size)      # batch_size auto: a number now
+        self.settings = s = TrainSettings.from_config(cfg)       # the config ends here: the trainer holds these
+        self.loss_scale = s.loss_scale if s.convert_dtype else 1.0
         self.plan = None
         if self.par.hybrid:
             self._build_hybrid()
         else:
-            self.net = build_model(self.spec, cfg.random_seed, cfg.convert_dtype)
-            self.step = make_train_step(self.net, cfg.learning_rate, self.loss_scale, self.par,
-                                        adagrad_eps=cfg.adagrad_eps, adam_eps=cfg.adam_eps)
+            self.net = build_model(self.spec, s.seed, s.convert_dtype)
+            self.step = make_train_step(self.net, s.schedule.base, self.loss_scale, self.par,
+                                        adagrad_eps=s.adagrad_eps, adam_eps=s.adam_eps)
             self.prob_net = DLRMProbability(self.net)
         if self.par.distributed:
             self.barrier, self.gather = Barrier(), AllGatherCell()
         gather = (lambda x: self.gather(Tensor(x)).asnumpy()) if self.par.distributed else None
         self.run_info = agreed_run(new_run(), gather)        # this run's id (rank 0's on every rank)
-        self.dataset_info = dataset_fingerprint(cfg.dataset_path, self.meta)
+        self.dataset_info = dataset_fingerprint(s.dataset_path, self.meta)
         self.position = {"global_step": 0, "epoch": 0, "step_in_epoch": 0}
-        self.layout = (self.par.size, cfg.batch_size)    # ranks x batch per rank of the data stream
+        self.layout = (self.par.size, s.batch_size)    # ranks x batch per rank of the data stream
         self.leftover = None                              # (ranks, batch, done) of the layout that began this epoch
         self.last_checkpoint = None
         self.saved_at = 0
         self.steps_per_epoch = 0
-        self.current_lr = cfg.learning_rate
+        self.current_lr = s.schedule.base
         self.last_step = 0                           # the run's last global step (set by run())
         self.eval_results = []
         self.eval_seconds = 0.0                     # evaluations' wall time, not training time (MLPerf's rule)
         self.train_start = time.time()
         # decisions read the validation split; without one, evaluations are on the test split and only report
         self.eval_split = "val" if self.meta["samples"].get("val", 0) else "test"
-        self.train_ctr = train_click_rate(cfg.dataset_path)
-        self.watch = ValidationWatch(keep_best=bool(cfg.keep_best and cfg.save_checkpoint),
-                                     patience=cfg.early_stop_patience, target_auc=cfg.target_auc)
+        self.train_ctr = train_click_rate(s.dataset_path)
+        self.watch = ValidationWatch(keep_best=bool(s.checkpoints.keep_best and s.checkpoints.save),
+                                     patience=s.evals.patience, target_auc=s.evals.target_auc)
         self.stop_reason = ""                       # why training ended before its last epoch ("" if it did not)
         self.best_checkpoint: Optional[str] = None
         self.reached: Optional[dict] = None         # target_auc: {auc, step, epoch, train_seconds, wall_seconds}
@@ -89,15 +91,15 @@ class Trainer:
 
     def _build_hybrid(self) -> None:
         """This rank's part of the tables under the sharding plan, its train step and inference cell."""
-        cfg = self.cfg
-        self.plan = make_plan(self.spec, self.par.size, cfg.sharding_plan, cfg.batch_size)
+        s = self.settings
+        self.plan = make_plan(self.spec, self.par.size, s.sharding_plan, s.batch_size)
         router = Router(self.plan, self.par.rank)
         self.feed = ExchangeFeed(router)
-        self.net = build_model(self.spec, cfg.random_seed, cfg.convert_dtype, self.plan.segments(self.par.rank))
-        lookup = ShardedLookup(self.par, exchange_is_alltoall(cfg.device_target), router.rep_cols, router.ex_cols,
+        self.net = build_model(self.spec, s.seed, s.convert_dtype, self.plan.segments(self.par.rank))
+        lookup = ShardedLookup(self.par, exchange_is_alltoall(s.device_target), router.rep_cols, router.ex_cols,
                                self.spec.emb_dim)
-        self.step = make_train_step(self.net, cfg.learning_rate, self.loss_scale, self.par, lookup,
-                                    self.plan.replicated_rows, cfg.adagrad_eps, cfg.adam_eps)
+        self.step = make_train_step(self.net, s.schedule.base, self.loss_scale, self.par, lookup,
+                                    self.plan.replicated_rows, s.adagrad_eps, s.adam_eps)
         self.prob_net = ShardedProbability(self.net, lookup)
 
     def state_params(self) -> list:
@@ -120,17 +122,16 @@ class Trainer:
         """What is about to be trained: parallel layout, model size, memory estimate (`peak`: the estimate's total
         bytes when the caller has it, else estimated here)."""
         s = self.spec.sizes()
-        peak = estimate(self.cfg, self.spec, self.par.size).total if peak is None else peak
+        peak = estimate(self.settings, self.spec, self.par.size).total if peak is None else peak
         par = ""
         if self.par.distributed:
-            par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.cfg.batch_size} per rank "
-                   f"({self.cfg.batch_size * self.par.size} global)\n")
-        if self.spec.optimizer.adaptive and not self.cfg.warmup_steps:
-            par += (f"note: {self.cfg.optimizer} without warmup_steps: its first updates move every weight by the "
-                    f"full learning rate, which can leave ReLU units dead for good (docs/benchmarks.md, 'The "
-                    f"seed-123 collapse'); the configs warm up over 20 steps\n")
-        if getattr(self.cfg, "batch_rule", None):
-            par += self.cfg.batch_rule + "\n"
+            par = (f"{self.par.mode}, {self.par.size} ranks, batch {self.settings.batch_size} per rank "
+                   f"({self.settings.batch_size * self.par.size} global)\n")
+        note = warmup_note(self.spec.optimizer, self.settings.schedule.warmup_steps)
+        if note:
+            par += note + "\n"
+        if self.settings.batch_rule:
+            par += self.settings.batch_rule + "\n"
         return par + (f"model: {self.spec.slots} tables, {s['rows']:,} embedding rows x {self.spec.emb_dim}, "
                 f"{s['params']:,} parameters ({s['table_params']:,} embedding + {s['mlp_params']:,} MLP), "
                 f"{human_bytes(s['param_bytes'])} parameters, {human_bytes(s['optimizer_state_bytes'])} optimizer "
@@ -140,14 +141,14 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the newest checkpoint in ckpt_path: a single-device file, or a set of rank
         shards (from any number of ranks; a set from this layout is read one shard per rank)."""
-        cfg = self.cfg
-        source = checkpoint.newest(cfg.ckpt_path, cfg.ckpt_file_name_prefix, self.log)
+        s = self.settings
+        source = checkpoint.newest(s.checkpoints.folder, s.checkpoints.prefix, self.log)
         if source is None:
-            self.log(f"resume: no checkpoint '{cfg.ckpt_file_name_prefix}-*{checkpoint.EXT}' in "
-                     f"{cfg.ckpt_path} or its rank_*/ folders; starting from scratch")
+            self.log(f"resume: no checkpoint '{s.checkpoints.prefix}-*{checkpoint.EXT}' in "
+                     f"{s.checkpoints.folder} or its rank_*/ folders; starting from scratch")
             return
         arrays, position, desc, model = checkpoint.load_rows(source, self.net.segments if self.plan else None)
-        checkpoint.check_fits(model, desc, self.meta, cfg.dataset_path)
+        checkpoint.check_fits(model, desc, self.meta, s.dataset_path)
         checkpoint.check_same_model(model, desc, self.spec)
         checkpoint.restore(self.state_params(), arrays, desc)
         self.run_info = resumed(model, self.run_info)           # the resumed run goes on
@@ -161,7 +162,7 @@ class Trainer:
     def save(self) -> str:
         """Single process / data parallel: rank 0 writes the checkpoint. Hybrid: every rank writes its
         shard to ckpt_path/rank_K/."""
-        cfg = self.cfg
+        s = self.settings
         pos = dict(self.position)
         left = self.leftover or (0, 0, 0)
         if self.steps_per_epoch and pos["step_in_epoch"] >= self.steps_per_epoch:   # an epoch's end is the
@@ -169,32 +170,32 @@ class Trainer:
         pos.update(data_shards=self.layout[0], data_batch=self.layout[1], leftover_shards=left[0],
                    leftover_batch=left[1], leftover_done=left[2])
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
-        shard, folder = None, cfg.ckpt_path
+        shard, folder = None, s.checkpoints.folder
         if self.par.hybrid:
-            folder = checkpoint.rank_dir(cfg.ckpt_path, self.par.rank)
+            folder = checkpoint.rank_dir(s.checkpoints.folder, self.par.rank)
             shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
                      "segments": self.net.segments}
-        path = os.path.join(folder, checkpoint.ckpt_name(cfg.ckpt_file_name_prefix, epoch, pos["global_step"]))
+        path = os.path.join(folder, checkpoint.ckpt_name(s.checkpoints.prefix, epoch, pos["global_step"]))
         if shard or self.par.is_main:
             os.makedirs(folder, exist_ok=True)
-            path = checkpoint.free_path(folder, cfg.ckpt_file_name_prefix, epoch, pos["global_step"],
+            path = checkpoint.free_path(folder, s.checkpoints.prefix, epoch, pos["global_step"],
                                         self.run_info["id"])
             checkpoint.save(path, self.state_params(), pos, shard=shard, row_sharded=self.row_sharded_names(),
                             model=self.model_description())
-            checkpoint.keep_newest(folder, cfg.ckpt_file_name_prefix, cfg.keep_checkpoint_max, self.run_info["id"])
+            checkpoint.keep_newest(folder, s.checkpoints.prefix, s.checkpoints.keep, self.run_info["id"])
         self.last_checkpoint = path
         return path
 
     def save_best(self, epoch: int, step: int, result: Dict[str, float]) -> None:
         """keep_best: this run's best checkpoint (the model's parameters, no optimizer state), replaced at each better
         validation logloss; hybrid ranks write their shards, joined at the end of training (_finish)."""
-        cfg = self.cfg
-        folder = checkpoint.rank_dir(cfg.ckpt_path, self.par.rank) if self.par.hybrid else cfg.ckpt_path
+        s = self.settings
+        folder = checkpoint.rank_dir(s.checkpoints.folder, self.par.rank) if self.par.hybrid else s.checkpoints.folder
         shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
                  "segments": self.net.segments} if self.par.hybrid else None
         if shard or self.par.is_main:
             os.makedirs(folder, exist_ok=True)
-            path = checkpoint.best_path(folder, cfg.ckpt_file_name_prefix, self.run_info["id"])
+            path = checkpoint.best_path(folder, s.checkpoints.prefix, self.run_info["id"])
             model = {**self.model_description(), "best": {"epoch": epoch, "step": step,
                                                           "val_logloss": result["logloss"], "val_auc": result["auc"]}}
             checkpoint.save(path, self.net.trainable_params(), {"global_step": step, "epoch": epoch, "step_in_epoch": 0},
@@ -206,12 +207,12 @@ class Trainer:
     def _final_test(self) -> None:
         """The test split, evaluated once at the end of a run whose evaluations read the validation split: on the
         best checkpoint's weights (keep_best) or the newest, and labelled as such in eval.log."""
-        if self.eval_split != "val" or not (self.cfg.do_eval or self.cfg.eval_interval_steps):
+        if self.eval_split != "val" or not (self.settings.evals.at_epoch_end or self.settings.evals.every_steps):
             return
         model, at = "newest", (self.position["epoch"], self.position["global_step"])
         if self.best_checkpoint and self.watch.best:
-            folder = checkpoint.rank_dir(self.cfg.ckpt_path, self.par.rank) if self.par.hybrid else self.cfg.ckpt_path
-            path = checkpoint.best_path(folder, self.cfg.ckpt_file_name_prefix, self.run_info["id"])
+            folder = checkpoint.rank_dir(self.settings.checkpoints.folder, self.par.rank) if self.par.hybrid else self.settings.checkpoints.folder
+            path = checkpoint.best_path(folder, self.settings.checkpoints.prefix, self.run_info["id"])
             arrays, _ = checkpoint.load(path)
             checkpoint.restore(self.net.trainable_params(), arrays, path)
             model, at = "best", (self.watch.best["epoch"], self.watch.best["step"])
@@ -223,7 +224,7 @@ class Trainer:
 
     def _evaluate(self, split: str) -> Dict[str, float]:
         if not self.par.distributed:
-            return evaluate(self.prob_net, self.cfg.dataset_path, split, self.cfg.test_batch_size,
+            return evaluate(self.prob_net, self.settings.dataset_path, split, self.settings.evals.batch_size,
                             base_rate=self.train_ctr)
         return self._evaluate_distributed(split)
 
@@ -231,12 +232,12 @@ class Trainer:
         """Each rank predicts its block of the split; probabilities and labels are all-gathered and the metrics
         computed over every sample (not averaged over ranks). Hybrid ranks run the same number of equal-shaped
         batches (padded) because each lookup is a collective."""
-        cfg, par = self.cfg, self.par
-        bs = cfg.test_batch_size
+        s, par = self.settings, self.par
+        bs = s.evals.batch_size
         counts = shard_sizes(self.meta, split, par.size)
         steps = max(-(-c // bs) for c in counts)
         start = time.time()
-        batches = iter(PackedBatches(cfg.dataset_path, split, bs, num_shards=par.size, shard_id=par.rank))
+        batches = iter(PackedBatches(s.dataset_path, split, bs, num_shards=par.size, shard_id=par.rank))
         probs, labels = [], []
         for _ in range(steps):
             batch = next(batches, None)
@@ -289,7 +290,7 @@ class Trainer:
     def _report(self, line: str) -> None:
         """A line for eval.log (rank 0) and the log."""
         if self.par.is_main:
-            append_line(self.cfg.eval_file_name, line)
+            append_line(self.settings.logs.eval_file, line)
         self.log(line)
 
     def _seconds(self) -> Tuple[float, float]:
@@ -305,74 +306,69 @@ class Trainer:
 
     def _target_missed(self) -> None:
         """With target_auc, at the end of a run that never reached it: say so (not an error)."""
-        if self.cfg.target_auc and self.reached is None and self.eval_results:
+        if self.settings.evals.target_auc and self.reached is None and self.eval_results:
             best = max(range(len(self.eval_results)), key=lambda i: self.eval_results[i]["auc"])
-            self._report(f"target auc {self.cfg.target_auc:g} not reached: best validation auc "
+            self._report(f"target auc {self.settings.evals.target_auc:g} not reached: best validation auc "
                          f"{self.eval_results[best]['auc']:.6f} in {len(self.eval_results)} evaluation(s), "
                          f"{self._times()}")
 
     def _train_batches(self) -> PackedBatches:
         """This rank's training stream; distributed ranks all run the smallest shard's step count."""
-        cfg = self.cfg
-        batches = PackedBatches(cfg.dataset_path, "train", cfg.batch_size, shuffle=True, seed=cfg.random_seed,
+        s = self.settings
+        batches = PackedBatches(s.dataset_path, "train", s.batch_size, shuffle=True, seed=s.seed,
                                 num_shards=self.par.size, shard_id=self.par.rank, drop_remainder=True,
-                                shuffle_buffer_records=cfg.shuffle_buffer_records)
+                                shuffle_buffer_records=s.shuffle_buffer_records)
         if self.par.distributed:
-            batches.max_batches = min(shard_sizes(self.meta, "train", self.par.size)) // cfg.batch_size
+            batches.max_batches = min(shard_sizes(self.meta, "train", self.par.size)) // s.batch_size
         return batches
 
     def _schedule(self) -> None:
-        """Set the learning rate of the coming step (global_step, 0-based) when the schedule changes it."""
-        cfg = self.cfg
-        decay = cfg.decay_steps if cfg.decay_steps >= 0 else max(1, self.last_step - cfg.decay_start_step)
-        lr = lr_at(self.position["global_step"], cfg.learning_rate, cfg.warmup_steps, cfg.decay_start_step, decay)
+        """Set the learning rates of the coming step (global_step, 0-based) when the schedule changes them."""
+        lr, table_lr = self.settings.schedule.rates(self.position["global_step"], self.last_step)
         if lr != self.current_lr:
-            # the table rows' row-wise Adagrad anneals each row by its own accumulator: the schedule on top of it
-            # (table_schedule) starves the rows first seen late in the epoch, and warming it up fills accumulators
-            # with steps that did little (docs/benchmarks.md, "Warmup and decay")
-            self.step.set_learning_rate(lr, lr if cfg.table_schedule else cfg.learning_rate)
+            self.step.set_learning_rate(lr, table_lr)
             self.current_lr = lr
 
     def _after_step(self, loss: float, steps_per_epoch: int, window: list) -> None:
         """NaN stop, the loss.log line, periodic checkpoint and eval after one step."""
-        cfg, pos = self.cfg, self.position
+        s, pos = self.settings, self.position
         gs = pos["global_step"]
         if not np.isfinite(loss):
             kept = self.last_checkpoint or "none saved yet"
             raise TrainingDiverged(f"loss is {loss} at epoch {pos['epoch'] + 1}, step {gs}: "
                                    f"training stopped; last good checkpoint: {kept}")
         epoch_end = pos["step_in_epoch"] == steps_per_epoch
-        if gs % cfg.log_interval_steps == 0 or epoch_end:
+        if gs % s.logs.every_steps == 0 or epoch_end:
             rate = window[1] * self.par.size / max(time.time() - window[0], 1e-9)
-            append_line(cfg.loss_file_name if self.par.is_main else "", loss_line(pos["epoch"] + 1, gs, loss, rate))
+            append_line(s.logs.loss_file if self.par.is_main else "", loss_line(pos["epoch"] + 1, gs, loss, rate))
             window[:] = [time.time(), 0]
-        if cfg.save_checkpoint and gs % cfg.save_checkpoint_steps == 0:
+        if s.checkpoints.save and gs % s.checkpoints.every_steps == 0:
             self.save()
             self.saved_at = gs
-        if cfg.eval_interval_steps and gs % cfg.eval_interval_steps == 0 and not epoch_end:
+        if s.evals.every_steps and gs % s.evals.every_steps == 0 and not epoch_end:
             self.run_eval(pos["epoch"] + 1, gs)
 
     def run(self, max_steps: Optional[int] = None) -> Dict[str, int]:
-        """Train cfg.train_epochs epochs (or stop after `max_steps` global steps, for tests); returns
+        """Train s.epochs epochs (or stop after `max_steps` global steps, for tests); returns
         the position {global_step, epoch, step_in_epoch}."""
-        cfg = self.cfg
-        if cfg.resume:
+        s = self.settings
+        if s.checkpoints.resume:
             self.resume()
         batches = self._train_batches()
         pos = self.position
         self._continue_epoch(batches)
         profiler = None
-        if cfg.enable_profiling:
+        if s.logs.profile:
             from mindspore import Profiler
-            profiler = Profiler(output_path=os.path.join(cfg.output_path, "profiler"))
+            profiler = Profiler(output_path=os.path.join(s.logs.output_path, "profiler"))
         regular = batches.steps_per_epoch(*self.layout)
-        remaining = len(batches) - pos["step_in_epoch"] + regular * (cfg.train_epochs - pos["epoch"] - 1)
+        remaining = len(batches) - pos["step_in_epoch"] + regular * (s.epochs - pos["epoch"] - 1)
         self.last_step = pos["global_step"] + remaining          # decay_steps = -1 decays to it
         prog = Progress("train", remaining, "steps", every=10.0, enabled=self.par.is_main)
         window = [time.time(), 0]                    # loss.log throughput window: start, samples
         self.saved_at = pos["global_step"]
         self.train_start, self.eval_seconds = time.time(), 0.0
-        while pos["epoch"] < cfg.train_epochs:
+        while pos["epoch"] < s.epochs:
             steps_per_epoch = self.steps_per_epoch = len(batches)
             source = self.feed.routed(iter(batches)) if self.par.hybrid else iter(batches)
             need = None                                  # hybrid: the next step's capacity, when agreed
@@ -389,8 +385,8 @@ class Trainer:
                 self._after_step(loss, steps_per_epoch, window)
                 if self.stop_reason or (max_steps is not None and pos["global_step"] >= max_steps):
                     return self._finish(profiler, max_steps is None)
-            if cfg.do_eval:
-                if pos["epoch"] + 1 == cfg.train_epochs:
+            if s.evals.at_epoch_end:
+                if pos["epoch"] + 1 == s.epochs:
                     self._save_if_new()          # the trained state is on disk before the last evaluation
                 self.run_eval(pos["epoch"] + 1, pos["global_step"])
             pos["epoch"] += 1
@@ -406,12 +402,12 @@ class Trainer:
         """Point `batches` at the resumed position: a position at its epoch's end is the next epoch's start; the
         rest of an epoch continues in this run's layout (the same stream, or the leftover stream of another layout:
         reader.PackedBatches.continue_epoch), and this run records its position in this layout from then on."""
-        pos, here = self.position, (self.par.size, self.cfg.batch_size)
+        pos, here = self.position, (self.par.size, self.settings.batch_size)
         batches.epoch = pos["epoch"]
         if pos["step_in_epoch"]:
             end = batches.steps_per_epoch(*self.layout)
             if self.leftover:                        # the length of the leftover stream in the saved layout
-                probe = PackedBatches(self.cfg.dataset_path, "train", self.layout[1], num_shards=self.layout[0])
+                probe = PackedBatches(self.settings.dataset_path, "train", self.layout[1], num_shards=self.layout[0])
                 probe.continue_epoch(pos["step_in_epoch"], self.layout, self.leftover)
                 end = len(probe)
             if pos["step_in_epoch"] >= end:
@@ -430,7 +426,7 @@ class Trainer:
             release()
 
     def _save_if_new(self) -> None:
-        if self.cfg.save_checkpoint and self.saved_at != self.position["global_step"]:
+        if self.settings.checkpoints.save and self.saved_at != self.position["global_step"]:
             self.save()
             self.saved_at = self.position["global_step"]
 
@@ -440,14 +436,14 @@ class Trainer:
         if profiler is not None:
             profiler.analyse()
         self._save_if_new()
-        if self.par.hybrid and self.cfg.save_checkpoint:
+        if self.par.hybrid and self.settings.checkpoints.save:
             self.barrier().asnumpy()                 # every shard of this step is on disk
             if self.par.is_main:
-                self.last_checkpoint = checkpoint.merge(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
+                self.last_checkpoint = checkpoint.merge(self.settings.checkpoints.folder, self.settings.checkpoints.prefix,
                                                         self.position["global_step"], self.run_info["id"])
                 self.log(f"merged {self.par.size} shards into {self.last_checkpoint}")
                 if self.best_checkpoint:
-                    self.best_checkpoint = checkpoint.merge_best(self.cfg.ckpt_path, self.cfg.ckpt_file_name_prefix,
+                    self.best_checkpoint = checkpoint.merge_best(self.settings.checkpoints.folder, self.settings.checkpoints.prefix,
                                                                  self.run_info["id"])
         if self.stop_reason and self.par.is_main:
             self.log(f"training stopped at epoch {self.position['epoch'] + 1}, step "

@@ -1,6 +1,7 @@
 """The training loop: resume after a kill (also in another layout), the NaN stop, checkpoints that do not fit,
 and a model that learns."""
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synth_dataset, tmp_pa
     good = tr.last_checkpoint
     bias = tr.net.over_arch.trainable_params()[-1]
     bias.set_data(Tensor(np.full(bias.shape, np.inf, np.float32)))  # a diverged parameter
-    tr.cfg.resume = False
+    tr.settings = replace(tr.settings, checkpoints=replace(tr.settings.checkpoints, resume=False))
     with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at epoch 1, step \d+: training stopped; "
                                                r"last good checkpoint: .*dlrm-1_2\.safetensors"):
         tr.run(max_steps=50)

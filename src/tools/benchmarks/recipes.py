@@ -85,8 +85,7 @@ def child_recipe(dataset: str, seed: int, *options: str) -> dict:
         rows = load_metadata(dataset)["samples"]["train"]
         if cfg.batch_size != "auto" and cfg.batch_size * 4 > rows:      # too large for a sample set: auto's batch
             small = auto_batch(rows)
-            cfg.learning_rate = scaled_rate(cfg.learning_rate, cfg.optimizer, small) / \
-                scaled_rate(1.0, cfg.optimizer, cfg.batch_size)
+            cfg.learning_rate = scaled_rate(cfg.learning_rate, cfg.optimizer, small, cfg.batch_size)
             cfg.batch_size = small
         tr = Trainer(cfg, log=lambda *_: None)
         start = time.time()
