@@ -92,6 +92,20 @@ class PlantedModel:
         return z
 
 
+def criteo_table(label: np.ndarray, counts: np.ndarray, dense_missing: np.ndarray, keys: np.ndarray,
+                 cat_missing: np.ndarray) -> pa.Table:
+    """Lines in the Criteo layout as an Arrow table (label, I1..I13, C1..C26): label int64 [n], counts int [n, 13]
+    with dense_missing bool [n, 13], keys uint32 [n, 26] (written as 8 hex digits) with cat_missing bool [n, 26]."""
+    cols, names = [pa.array(label)], ["label"]
+    for j in range(N_DENSE):
+        cols.append(pa.array(counts[:, j], mask=dense_missing[:, j]))
+        names.append(f"I{j + 1}")
+    for j in range(N_SLOTS):
+        cols.append(pa.array(hex8(keys[:, j]), type=pa.binary(), mask=cat_missing[:, j]))
+        names.append(f"C{j + 1}")
+    return pa.table(cols, names=names)
+
+
 def hex8(keys: np.ndarray) -> np.ndarray:
     """uint32 [n] -> numpy 'S8' lowercase hex strings."""
     shifts = np.arange(28, -1, -4, dtype=np.uint32)
@@ -146,14 +160,7 @@ def generate_chunk(model: PlantedModel, seed: int, chunk_index: int, n: int,
     prob = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(n) < prob).astype(np.int64)
     keys = model.keys(ranks)
-    cols, names = [pa.array(label)], ["label"]
-    for j in range(N_DENSE):
-        cols.append(pa.array(counts[:, j], mask=dense_missing[:, j]))
-        names.append(f"I{j + 1}")
-    for j in range(N_SLOTS):
-        cols.append(pa.array(hex8(keys[:, j]), type=pa.binary(), mask=cat_missing[:, j]))
-        names.append(f"C{j + 1}")
-    return pa.table(cols, names=names), prob.astype(np.float32)
+    return criteo_table(label, counts, dense_missing, keys, cat_missing), prob.astype(np.float32)
 
 
 def _default_scale(lines: int) -> float:

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pyarrow as pa
 
-from src.data.synthetic import N_DENSE, N_SLOTS, hex8, write_text
+from src.data.synthetic import N_DENSE, N_SLOTS, criteo_table, write_text
 
 CARDINALITY = [900, 40, 3_000_000, 800_000, 120, 9, 25_000, 300, 4, 60_000, 7_000, 1_500_000, 2_000, 15,
                30_000, 900_000, 6, 4_000, 1_000, 3, 1_200_000, 12, 20, 150_000, 60, 80_000]
@@ -97,14 +97,7 @@ def other_chunk(model: OtherModel, seed: int, chunk_index: int, n: int,
     prob = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(n) < prob).astype(np.int64)
     keys = model.keys(ranks)
-    cols, names = [pa.array(label)], ["label"]
-    for j in range(N_DENSE):
-        cols.append(pa.array(counts[:, j], mask=dense_missing[:, j]))
-        names.append(f"I{j + 1}")
-    for j in range(N_SLOTS):
-        cols.append(pa.array(hex8(keys[:, j]), type=pa.binary(), mask=cat_missing[:, j]))
-        names.append(f"C{j + 1}")
-    return pa.table(cols, names=names), prob.astype(np.float32)
+    return criteo_table(label, counts, dense_missing, keys, cat_missing), prob.astype(np.float32)
 
 
 def generate_other(out_path: str, lines: int, seed: int = 77, vocab_scale: float = 0.25,
