@@ -42,7 +42,7 @@ def resolve_batch(cfg, meta: dict, ranks: int = 1) -> Optional[str]:
     line = (f"batch_size=auto -> {batch} ({rows:,} training samples{' per rank' if ranks > 1 else ''}: at most "
             f"{AUTO_MAX}, at least {MIN_STEPS} steps an epoch)")
     if batch != AUTO_MAX:
-        line += (f"; learning_rate {cfg.learning_rate:g} -> {rate:.4g} (x {'' if cfg.optimizer == 'sgd' else 'sqrt '}"
+        line += (f"; learning_rate {cfg.learning_rate:g} -> {rate:.4g} (x {'sqrt ' if OPTIMIZERS[cfg.optimizer].adaptive else ''}"
                  f"({batch}/{AUTO_MAX}), {cfg.optimizer})")
     cfg.batch_size, cfg.learning_rate = batch, rate
     object.__setattr__(cfg, "batch_rule", line)           # for the run's description (Trainer.describe)

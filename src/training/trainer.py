@@ -159,6 +159,15 @@ class Trainer:
         self.last_checkpoint = desc
         self.log(f"resumed from {desc} at epoch {position['epoch'] + 1}, step {position['global_step']}")
 
+    def _own_files(self) -> Tuple[str, Optional[dict]]:
+        """(the folder this rank's checkpoints go to, the description of its rows or None): a hybrid rank writes its
+        shard to ckpt_path/rank_K/, any other process the whole model to ckpt_path."""
+        folder = self.settings.checkpoints.folder
+        if not self.par.hybrid:
+            return folder, None
+        return checkpoint.rank_dir(folder, self.par.rank), {"rows": self.spec.total_rows, "rank": self.par.rank,
+                                                            "size": self.par.size, "segments": self.net.segments}
+
     def save(self) -> str:
         """Single process / data parallel: rank 0 writes the checkpoint. Hybrid: every rank writes its
         shard to ckpt_path/rank_K/."""
@@ -170,11 +179,7 @@ class Trainer:
         pos.update(data_shards=self.layout[0], data_batch=self.layout[1], leftover_shards=left[0],
                    leftover_batch=left[1], leftover_done=left[2])
         epoch = pos["epoch"] + 1 if pos["step_in_epoch"] else pos["epoch"]  # the epoch the last step was in
-        shard, folder = None, s.checkpoints.folder
-        if self.par.hybrid:
-            folder = checkpoint.rank_dir(s.checkpoints.folder, self.par.rank)
-            shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
-                     "segments": self.net.segments}
+        folder, shard = self._own_files()
         path = os.path.join(folder, checkpoint.ckpt_name(s.checkpoints.prefix, epoch, pos["global_step"]))
         if shard or self.par.is_main:
             os.makedirs(folder, exist_ok=True)
@@ -190,9 +195,7 @@ class Trainer:
         """keep_best: this run's best checkpoint (the model's parameters, no optimizer state), replaced at each better
         validation logloss; hybrid ranks write their shards, joined at the end of training (_finish)."""
         s = self.settings
-        folder = checkpoint.rank_dir(s.checkpoints.folder, self.par.rank) if self.par.hybrid else s.checkpoints.folder
-        shard = {"rows": self.spec.total_rows, "rank": self.par.rank, "size": self.par.size,
-                 "segments": self.net.segments} if self.par.hybrid else None
+        folder, shard = self._own_files()
         if shard or self.par.is_main:
             os.makedirs(folder, exist_ok=True)
             path = checkpoint.best_path(folder, s.checkpoints.prefix, self.run_info["id"])
@@ -207,12 +210,11 @@ class Trainer:
     def _final_test(self) -> None:
         """The test split, evaluated once at the end of a run whose evaluations read the validation split: on the
         best checkpoint's weights (keep_best) or the newest, and labelled as such in eval.log."""
-        if self.eval_split != "val" or not (self.settings.evals.at_epoch_end or self.settings.evals.every_steps):
+        if self.eval_split != "val" or not self.settings.evals.any:
             return
         model, at = "newest", (self.position["epoch"], self.position["global_step"])
         if self.best_checkpoint and self.watch.best:
-            folder = checkpoint.rank_dir(self.settings.checkpoints.folder, self.par.rank) if self.par.hybrid else self.settings.checkpoints.folder
-            path = checkpoint.best_path(folder, self.settings.checkpoints.prefix, self.run_info["id"])
+            path = checkpoint.best_path(self._own_files()[0], self.settings.checkpoints.prefix, self.run_info["id"])
             arrays, _ = checkpoint.load(path)
             checkpoint.restore(self.net.trainable_params(), arrays, path)
             model, at = "best", (self.watch.best["epoch"], self.watch.best["step"])

@@ -39,7 +39,7 @@ class ValidationWatch:
     def observe(self, result: Dict[str, float], epoch: int, step: int, times: str = "") -> Verdict:
         """The verdict of a validation result (accuracy, auc, logloss, ...) at (epoch, step); `times`: the time so far
         in words, for the target line."""
-        out = Verdict()
+        out, early = Verdict(), ""
         loss = result["logloss"]
         if self.best is None or loss < self.best["logloss"]:
             self.best = {"logloss": loss, "auc": result["auc"], "epoch": epoch, "step": step}
@@ -51,16 +51,17 @@ class ValidationWatch:
                 self.warned = True
                 out.lines.append(self.overfit_line(loss, epoch, step))
             if self.patience and self.since_best >= self.patience:
-                out.stop = (f"early stop: the validation logloss has not improved for {self.since_best} evaluations "
+                early = (f"early stop: the validation logloss has not improved for {self.since_best} evaluations "
                             f"(best {self.best['logloss']:.6f} at epoch {self.best['epoch']}, step {self.best['step']}; "
                             f"early_stop_patience {self.patience})")
         if self.target_auc and self.reached is None and result["auc"] >= self.target_auc:
             self.reached = {"auc": result["auc"], "step": step, "epoch": epoch}
-            out.stop = out.stop or f"target_auc {self.target_auc:g} reached"
+            out.stop = f"target_auc {self.target_auc:g} reached"
             out.lines.append(f"reached auc {result['auc']:.6f} at step {step}, epoch {epoch}, {times}; target_auc "
                              f"{self.target_auc:g}")
-        if out.stop and out.stop.startswith("early stop"):
-            out.lines.append(out.stop)
+        if early:                                    # the early stop wins over a target reached in the same evaluation
+            out.stop = early
+            out.lines.append(early)
         return out
 
     def overfit_line(self, loss: float, epoch: int, step: int) -> str:
