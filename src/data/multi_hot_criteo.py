@@ -70,7 +70,8 @@ def materialize(dataset_path: str, output_path: str, sizes: Sequence[int] = MLPE
     """Write the multi-hot dataset of a one-hot one; returns its metadata. Raises DatasetError for an input that is
     not a one-hot dataset with len(sizes) slots, OutputError when output_path holds something else."""
     import mindspore.dataset as ds
-    from src.data.packed_format import COLUMNS, METADATA, DatasetError, file_record, load_metadata
+    from src.data.packed_format import (COLUMNS, FORMAT_VERSION, METADATA, DatasetError, column, file_record,
+                                        load_metadata)
     from src.data.writer import PackedWriter
     from src.utils.progress import Progress
     from src.utils.staged_dir import has_file, staged_dir, write_json_atomic
@@ -94,10 +95,11 @@ def materialize(dataset_path: str, output_path: str, sizes: Sequence[int] = MLPE
                 writer = PackedWriter(os.path.join(tmp, name), meta["pack_size"])
                 data = ds.MindDataset(os.path.join(dataset_path, name), columns_list=list(COLUMNS), shuffle=False)
                 for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
+                    label = column(label, "label")
                     n = len(label)
-                    ids = ids.reshape(n, slots)
+                    ids = column(ids, "ids").reshape(n, slots)
                     wide = np.concatenate([bags(ids[:, t], rows[t], int(sizes[t]), seed, t) for t in range(slots)], 1)
-                    writer.write(wide, dense.reshape(n, meta["dense_dim"]) if meta["dense_dim"] else
+                    writer.write(wide, column(dense, "dense").reshape(n, meta["dense_dim"]) if meta["dense_dim"] else
                                  np.zeros((n, 0), np.float32), label)
                     prog.update(n)
                 writer.close()
@@ -107,7 +109,8 @@ def materialize(dataset_path: str, output_path: str, sizes: Sequence[int] = MLPE
                 shutil.copy(os.path.join(dataset_path, name), os.path.join(tmp, name))
                 files[name] = file_record(os.path.join(tmp, name))
         out = dict(meta)
-        out.update(features=multi_hot_features(features_of(meta), sizes), ids_per_sample=width,
+        out.update(format_version=FORMAT_VERSION, features=multi_hot_features(features_of(meta), sizes),
+                   ids_per_sample=width,
                    files=dict(sorted(files.items())),
                    multi_hot={"source": os.path.abspath(dataset_path), "sizes": [int(m) for m in sizes],
                               "seed": seed, "distribution": "uniform", "pooling": "sum"},

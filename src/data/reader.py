@@ -14,7 +14,8 @@ import numpy as np
 if TYPE_CHECKING:                 # annotations only; mindspore is imported where it runs
     import mindspore
 
-from src.data.packed_format import COLUMNS, ids_per_sample, load_metadata, shard_block, shard_sizes, split_parts
+from src.data.packed_format import (COLUMNS, column, ids_per_sample, load_metadata, shard_block, shard_sizes,
+                                    split_parts)
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray]   # ids int32 [B, S], dense float32 [B, Dn], label float32 [B, 1]
 
@@ -102,10 +103,11 @@ class PackedBatches:
             sampler = ds.SequentialSampler(start_index=lo, num_samples=hi - lo)
             data = ds.MindDataset(self.parts[i][0], columns_list=list(COLUMNS), sampler=sampler)
             for ids, dense, label in data.create_tuple_iterator(output_numpy=True, num_epochs=1):
+                label = column(label, "label")
                 n = len(label)
-                if not self.dense_dim:          # MindRecord gives an empty float32 column back as a scalar
-                    dense = np.zeros((n, 0), np.float32)
-                yield ids.reshape(n, self.lookups), dense.reshape(n, self.dense_dim), label
+                # MindRecord gives an empty column back as a scalar
+                dense = column(dense, "dense") if self.dense_dim else np.zeros((n, 0), np.float32)
+                yield column(ids, "ids").reshape(n, self.lookups), dense.reshape(n, self.dense_dim), label
 
     def _windows(self, rng):
         buf = []

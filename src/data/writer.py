@@ -1,8 +1,8 @@
-"""Writing one split as packed MindRecord rows (the row schema is in src/data/packed_format.py)."""
+"""Writing one split as packed MindRecord rows (the row schema, format 4, is in src/data/packed_format.py)."""
 import numpy as np
 from mindspore.mindrecord import FileWriter
 
-from src.data.packed_format import ROW_SCHEMA
+from src.data.packed_format import ROW_SCHEMA, pack_row
 
 
 def _first_line(exc: Exception) -> str:
@@ -41,9 +41,7 @@ class PackedWriter:
         rows = []
         for lo in range(0, full, self.pack):
             hi = min(lo + self.pack, full)
-            rows.append({"ids": np.ascontiguousarray(ids[lo:hi]).reshape(-1),
-                         "dense": np.ascontiguousarray(dense[lo:hi]).reshape(-1),
-                         "label": label[lo:hi]})
+            rows.append(pack_row(ids[lo:hi], dense[lo:hi], label[lo:hi]))
         if rows:
             try:
                 self.writer.write_raw_data(rows)

@@ -57,13 +57,15 @@ def _write_models(prob_net, folder: str, rows: list, log: Callable[[str], None])
     from mindspore import Tensor
     from src.inference.export import ONNX_LIMIT
     from src.inference.onnx_dynamic import DynamicBatchError, export_dynamic_onnx
+    from src.model.cpu_kernels.ops import stock_ops
     from src.model.serving import IdsOnly
     spec = prob_net.spec
     head = prob_net if spec.dense_dim else IdsOnly(prob_net)
     inputs = [Tensor(shape=[None, spec.lookups], dtype=ms.int32)]
     if spec.dense_dim:
         inputs.append(Tensor(shape=[None, spec.dense_dim], dtype=ms.float32))
-    ms.export(head, *inputs, file_name=os.path.join(folder, MINDIR_STEM), file_format="MINDIR")
+    with stock_ops(head):
+        ms.export(head, *inputs, file_name=os.path.join(folder, MINDIR_STEM), file_format="MINDIR")
     files = {"mindspore": mindir_file(folder)}
     size = sum(p.nbytes for p in prob_net.get_parameters())
     if size > ONNX_LIMIT:

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import mindspore as ms
 from mindspore import Tensor
 
+from src.model.cpu_kernels.ops import stock_ops
 from src.model.dlrm import build_model
 from src.model.serving import CompactDLRMProbability, DLRMProbability, IdsOnly
 from src.model_utils.spec import DLRMSpec, spec_from_legacy
@@ -144,7 +145,8 @@ def export_network(prob_net, cfg, log: Callable[[str], None] = print, source: Op
         raise ExportError(f"file_name '{cfg.file_name}' names a folder; give a file name without extension")
     ext = EXTENSIONS[cfg.file_format]
     with locked_tmpdir(folder, base) as tmp:
-        ms.export(prob_net, *inputs, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
+        with stock_ops(prob_net):
+            ms.export(prob_net, *inputs, file_name=os.path.join(tmp, base), file_format=cfg.file_format)
         written = [e for e in os.listdir(tmp) if e != LOCK]
         main = model_file(base, cfg.file_format, written)
         src = source or {"checkpoint": "", "step": -1, "model": {}}

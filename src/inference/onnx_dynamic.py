@@ -124,9 +124,11 @@ def export_dynamic_onnx(export_net: "mindspore.nn.Cell", spec: DLRMSpec, path: s
     import onnx
     import onnxruntime as ort
     from mindspore import Tensor
+    from src.model.cpu_kernels.ops import stock_ops
     fixed = [Tensor(x) for x in sample_inputs(spec, EXPORT_BATCH)]
     stem = path[:-len(".onnx")] if path.endswith(".onnx") else path
-    ms.export(export_net, *fixed, file_name=stem, file_format="ONNX")
+    with stock_ops(export_net):
+        ms.export(export_net, *fixed, file_name=stem, file_format="ONNX")
     try:
         model = onnx.load(stem + ".onnx")
         make_batch_dynamic(model)

@@ -155,14 +155,14 @@ class DLRM(nn.Cell):
     """
 
     def __init__(self, spec: DLRMSpec, seed: int = 123, fp16: bool = False,
-                 segments: Optional[Sequence[Tuple[int, int]]] = None):
+                 segments: Optional[Sequence[Tuple[int, int]]] = None, cpu_kernels: bool = False):
         super().__init__()
         self.spec = spec
         self.sparse_arch = SparseArch(spec, seed, segments)
         self.with_dense = spec.dense_dim > 0
         if self.with_dense:
             self.dense_arch = DenseArch(spec.dense_dim, spec.bottom, [seed, 1], fp16)
-        self.interaction = interaction_cell(spec, [seed, 3])
+        self.interaction = interaction_cell(spec, [seed, 3], cpu_kernels)
         self.over_arch = OverArch(spec.interaction_width, spec.top, [seed, 2], fp16)
 
     @property
@@ -202,7 +202,8 @@ class DLRM(nn.Cell):
 
 
 def build_model(spec: DLRMSpec, seed: int = 123, fp16: bool = False,
-                segments: Optional[Sequence[Tuple[int, int]]] = None) -> DLRM:
+                segments: Optional[Sequence[Tuple[int, int]]] = None, cpu_kernels: bool = False) -> DLRM:
     """The DLRM of a spec, initialised from `seed` (float16 MLPs with fp16); `segments` (the fused-table rows it
-    holds) for a hybrid-parallel rank."""
-    return DLRM(spec, seed, fp16, segments)
+    holds) for a hybrid-parallel rank; `cpu_kernels` (device CPU only) uses the fused CPU kernels
+    (src/model/cpu_kernels/) where they can be built; exports build with the stock ops."""
+    return DLRM(spec, seed, fp16, segments, cpu_kernels)

@@ -9,22 +9,28 @@ from typing import Sequence
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.model.cpu_kernels.ops import dot_interaction_op
 from src.model_utils.spec import DLRMSpec
 
 
 class DotInteractionCell(nn.Cell):
     """dot: the pairwise dot products of the n = S (+1 with dense features) vectors, the strict lower triangle
-    (n(n-1)/2 values, 351 for Criteo) or with the diagonal, after x. -> [B, Dx + pairs]; Dx must equal D."""
+    (n(n-1)/2 values, 351 for Criteo) or with the diagonal, after x. -> [B, Dx + pairs]; Dx must equal D.
+    With `cpu_kernels` (CPU only) one fused kernel (src/model/cpu_kernels/dot_interaction.cc) replaces the concat,
+    batched matmul, gather and concat, forward and backward, when it can be built."""
 
-    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = ()):
+    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = (), cpu_kernels: bool = False):
         super().__init__()
         inter = spec.interaction
+        self.fused = dot_interaction_op(spec.interaction_width, spec.dense_out > 0) if cpu_kernels else None
         self.n = inter.vectors(spec.dense_out, spec.slots)
         self.with_dense = spec.dense_out > 0
         li, lj = np.tril_indices(self.n, 0 if inter.itself else -1)
         self.flat_index = Tensor((li * self.n + lj).astype(np.int32))          # [pairs] int32
 
     def construct(self, x, emb):
+        if self.fused is not None:
+            return self.fused(x, emb) if self.with_dense else self.fused(emb)
         t = ops.concat((x.expand_dims(1), emb), 1) if self.with_dense else emb   # [B, n, D]
         z = ops.bmm(t, t.transpose(0, 2, 1)).reshape(emb.shape[0], self.n * self.n)
         pairs = ops.gather(z, self.flat_index, 1)
@@ -34,7 +40,7 @@ class DotInteractionCell(nn.Cell):
 class CatInteractionCell(nn.Cell):
     """cat: the concatenation [x, emb_1, ..., emb_S] -> [B, Dx + S*D]."""
 
-    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = ()):
+    def __init__(self, spec: DLRMSpec, seed: Sequence[int] = (), cpu_kernels: bool = False):
         super().__init__()
         self.with_dense = spec.dense_out > 0
 
@@ -89,7 +95,7 @@ class CrossNet(nn.Cell):
 class DCNInteractionCell(CatInteractionCell):
     """dcn: the concatenation through DCN-V2's CrossNet -> [B, Dx + S*D]."""
 
-    def __init__(self, spec: DLRMSpec, seed):
+    def __init__(self, spec: DLRMSpec, seed, cpu_kernels: bool = False):
         super().__init__(spec)
         self.cross = CrossNet(spec.interaction_width, spec.interaction.layers, spec.interaction.rank, seed)
 
@@ -97,6 +103,7 @@ class DCNInteractionCell(CatInteractionCell):
         return self.cross(super().construct(x, emb))
 
 
-def interaction_cell(spec: DLRMSpec, seed: Sequence[int]) -> nn.Cell:
-    """The cell of the spec's interaction: the class its registry entry names (Interaction.cell, in this module)."""
-    return globals()[spec.interaction.cell](spec, seed)
+def interaction_cell(spec: DLRMSpec, seed: Sequence[int], cpu_kernels: bool = False) -> nn.Cell:
+    """The cell of the spec's interaction: the class its registry entry names (Interaction.cell, in this module);
+    `cpu_kernels` lets it use a fused CPU kernel where it has one."""
+    return globals()[spec.interaction.cell](spec, seed, cpu_kernels)

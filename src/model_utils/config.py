@@ -103,6 +103,11 @@ GROUPS: Dict[str, Dict[str, Key]] = {"data": {
     "interaction_itself": Key(bool, "dot only: also keep each vector's dot product with itself (the diagonal)"),
     "convert_dtype": Key(bool, "Compute the MLPs in float16 (GPU/Ascend only), with loss_scale"),
 }, "device and parallel": {
+    "cpu_kernels": Key(str, "device_target CPU, training: stock (MindSpore's ops) or fused (the dot interaction as one "
+                            "C++ kernel, src/model/cpu_kernels/, built with $CXX at first use; the stock ops, with "
+                            "one line, without a compiler). fused lost the A/B on MindSpore 2.10 (README, "
+                            "Performance). GPU/Ascend and every export use the stock ops",
+                       choices=("fused", "stock")),
     "device_target": Key(str, "CPU, GPU or Ascend (the installed MindSpore must support it)",
                          choices=("CPU", "GPU", "Ascend")),
     "parallel_mode": Key(str,

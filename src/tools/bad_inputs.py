@@ -211,7 +211,7 @@ def cases(ws: str, p: dict) -> List[Case]:
                     "must hold a JSON object"))
     d = _dataset_copy(ws, "meta_v1", _edit_meta("format_version", 1))
     out.append(Case("metadata.json of an older format", ["train.py", f"--dataset_path={d}"], 1,
-                    "has format_version 1; this code reads format 3"))
+                    "has format_version 1; this code reads formats 3, 4"))
     d = _dataset_copy(ws, "trunc_mr", _truncate("train-00000.mindrecord"))
     out.append(Case("a training part truncated", ["train.py", f"--dataset_path={d}"], 1,
                     "truncated or changed after preprocessing"))

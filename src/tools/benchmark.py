@@ -3,6 +3,7 @@ of suite: preprocessing, training, quality, recipes, gemm, inference, distribute
 its own process (`python -m src.tools.benchmark _child NAME ...`) so that its peak RSS is its own.
 
     python -m src.tools.benchmark preprocess [--work DIR]   # 1M and 4M synthetic lines
+    python -m src.tools.benchmark preprocess_pandas [--seeds 3]  # 1M lines: preprocess vs pandas.read_csv, rounds
     python -m src.tools.benchmark preprocess_workers        # workers 1 / auto / 2 on day files (one gzip), phase times
     python -m src.tools.benchmark csv [--lines N]           # your own data: a 10-column CSV on 1 and 2 workers
     python -m src.tools.benchmark train [--work DIR] [--device_target CPU|GPU] [--lines N]
@@ -11,6 +12,7 @@ its own process (`python -m src.tools.benchmark _child NAME ...`) so that its pe
     python -m src.tools.benchmark real_rows [--recipes A,B] # the recipes on the real Criteo rows of tests/data
     python -m src.tools.benchmark gemm                      # the step at batch 16384 against the MatMul rate
     python -m src.tools.benchmark kernels                   # kernels per batch-128 step and ms per step
+    python -m src.tools.benchmark fused [--seeds 3]         # fused CPU kernels vs stock ops, interleaved rounds
     python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
     python -m src.tools.benchmark infer_cpp [--work DIR]    # C++ program (MindSpore Lite) vs Python runner, same model
     python -m src.tools.benchmark parallel [--device_target CPU|GPU]             # 1 vs 2 ranks, Kaggle tables
@@ -35,11 +37,13 @@ CHILDREN: Dict[str, Callable] = {
     "compute": training.child_compute, "multihot": training.child_multihot, "train": training.child_train,
     "train_epoch": training.child_train_epoch, "tables": training.child_tables, "logreg": training.child_logreg,
     "best": training.child_best, "preprocess": preprocessing.child_preprocess,
-    "preprocess_csv": preprocessing.child_preprocess_csv, "export": inference.child_export,
+    "preprocess_csv": preprocessing.child_preprocess_csv,
+    "pandas_parse": preprocessing.child_pandas_parse, "export": inference.child_export,
     "infer": inference.child_infer, "export_pair": inference.child_export_pair,
     "compact_auc": inference.child_compact_auc, "dist": distributed.child_dist,
     "collectives": distributed.child_collectives, "to_target": quality.child_to_target, "gemm": gemm.child_gemm,
-    "kernels": gemm.child_kernels, "epochs": quality.child_epochs, "runtime_speed": scoring.runtime_speed,
+    "kernels": gemm.child_kernels, "bf16": gemm.child_bf16, "epochs": quality.child_epochs,
+    "runtime_speed": scoring.runtime_speed,
     "against_eval": scoring.against_eval, "recipe": recipes.child_recipe}
 
 
@@ -49,6 +53,7 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
     one_m = lambda: synthetic_dataset(work, 1_000_000)                              # noqa: E731
     return {
         "preprocess": lambda: preprocessing.bench_preprocess(work),
+        "preprocess_pandas": lambda: preprocessing.bench_preprocess_vs_pandas(work, rounds=a.seeds or 3),
         "preprocess_workers": lambda: preprocessing.bench_preprocess_workers(work),
         "csv": lambda: (preprocessing.bench_preprocess_csv(work, a.lines),
                         preprocessing.bench_preprocess_csv(work, a.lines, tags=True)),
@@ -61,6 +66,8 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
                                                                   a.recipes),
         "gemm": lambda: gemm.bench_gemm(run_child, config_file(dev), dev),
         "kernels": lambda: gemm.bench_kernels(run_child, config_file(dev), dev),
+        "fused": lambda: gemm.bench_fused(run_child, config_file(dev), dev, synthetic_dataset(work, a.lines)[1],
+                                          a.seeds or 3),
         "infer": lambda: (inference.bench_infer(work, dev), inference.bench_infer_cpp(work, dev)),
         "compact": lambda: inference.bench_compact(work, dev, a.lines),
         "infer_cpp": lambda: inference.bench_infer_cpp(work, dev),
@@ -78,7 +85,7 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
     }
 
 
-BY_NAME_ONLY = ("collectives", "recipes", "seed_spread", "kaggle_size", "memory_flat",
+BY_NAME_ONLY = ("fused", "preprocess_pandas", "collectives", "recipes", "seed_spread", "kaggle_size", "memory_flat",
                 "csv_multihot", "infer_cpp")         # the last two: csv and infer run them
 
 

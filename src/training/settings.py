@@ -61,6 +61,7 @@ class TrainSettings:
     seed: int
     shuffle_buffer_records: int
     device_target: str
+    fused_kernels: bool
     parallel_mode: str
     sharding_plan: Tuple[str, ...]
     convert_dtype: bool
@@ -79,6 +80,7 @@ class TrainSettings:
         return cls(
             dataset_path=cfg.dataset_path, batch_size=int(cfg.batch_size), epochs=cfg.train_epochs,
             seed=cfg.random_seed, shuffle_buffer_records=cfg.shuffle_buffer_records, device_target=cfg.device_target,
+            fused_kernels=cfg.device_target == "CPU" and cfg.cpu_kernels == "fused",
             parallel_mode=cfg.parallel_mode, sharding_plan=tuple(cfg.sharding_plan), convert_dtype=cfg.convert_dtype,
             loss_scale=cfg.loss_scale, adagrad_eps=cfg.adagrad_eps, adam_eps=cfg.adam_eps,
             batch_rule=getattr(cfg, "batch_rule", "") or "",

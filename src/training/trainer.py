@@ -58,7 +58,7 @@ class Trainer:
         if self.par.hybrid:
             self._build_hybrid()
         else:
-            self.net = build_model(self.spec, s.seed, s.convert_dtype)
+            self.net = build_model(self.spec, s.seed, s.convert_dtype, cpu_kernels=s.fused_kernels)
             self.step = make_train_step(self.net, s.schedule.base, self.loss_scale, self.par,
                                         adagrad_eps=s.adagrad_eps, adam_eps=s.adam_eps)
             self.prob_net = DLRMProbability(self.net)
@@ -95,7 +95,8 @@ class Trainer:
         self.plan = make_plan(self.spec, self.par.size, s.sharding_plan, s.batch_size)
         router = Router(self.plan, self.par.rank)
         self.feed = ExchangeFeed(router)
-        self.net = build_model(self.spec, s.seed, s.convert_dtype, self.plan.segments(self.par.rank))
+        self.net = build_model(self.spec, s.seed, s.convert_dtype, self.plan.segments(self.par.rank),
+                               s.fused_kernels)
         lookup = ShardedLookup(self.par, exchange_is_alltoall(s.device_target), router.rep_cols, router.ex_cols,
                                self.spec.emb_dim)
         self.step = make_train_step(self.net, s.schedule.base, self.loss_scale, self.par, lookup,

@@ -1,19 +1,38 @@
-"""Criteo datasets are byte-identical to those of the release before feature specs (commit e39e92c): every part
-file, vocab.npz and stats.json, and metadata.json but for the keys that name the time, the input path and the
-feature spec. The digests below were computed by that release's code on the same inputs (this file's
-`dataset_digest`); a change to the Criteo path that moves one byte of a dataset fails here."""
+"""Criteo datasets are pinned twice:
+- `dataset_digest` (the files: every part file, vocab.npz and stats.json, and metadata.json but for the keys that
+  name the time, the input path and the feature spec) was regenerated on purpose for format 4 (raw-bytes columns,
+  CHANGELOG.md); the format-3 digests it replaced had been computed by the release before feature specs (e39e92c);
+- `content_digest` (the samples as read back, split by split, and vocab.npz / stats.json) was computed from the
+  format-3 datasets of the last format-3 commit (1c3e8d1) and is the same for format 4: the version bump changed
+  how the columns are stored, not one id, value or label.
+A change to the Criteo path that moves one byte of a dataset fails here."""
 import gzip
 import hashlib
 import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from fixtures.paths import CRITEO_SAMPLE, make_cfg
 from src.data.preprocess import preprocess
 
 VOLATILE = ("created", "input", "files", "features", "feature_spec")   # "files" is covered file by file
+
+
+def content_digest(folder: str) -> str:
+    """SHA-256 over every split's ids, dense and label arrays as the reader returns them, and vocab.npz/stats.json."""
+    from fixtures.datasets import read_split
+    from src.data.packed_format import load_metadata
+    h = hashlib.sha256()
+    for split in sorted(load_metadata(folder)["parts"]):
+        for arr in read_split(folder, split):
+            h.update(split.encode() + np.ascontiguousarray(arr).tobytes())
+    for name in ("vocab.npz", "stats.json"):
+        if os.path.exists(os.path.join(folder, name)):
+            h.update(name.encode() + open(os.path.join(folder, name), "rb").read())
+    return h.hexdigest()
 
 
 def dataset_digest(folder: str) -> str:
@@ -30,15 +49,21 @@ def dataset_digest(folder: str) -> str:
     return h.hexdigest()
 
 
-KAGGLE = {   # options -> digest
-    ("--pack_size=100",): "c861dd7738e7db00d84c25ffb51f4a3b563d90ea1612ade8ed5836d21eec36a2",
-    ("--pack_size=64", "--max_ind_range=5000", "--val_split=True", "--shuffle_bucket_lines=500"): "657d562c4999dc14af839607bcc8d1c7b0ecb3c0c9e5cc56156543d6afb5ba19",
-    ("--pack_size=32", "--threshold=3", "--chunk_bytes=65536", "--workers=2"): "3fa4e01546d8ee2399ff27bcb66b9714f29016f1b3c35e195d5e529da98695eb",
+KAGGLE = {   # options -> (dataset_digest, content_digest)
+    ("--pack_size=100",): ("8d22fd2f37438faa3b65831a47abd87e748a0e7497248257eeffa8ea64b5595e",
+        "9009aca5538ff0f82026e5b94829396e2bbf938a512ad00a61ea21315aefd6c7"),
+    ("--pack_size=64", "--max_ind_range=5000", "--val_split=True", "--shuffle_bucket_lines=500"): ("300cfc47388d22a15d0f090c57eea4aa5f035b791b2d36d84f86c0235d16ece7",
+        "b3f401aaa1f0cdb5afc75d55de65c375bd0a033a6da4d508f05757dbb74496b3"),
+    ("--pack_size=32", "--threshold=3", "--chunk_bytes=65536", "--workers=2"): ("bb3b08f51b3da4356b5f95752100338a6de20ebb6b967efcd9aac50d9f89fc88",
+        "a9cc654196e2ecca5fa9ac1bf950d5f0e4882442c279fdd3cb099a1611cc4ff5"),
 }
-IDS = "cbb720a57220f85e61b5588c8a054c936151f2a9ed3b2e8de7f1030ffa794f6b"
+IDS = ("24bdd1a316eefd2298960e02a908e13ab744eaf2482e1c83d939c273cb5cb8f7",
+       "e898994c847740ceed37c952e9384ce004b11f37bc6b30647a3e9756d00857ba")
 DAYS = {
-    ("--pack_size=64", "--val_split=True", "--chunk_bytes=16384", "--shuffle_bucket_lines=700", "--threshold=2"): "4494d377dee4645b5f5320a35b8ed2e784d733c4305cb0d0b84bd1374ab9f31c",
-    ("--pack_size=64", "--max_ind_range=3000", "--chunk_bytes=16384", "--workers=2"): "fd99e2b2a996b7027169453f1a5229c63b801d54359e65d418c67205a5b6b09d",
+    ("--pack_size=64", "--val_split=True", "--chunk_bytes=16384", "--shuffle_bucket_lines=700", "--threshold=2"): ("eef186034e0a1e5c7e07d57b54ffdb3a1eff3e5f211a304ee37cf3970ee5bc1e",
+        "3c3d5f87f692fca45cd5928049754329bab5514d3c1da7e3411ac92481f7f6c3"),
+    ("--pack_size=64", "--max_ind_range=3000", "--chunk_bytes=16384", "--workers=2"): ("d103bd5323219ba7b8f584dfe3c09ce4d3bfabab3e6595aacf3c8aa3a1106028",
+        "61451a046ee252e78230b03bdbad75decaa1807e228edaf1d475856d247a6f40"),
 }
 
 
@@ -54,14 +79,14 @@ def test_decimal_ids_dataset_is_unchanged(tmp_path):
     _decimal_ids(CRITEO_SAMPLE, tmp_path / "train.txt")
     meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--workers=1", "--skip_id_convert=1", "--pack_size=50"),
                       progress=False)
-    assert dataset_digest(meta["dataset_path"]) == IDS
+    assert (dataset_digest(meta["dataset_path"]), content_digest(meta["dataset_path"])) == IDS
 
 
 @pytest.mark.parametrize("options", KAGGLE)
 def test_kaggle_sample_dataset_is_unchanged(options, tmp_path):
     shutil.copy(CRITEO_SAMPLE, tmp_path / "train.txt")
     meta = preprocess(make_cfg(f"--data_path={tmp_path}", "--workers=1", *options), progress=False)
-    assert dataset_digest(meta["dataset_path"]) == KAGGLE[options]
+    assert (dataset_digest(meta["dataset_path"]), content_digest(meta["dataset_path"])) == KAGGLE[options]
 
 
 @pytest.fixture(scope="module")
@@ -81,4 +106,4 @@ def test_day_files_dataset_is_unchanged(options, day_text, tmp_path):
         else:
             shutil.copy(day_text / f"day_{k}", tmp_path)
     meta = preprocess(make_cfg(f"--data_path={tmp_path}", *options), progress=False)
-    assert dataset_digest(meta["dataset_path"]) == DAYS[options]
+    assert (dataset_digest(meta["dataset_path"]), content_digest(meta["dataset_path"])) == DAYS[options]

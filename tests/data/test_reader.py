@@ -61,3 +61,42 @@ def test_an_epoch_resumed_in_another_layout_trains_every_remaining_sample_once(r
     assert ranks[0].continue_epoch(3, (n, b)) == (3, None)
     with pytest.raises(ValueError, match=rf"can only be continued by {n + 1} rank\(s\) of batch {b}"):
         ranks[0].continue_epoch(2, (n + 1, b), old)
+
+
+def test_format_3_datasets_still_read(real_ds, tmp_path):
+    """A dataset of format 3 (MindRecord int32/float32 columns) reads as the same samples as its format-4 twin."""
+    import json
+    import os
+    import shutil
+    from mindspore.mindrecord import FileWriter
+    from src.data.packed_format import METADATA, ROW_SCHEMA_V3, column, file_record, load_metadata
+    import mindspore.dataset as ds
+    old = tmp_path / "v3"
+    old.mkdir()
+    meta = load_metadata(real_ds)
+    for name in os.listdir(real_ds):
+        if not name.endswith((".mindrecord", ".mindrecord.db", METADATA)):
+            shutil.copy(os.path.join(real_ds, name), old / name)
+    for split_parts in meta["parts"].values():
+        for name, _ in split_parts:
+            writer = FileWriter(str(old / name), shard_num=1, overwrite=True)
+            writer.add_schema(ROW_SCHEMA_V3, "criteo_packed")
+            rows = [{k: column(v, k) for k, v in row.items()} for row in
+                    ds.MindDataset(os.path.join(real_ds, name), shuffle=False).create_dict_iterator(output_numpy=True)]
+            writer.write_raw_data(rows)
+            writer.commit()
+    meta.update(format_version=3, files={n: file_record(str(old / n)) for n in meta["files"]})
+    (old / METADATA).write_text(json.dumps(meta))
+    assert ROW_SCHEMA_V3["ids"]["type"] == "int32"
+    for split in ("train", "test"):
+        a = list(PackedBatches(real_ds, split, 100))
+        b = list(PackedBatches(str(old), split, 100))
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            for u, v in zip(x, y):
+                assert u.dtype == v.dtype
+                np.testing.assert_array_equal(u, v)
+    meta.update(format_version=2)
+    (old / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format_version 2; this code reads formats 3, 4"):
+        PackedBatches(str(old), "train", 100)

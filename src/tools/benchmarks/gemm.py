@@ -64,9 +64,9 @@ def mindspore_matmul_seconds(shapes: Sequence[Tuple[int, int]], batch: int, repe
     return _median_seconds(lambda: cell(*args)[-1].asnumpy(), repeats)
 
 
-def step_parts(spec: DLRMSpec, batch: int, steps: int = 6) -> Dict[str, float]:
+def step_parts(spec: DLRMSpec, batch: int, steps: int = 6, fused: bool = False) -> Dict[str, float]:
     """Seconds per step of the whole train step and of its sub-graphs (gather; forward + loss; forward + backward),
-    random ids over the spec's tables."""
+    random ids over the spec's tables; `fused`: with the fused CPU kernels (src/model/cpu_kernels/)."""
     from mindspore import Tensor
     from src.model.dlrm import build_model
     from src.tools.benchmarks.gemm_cells import Backward, Forward, Gather
@@ -75,7 +75,7 @@ def step_parts(spec: DLRMSpec, batch: int, steps: int = 6) -> Dict[str, float]:
     ids = Tensor(np.stack([rng.integers(0, n, batch) for n in spec.table_sizes], 1).astype(np.int32))
     dense = Tensor(rng.random((batch, spec.dense_dim)).astype(np.float32))
     label = Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32))
-    net = build_model(spec)
+    net = build_model(spec, cpu_kernels=fused)
     gather, forward = Gather(net), Forward(net)
     backward = Backward(forward, net.mlp_params())
     emb = gather(ids)
@@ -86,9 +86,10 @@ def step_parts(spec: DLRMSpec, batch: int, steps: int = 6) -> Dict[str, float]:
             "step": _median_seconds(lambda: step(ids, dense, label).asnumpy(), steps)}
 
 
-def child_gemm(device: str, config: str, interaction: str) -> dict:
+def child_gemm(device: str, config: str, interaction: str, kernels: str = "stock") -> dict:
     """In one process: the MatMul rates at the layer shapes and the step's parts, for the config's model and
-    optimizer with `interaction` (dot or dcn: 3 layers, rank 64) over 26 tables of 1,000 rows."""
+    optimizer with `interaction` (dot or dcn: 3 layers, rank 64) over 26 tables of 1,000 rows; `kernels`: stock or
+    fused (the fused CPU kernels)."""
     from src.model_utils.config import parse_cli
     from src.model_utils.spec import criteo_features
     from src.utils.runtime import setup_context
@@ -99,7 +100,8 @@ def child_gemm(device: str, config: str, interaction: str) -> dict:
     shapes = spec.layer_shapes()
     return {"optimizer": cfg.optimizer, "flops_per_sample": spec.flops_per_sample(),
             "matmul_flops": spec.matmul_flops(BATCH), "numpy_seconds": numpy_matmul_seconds(shapes, BATCH),
-            "mindspore_seconds": mindspore_matmul_seconds(shapes, BATCH), **step_parts(spec, BATCH)}
+            "mindspore_seconds": mindspore_matmul_seconds(shapes, BATCH),
+            **step_parts(spec, BATCH, fused=kernels == "fused")}
 
 
 def bench_gemm(run_child, config: str, device: str) -> None:
@@ -144,10 +146,11 @@ def count_kernels(ir_file: str) -> Dict[str, int]:
     return counts
 
 
-def child_kernels(device: str, config: str, optimizer: str, interaction: str = "dot", batch: int = 128,
-                  steps: int = 2000) -> dict:
+def child_kernels(device: str, config: str, optimizer: str, interaction: str = "dot", batch: str = "128",
+                  steps: str = "2000", kernels: str = "stock") -> dict:
     """The train step of the config's model with `optimizer` and `interaction` (dcn: 3 layers, rank 64) at `batch`
-    (random ids, 26 tables of 1,000 rows, no data loading): kernels in its compiled graph and milliseconds per step."""
+    (random ids, 26 tables of 1,000 rows, no data loading), with the stock ops or the fused CPU kernels (`kernels`):
+    kernels in its compiled graph and milliseconds per step."""
     import glob
     import tempfile
     import mindspore as ms
@@ -163,7 +166,8 @@ def child_kernels(device: str, config: str, optimizer: str, interaction: str = "
     cfg = parse_cli([f"--config_path={config}", f"--optimizer={optimizer}", f"--interaction_op={interaction}",
                      "--dcn_num_layers=3", "--dcn_low_rank_dim=64"])
     spec = DLRMSpec.from_config(cfg, criteo_features([1000] * N_SLOTS))
-    step = make_train_step(build_model(spec), 0.01)
+    batch, steps = int(batch), int(steps)
+    step = make_train_step(build_model(spec, cpu_kernels=kernels == "fused"), 0.01)
     rng = np.random.default_rng(0)
     feed = [(Tensor(rng.integers(0, 1000, (batch, N_SLOTS)).astype(np.int32)),
              Tensor(rng.random((batch, N_DENSE)).astype(np.float32)),
@@ -192,3 +196,75 @@ def bench_kernels(run_child, config: str, device: str) -> None:
         top = sorted(res["by_primitive"].items(), key=lambda kv: -kv[1])[:6]
         print(f"| {inter} + {opt} | {res['kernels']} | {res['ms_per_step']:.2f} | "
               f"{', '.join(f'{k} {v}' for k, v in top)} |", flush=True)
+
+
+def _ab_rows(run_child, config: str, device: str, dataset: str, kernels: str) -> Dict[str, float]:
+    """One round of the fused-kernel A/B with `kernels` (stock or fused): the step alone (synchronised after every
+    step: step_parts), the batch-128 step dispatched back to back, and train.py's loop end to end (data included)."""
+    gemm_res, _ = run_child("gemm", device, config, "dot", kernels)
+    numpy_rate = gemm_res["matmul_flops"] / gemm_res["numpy_seconds"]
+    k128, _ = run_child("kernels", device, config, "sgd", "dot", "128", "3000", kernels)
+    e128, _ = run_child("train", dataset, "128", "1500", device, config, f"--cpu_kernels={kernels}")
+    e16k, _ = run_child("train", dataset, str(BATCH), "10", device, config, f"--cpu_kernels={kernels}")
+    return {"step alone, batch 16384 dot: samples/s": BATCH / gemm_res["step"],
+            "  its share of numpy's GEMM rate": gemm_res["flops_per_sample"] * BATCH / gemm_res["step"] / numpy_rate,
+            "step back to back, batch 128 dot + SGD: ms/step": k128["ms_per_step"],
+            "  kernels per step": k128["kernels"],
+            "train.py loop, batch 128 dot + SGD: samples/s": e128["samples_per_s"],
+            "train.py loop, batch 16384 dot + SGD: samples/s": e16k["samples_per_s"]}
+
+
+def child_bf16(device: str) -> dict:
+    """Whether MindSpore's CPU backend runs bfloat16 MatMul, BatchMatMul and nn.Dense.to_float(bfloat16): each
+    'ok' or the first line of its error; and the CPU's bf16 flags."""
+    import mindspore as ms
+    from mindspore import Tensor, nn, ops
+    from src.utils.runtime import setup_context
+    setup_context(device, None)
+    rng = np.random.default_rng(0)
+    a, w = Tensor(rng.random((64, 32), np.float32)), Tensor(rng.random((32, 16), np.float32))
+
+    class Dense(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Dense(32, 16).to_float(ms.bfloat16)
+
+        def construct(self, x):
+            return self.dense(x).astype(ms.float32)
+    trials = {"MatMul": lambda: ops.matmul(a.astype(ms.bfloat16), w.astype(ms.bfloat16)).astype(ms.float32),
+              "BatchMatMul": lambda: ops.bmm(a.astype(ms.bfloat16).expand_dims(0),
+                                             w.astype(ms.bfloat16).expand_dims(0)).astype(ms.float32),
+              "nn.Dense.to_float(bfloat16)": lambda: Dense()(a)}
+    out = {}
+    for name, fn in trials.items():
+        try:
+            fn().asnumpy()
+            out[name] = "ok"
+        except (RuntimeError, TypeError, ValueError) as exc:
+            out[name] = next((ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("-")),
+                             type(exc).__name__)
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    out["cpu"] = " ".join(sorted({f for f in flags if "bf16" in f or f.startswith("amx")})) or "no bf16 flags"
+    return out
+
+
+def bench_fused(run_child, config: str, device: str, dataset: str, rounds: int = 3) -> None:
+    """The fused CPU kernels against the stock ops, interleaved `rounds` times (stock, fused, stock, fused, ...),
+    then whether the CPU backend has bf16 GEMMs."""
+    print(f"== fused CPU kernels (src/model/cpu_kernels/) vs MindSpore's stock ops, interleaved x{rounds} "
+          f"(Kaggle architecture; the step alone: random ids over 26 tables of 1,000 rows; train.py's loop: "
+          f"{dataset})")
+    got: Dict[str, Dict[str, list]] = {"stock": {}, "fused": {}}
+    for r in range(rounds):
+        for kind in ("stock", "fused"):
+            for name, value in _ab_rows(run_child, config, device, dataset, kind).items():
+                got[kind].setdefault(name, []).append(value)
+            print(f"round {r + 1} {kind}: " + ", ".join(f"{k.strip()} {v[-1]:.4g}" for k, v in got[kind].items()),
+                  flush=True)
+    print("| figure (median of the rounds) | stock | fused | fused / stock |\n|---|---|---|---|")
+    for name in got["stock"]:
+        a, b = float(np.median(got["stock"][name])), float(np.median(got["fused"][name]))
+        print(f"| {name} | {a:.4g} | {b:.4g} | {b / a:.3f} |")
+    bf16, _ = run_child("bf16", device)
+    print(f"bf16 on MindSpore's CPU backend (CPU flags: {bf16.pop('cpu')}): " +
+          "; ".join(f"{k}: {v}" for k, v in bf16.items()))

@@ -58,7 +58,7 @@ def child_preprocess_csv(data_dir, lines, workers):
                      f"--workers={workers}"])
     t = time.time()
     meta = preprocess(cfg, progress=False)
-    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
+    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"], "phases": meta["phase_times"]}
 
 
 def bench_preprocess_csv(work, lines=1_000_000, tags=False):
@@ -85,7 +85,35 @@ def child_preprocess(data_dir, lines):
     cfg = parse_cli([f"--data_path={data_dir}", f"--train_line_count={lines}"])
     t = time.time()
     meta = preprocess(cfg, progress=False)
-    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"]}
+    return {"seconds": time.time() - t, "lines": lines, "rows": meta["total_rows"], "phases": meta["phase_times"]}
+
+
+def child_pandas_parse(data_dir, strings="default"):
+    """Seconds for pandas.read_csv of the folder's train.txt (tab-separated, no header): the parse-only yardstick.
+    strings "default": pandas' own choice (pandas 3: Arrow-backed strings); "str": dtype=str for the 26 categorical
+    columns."""
+    import pandas as pd
+    dtype = {c: str for c in range(14, 40)} if strings == "str" else None
+    t = time.time()
+    frame = pd.read_csv(os.path.join(data_dir, "train.txt"), sep="\t", header=None, dtype=dtype)
+    return {"seconds": time.time() - t, "lines": len(frame), "pandas": pd.__version__}
+
+
+def bench_preprocess_vs_pandas(work, lines=1_000_000, rounds=3):
+    """preprocess (in-process seconds, phases) against a plain pandas parse of the same file, interleaved."""
+    d = ensure_synthetic(work, lines)
+    print(f"== preprocess vs pandas.read_csv of the same {lines:,}-line file, interleaved x{rounds}")
+    ratios = {"default": [], "str": []}
+    for r in range(rounds):
+        pre, _ = run_child("preprocess", d, str(lines))
+        line = f"round {r + 1}: preprocess {pre['seconds']:.2f}s ({pre['phases']})"
+        for kind in ratios:
+            pan, _ = run_child("pandas_parse", d, kind)
+            ratios[kind].append(pre["seconds"] / pan["seconds"])
+            line += f"; pandas {pan['pandas']} ({kind} strings) {pan['seconds']:.2f}s: {ratios[kind][-1]:.2f}x"
+        print(line, flush=True)
+    for kind, got in ratios.items():
+        print(f"preprocess / pandas parse ({kind} strings): median {float(np.median(got)):.2f}x (target <= 1.3x)")
 
 
 def _mixed_days(work):

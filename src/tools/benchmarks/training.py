@@ -15,14 +15,15 @@ from src.tools.benchmarks.common import DOT, SGD, config_file, gb, run_child, sp
 from src.utils.runtime import setup_context
 
 
-def child_train(dataset, batch, steps, device, config):
-    """End-to-end training speed (data loading included) over `steps` steps after 20 warm-up steps."""
+def child_train(dataset, batch, steps, device, config, *extra):
+    """End-to-end training speed (data loading included) over `steps` steps after 3 warm-up steps, with the SGD
+    recipe, or with `extra` --key=value options after it."""
     setup_context(device, None)
     from src.model_utils.config import parse_cli
     from src.training.trainer import Trainer
     cfg = parse_cli([f"--config_path={config}", f"--device_target={device}", f"--dataset_path={dataset}",
                      f"--batch_size={batch}", "--save_checkpoint=False", "--do_eval=False", *SGD,
-                     "--loss_file_name=", "--log_interval_steps=1000000"])
+                     "--loss_file_name=", "--log_interval_steps=1000000", *extra])
     tr = Trainer(cfg, log=lambda *_: None)
     tr.run(max_steps=3)                       # compile
     t = time.time()
