@@ -12,6 +12,7 @@ its own process (`python -m src.tools.benchmark _child NAME ...`) so that its pe
     python -m src.tools.benchmark real_rows [--recipes A,B] # the recipes on the real Criteo rows of tests/data
     python -m src.tools.benchmark gemm                      # the step at batch 16384 against the MatMul rate
     python -m src.tools.benchmark kernels                   # kernels per batch-128 step and ms per step
+    python -m src.tools.benchmark profile_step              # kernel time per step: default recipe, dot, multi-hot
     python -m src.tools.benchmark fused [--seeds 3]         # fused CPU kernels vs stock ops, interleaved rounds
     python -m src.tools.benchmark infer [--work DIR] [--device_target CPU|GPU]   # export + inference latency, then infer_cpp
     python -m src.tools.benchmark infer_cpp [--work DIR]    # C++ program (MindSpore Lite) vs Python runner, same model
@@ -42,7 +43,7 @@ CHILDREN: Dict[str, Callable] = {
     "infer": inference.child_infer, "export_pair": inference.child_export_pair,
     "compact_auc": inference.child_compact_auc, "dist": distributed.child_dist,
     "collectives": distributed.child_collectives, "to_target": quality.child_to_target, "gemm": gemm.child_gemm,
-    "kernels": gemm.child_kernels, "bf16": gemm.child_bf16, "epochs": quality.child_epochs,
+    "kernels": gemm.child_kernels, "bf16": gemm.child_bf16, "profile": gemm.child_profile, "epochs": quality.child_epochs,
     "runtime_speed": scoring.runtime_speed,
     "against_eval": scoring.against_eval, "recipe": recipes.child_recipe}
 
@@ -66,6 +67,7 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
                                                                   a.recipes),
         "gemm": lambda: gemm.bench_gemm(run_child, config_file(dev), dev),
         "kernels": lambda: gemm.bench_kernels(run_child, config_file(dev), dev),
+        "profile_step": lambda: gemm.bench_profile(run_child, config_file(dev), dev),
         "fused": lambda: gemm.bench_fused(run_child, config_file(dev), dev, synthetic_dataset(work, a.lines)[1],
                                           a.seeds or 3),
         "infer": lambda: (inference.bench_infer(work, dev), inference.bench_infer_cpp(work, dev)),
@@ -85,7 +87,7 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
     }
 
 
-BY_NAME_ONLY = ("fused", "preprocess_pandas", "collectives", "recipes", "seed_spread", "kaggle_size", "memory_flat",
+BY_NAME_ONLY = ("fused", "profile_step", "preprocess_pandas", "collectives", "recipes", "seed_spread", "kaggle_size", "memory_flat",
                 "csv_multihot", "infer_cpp")         # the last two: csv and infer run them
 
 

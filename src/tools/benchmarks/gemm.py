@@ -268,3 +268,60 @@ def bench_fused(run_child, config: str, device: str, dataset: str, rounds: int =
     bf16, _ = run_child("bf16", device)
     print(f"bf16 on MindSpore's CPU backend (CPU flags: {bf16.pop('cpu')}): " +
           "; ".join(f"{k}: {v}" for k, v in bf16.items()))
+
+
+PROFILES = {   # name -> (train.py options of the model, batch, multi-hot)
+    "default recipe (dcn + Adam), batch 4096": ([], 4096, False),
+    "dot + SGD, batch 16384": (["--interaction_op=dot", "--optimizer=sgd"], BATCH, False),
+    "dot + SGD, MLPerf multi-hot sizes, batch 16384": (["--interaction_op=dot", "--optimizer=sgd"], BATCH, True),
+}
+
+
+def child_profile(device: str, config: str, name: str, steps: str = "6") -> dict:
+    """MindSpore's profiler over `steps` train steps of the PROFILES entry `name` (random ids over tables of at most
+    100,000 rows): ms a step back to back, and ms a step per kernel type (the profiler's cpu_op_type_info)."""
+    import csv
+    import glob
+    import tempfile
+    from mindspore import Profiler, Tensor
+    from src.data.multi_hot_criteo import MLPERF_SIZES, multi_hot_features
+    from src.data.synthetic import KAGGLE_SIZES
+    from src.model.dlrm import build_model
+    from src.model_utils.config import parse_cli
+    from src.model_utils.spec import Feature, criteo_features
+    from src.training.train_step import make_train_step
+    from src.utils.runtime import setup_context
+    setup_context(device, None)
+    options, batch, multi_hot = PROFILES[name]
+    sizes = [min(s, 100_000) for s in KAGGLE_SIZES]
+    features = criteo_features(sizes)
+    if multi_hot:
+        features = [Feature(**f) for f in multi_hot_features(features, MLPERF_SIZES)]
+    spec = DLRMSpec.from_config(parse_cli([f"--config_path={config}", *options]), features)
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.integers(0, spec.table_sizes[s], batch) for s in spec.lookup_slots], 1).astype(np.int32)
+    feed = (Tensor(ids), Tensor(rng.random((batch, N_DENSE)).astype(np.float32)),
+            Tensor((rng.random((batch, 1)) < 0.25).astype(np.float32)))
+    step = make_train_step(build_model(spec, seed=1), 0.01)
+    back_to_back = _median_seconds(lambda: [step(*feed) for _ in range(3)][-1].asnumpy(), 3) / 3
+    out = tempfile.mkdtemp(prefix="dlrm_profile_")
+    prof = Profiler(output_path=out)
+    for _ in range(int(steps)):
+        step(*feed).asnumpy()
+    prof.stop()
+    prof.analyse()
+    with open(glob.glob(os.path.join(out, "**", "cpu_op_type_info_0.csv"), recursive=True)[0]) as f:
+        per_type = {r["op_type"]: float(r["total_compute_time"]) / int(steps) for r in csv.DictReader(f)}
+    shutil.rmtree(out, ignore_errors=True)
+    return {"ms_per_step": back_to_back * 1e3, "ms_by_kernel": per_type}
+
+
+def bench_profile(run_child, config: str, device: str) -> None:
+    """Where the step's time goes, per kernel type, for the default recipe, dot and multi-hot (one run each)."""
+    print("== kernel time per step (MindSpore's profiler; kernels may overlap, so their sum can exceed the step)")
+    for name in PROFILES:
+        res, _ = run_child("profile", device, config, name)
+        top = sorted(res["ms_by_kernel"].items(), key=lambda kv: -kv[1])[:8]
+        total = sum(res["ms_by_kernel"].values())
+        print(f"{name}: {res['ms_per_step']:.1f} ms a step back to back; kernels {total:.1f} ms: " +
+              ", ".join(f"{k} {v:.1f} ({v / total:.0%})" for k, v in top), flush=True)
