@@ -211,7 +211,8 @@ def _ab_rows(run_child, config: str, device: str, dataset: str, kernels: str) ->
             "step back to back, batch 128 dot + SGD: ms/step": k128["ms_per_step"],
             "  kernels per step": k128["kernels"],
             "train.py loop, batch 128 dot + SGD: samples/s": e128["samples_per_s"],
-            "train.py loop, batch 16384 dot + SGD: samples/s": e16k["samples_per_s"]}
+            "train.py loop, batch 16384 dot + SGD: samples/s": e16k["samples_per_s"],
+            "  its share of numpy's GEMM rate": gemm_res["flops_per_sample"] * e16k["samples_per_s"] / numpy_rate}
 
 
 def child_bf16(device: str) -> dict:
