@@ -43,8 +43,8 @@ CHILDREN: Dict[str, Callable] = {
     "infer": inference.child_infer, "export_pair": inference.child_export_pair,
     "compact_auc": inference.child_compact_auc, "dist": distributed.child_dist,
     "collectives": distributed.child_collectives, "to_target": quality.child_to_target, "gemm": gemm.child_gemm,
-    "kernels": gemm.child_kernels, "bf16": gemm.child_bf16, "profile": gemm.child_profile, "epochs": quality.child_epochs,
-    "runtime_speed": scoring.runtime_speed,
+    "kernels": gemm.child_kernels, "bf16": gemm.child_bf16, "profile": gemm.child_profile,
+    "epochs": quality.child_epochs, "runtime_speed": scoring.runtime_speed,
     "against_eval": scoring.against_eval, "recipe": recipes.child_recipe}
 
 
@@ -87,7 +87,8 @@ def suites(a: argparse.Namespace) -> Dict[str, Callable[[], None]]:
     }
 
 
-BY_NAME_ONLY = ("fused", "profile_step", "preprocess_pandas", "collectives", "recipes", "seed_spread", "kaggle_size", "memory_flat",
+BY_NAME_ONLY = ("fused", "profile_step", "preprocess_pandas", "collectives", "recipes", "seed_spread", "kaggle_size",
+                "memory_flat",
                 "csv_multihot", "infer_cpp")         # the last two: csv and infer run them
 
 

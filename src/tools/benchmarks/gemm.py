@@ -207,12 +207,13 @@ def _ab_rows(run_child, config: str, device: str, dataset: str, kernels: str) ->
     e128, _ = run_child("train", dataset, "128", "1500", device, config, f"--cpu_kernels={kernels}")
     e16k, _ = run_child("train", dataset, str(BATCH), "10", device, config, f"--cpu_kernels={kernels}")
     return {"step alone, batch 16384 dot: samples/s": BATCH / gemm_res["step"],
-            "  its share of numpy's GEMM rate": gemm_res["flops_per_sample"] * BATCH / gemm_res["step"] / numpy_rate,
+            "  the step alone's share of numpy's GEMM rate":
+                gemm_res["flops_per_sample"] * BATCH / gemm_res["step"] / numpy_rate,
             "step back to back, batch 128 dot + SGD: ms/step": k128["ms_per_step"],
             "  kernels per step": k128["kernels"],
             "train.py loop, batch 128 dot + SGD: samples/s": e128["samples_per_s"],
             "train.py loop, batch 16384 dot + SGD: samples/s": e16k["samples_per_s"],
-            "  its share of numpy's GEMM rate": gemm_res["flops_per_sample"] * e16k["samples_per_s"] / numpy_rate}
+            "  the loop's share of numpy's GEMM rate": gemm_res["flops_per_sample"] * e16k["samples_per_s"] / numpy_rate}
 
 
 def child_bf16(device: str) -> dict:
